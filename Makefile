@@ -1,0 +1,58 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Both reach the set-up through `make install`, which does nothing when it is current.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export THUNDER_HOME ?= $(CURDIR)/.thunder
+export DAGSTER_HOME ?= $(THUNDER_HOME)/dagster
+
+.PHONY: install run dev test lint format bench lock clean
+
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## The main job on the embedded default, over the bundled sample agent.
+run: install
+	$(BIN)/thunder demo
+
+## The Dagster UI with sensors and schedules running.
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## The whole suite: lint, then every test (tests get their own temporary THUNDER_HOME).
+test: install lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+## Re-resolve the lock from pyproject.toml in a scratch venv.
+lock:
+	rm -rf /tmp/thunder-lock && $(PYTHON) -m venv /tmp/thunder-lock
+	/tmp/thunder-lock/bin/pip install --quiet '.[dev]'
+	{ echo "# The lock: every package of the resolved set, Python 3.11 on Linux x86_64."; \
+	  echo "# Regenerate with: make lock"; \
+	  /tmp/thunder-lock/bin/pip freeze --exclude thunder-dagster; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .thunder .pytest_cache .ruff_cache

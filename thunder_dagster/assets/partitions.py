@@ -1,0 +1,3 @@
+import dagster as dg
+
+agents = dg.DynamicPartitionsDefinition(name="agents")

@@ -1,0 +1,152 @@
+"""The training dataset: chunks as an RFC 4180 CSV, versioned by its content."""
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+COLUMNS = (
+    "document_id",
+    "category",
+    "filename",
+    "chunk_index",
+    "chunk_id",
+    "start",
+    "end",
+    "text",
+)
+MANIFEST_NAME = "dataset.json"
+
+
+@dataclass(frozen=True)
+class TrainingDataset:
+    """One CSV file of chunks; `version` hashes its content: equal data, equal version."""
+
+    agent_id: str
+    path: str
+    version: str
+    rows: int
+    documents: int
+    characters: int
+    created_at: str
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write, fsync, then rename over the old file: a reader sees the old or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def latest_dataset(processed_dir: Path) -> TrainingDataset | None:
+    manifest = processed_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    dataset = TrainingDataset(**json.loads(manifest.read_text()))
+    return dataset if Path(dataset.path).is_file() else None
+
+
+def write_training_dataset(
+    agent_id: str,
+    rows: Iterable[tuple],
+    processed_dir: Path,
+    now: datetime | None = None,
+) -> TrainingDataset:
+    """Write rows (in COLUMNS order) to processed/training_data_<UTC timestamp>.csv.
+
+    When the content equals the latest dataset's, no new file is written and that one is returned.
+    """
+    now = now or datetime.now(UTC)
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    temporary = processed_dir / f".training_data.csv.tmp-{os.getpid()}"
+    digest = hashlib.sha256()
+    count = characters = 0
+    documents: set[str] = set()
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+            characters += len(row[7])
+            documents.add(row[0])
+        handle.flush()
+        os.fsync(handle.fileno())
+    with open(temporary, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    version = digest.hexdigest()[:16]
+    previous = latest_dataset(processed_dir)
+    if previous is not None and previous.version == version:
+        temporary.unlink()
+        return previous
+    path = processed_dir / f"training_data_{now.strftime('%Y%m%dT%H%M%S_%fZ')}.csv"
+    os.replace(temporary, path)
+    dataset = TrainingDataset(
+        agent_id=agent_id,
+        path=str(path),
+        version=version,
+        rows=count,
+        documents=len(documents),
+        characters=characters,
+        created_at=now.isoformat(),
+    )
+    write_atomically(processed_dir / MANIFEST_NAME, json.dumps(asdict(dataset), indent=2).encode())
+    return dataset
+
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    name: str
+    passed: bool
+    description: str
+    details: dict
+
+
+def read_training_dataset(path: str | Path):
+    """The CSV as pandas reads it back: every column as text, no value taken for a missing one."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def check_training_dataset(path: str | Path, max_chars: int = 512) -> list[DatasetCheck]:
+    """Read the written file back and check it: not empty, chunks within size, unique chunk ids."""
+    frame = read_training_dataset(path)
+    lengths = frame["text"].str.len()
+    too_long = frame.loc[lengths > max_chars, "chunk_id"].tolist()
+    duplicated = sorted(set(frame.loc[frame["chunk_id"].duplicated(), "chunk_id"]))
+    return [
+        DatasetCheck(
+            "not_empty",
+            len(frame) > 0,
+            f"{len(frame)} chunks"
+            if len(frame)
+            else "no chunk: no upload yielded text; see ingest_report.json for each file's reason",
+            {"rows": len(frame)},
+        ),
+        DatasetCheck(
+            "chunks_within_size",
+            not too_long,
+            f"every text at most {max_chars} characters"
+            if not too_long
+            else f"{len(too_long)} chunks longer than {max_chars} characters",
+            {"longest": int(lengths.max()) if len(frame) else 0, "too_long": too_long[:20]},
+        ),
+        DatasetCheck(
+            "unique_chunk_ids",
+            not duplicated,
+            "no duplicate chunk_id"
+            if not duplicated
+            else f"{len(duplicated)} duplicated chunk ids",
+            {"duplicated": duplicated[:20]},
+        ),
+    ]

@@ -1,0 +1,227 @@
+"""An agent's uploads as documents: one record per file seen, with its text or its reason."""
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from thunder_dagster.documents.chunking import chunk_count, chunk_id, chunk_spans
+from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.documents.extraction import (
+    EXTRACTOR_VERSION,
+    SUPPORTED_EXTENSIONS,
+    Extraction,
+    ExtractionLimits,
+    extract,
+)
+from thunder_dagster.documents.isolation import WorkerFailure, WorkerLimits, run_isolated
+from thunder_dagster.documents.uploads import Upload, scan_agent, sha256_file
+from thunder_dagster.home import Home
+
+STATUSES = ("ok", "empty", "rejected", "skipped")
+DEFAULT_LIMITS = ExtractionLimits()
+DEFAULT_WORKERS = WorkerLimits()
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file seen in an agent's folders: its text when status is ok, its reason otherwise."""
+
+    document_id: str
+    rel_path: str
+    category: str
+    filename: str
+    sha256: str
+    status: str
+    reason: str = ""
+    text: str = ""
+    pages: int | None = None
+    cached: bool = False
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
+
+    @property
+    def chunks(self) -> int:
+        return chunk_count(self.chars) if self.status == "ok" else 0
+
+
+@dataclass(frozen=True)
+class DocumentSet:
+    agent_id: str
+    documents: tuple[Document, ...]
+
+    @property
+    def ok(self) -> list[Document]:
+        return [document for document in self.documents if document.status == "ok"]
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(document.status for document in self.documents)
+        return {status: counts.get(status, 0) for status in STATUSES}
+
+    def categories_with_text(self) -> set[str]:
+        return {document.category for document in self.ok}
+
+
+class ExtractionCache:
+    """Extraction results keyed by content hash, so an unchanged file is never extracted twice."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _path(self, sha256: str, suffix: str) -> Path:
+        return self.folder / sha256[:2] / f"{sha256}{suffix}.v{EXTRACTOR_VERSION}.json"
+
+    def get(self, sha256: str, suffix: str) -> Extraction | None:
+        path = self._path(sha256, suffix)
+        try:
+            return Extraction(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, sha256: str, suffix: str, extraction: Extraction) -> None:
+        if extraction.deterministic:
+            payload = json.dumps(asdict(extraction), ensure_ascii=False).encode("utf-8")
+            write_atomically(self._path(sha256, suffix), payload)
+
+
+def _skipped(upload: Upload, reason: str, sha256: str = "") -> Document:
+    return Document(
+        document_id=sha256[:16],
+        rel_path=upload.rel_path,
+        category=upload.category,
+        filename=upload.filename,
+        sha256=sha256,
+        status="skipped",
+        reason=reason,
+    )
+
+
+def _from_extraction(upload: Upload, sha256: str, extraction: Extraction, cached: bool) -> Document:
+    return Document(
+        document_id=sha256[:16],
+        rel_path=upload.rel_path,
+        category=upload.category,
+        filename=upload.filename,
+        sha256=sha256,
+        status=extraction.status,
+        reason=extraction.reason,
+        text=extraction.text,
+        pages=extraction.pages,
+        cached=cached,
+    )
+
+
+def ingest_agent(
+    home: Home,
+    agent_id: str,
+    limits: ExtractionLimits = DEFAULT_LIMITS,
+    workers: WorkerLimits = DEFAULT_WORKERS,
+    log: Callable[[str], None] = lambda message: None,
+) -> DocumentSet:
+    """Every file under the agent's folders, extracted or taken from the cache, in stable order."""
+    cache = ExtractionCache(home.extraction_cache_dir)
+    results: dict[str, Document] = {}
+    to_extract: list[tuple[Upload, str]] = []
+    first_with_hash: dict[str, str] = {}
+    uploads = scan_agent(home.agent_dir(agent_id))
+    for upload in uploads:
+        suffix = Path(upload.rel_path).suffix.lower()
+        if upload.ignored:
+            results[upload.rel_path] = _skipped(upload, upload.ignored)
+        elif suffix not in SUPPORTED_EXTENSIONS:
+            results[upload.rel_path] = _skipped(
+                upload, f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx"
+            )
+        elif upload.size > limits.max_file_bytes:
+            results[upload.rel_path] = replace(
+                _skipped(upload, ""),
+                status="rejected",
+                reason=f"too large: {upload.size / 1e6:.1f} MB "
+                f"(limit {limits.max_file_bytes / 1e6:.0f} MB)",
+            )
+        else:
+            try:
+                sha256 = sha256_file(upload.path)
+            except OSError as error:
+                results[upload.rel_path] = replace(
+                    _skipped(upload, ""), status="rejected", reason=f"unreadable: {error.strerror}"
+                )
+                continue
+            if sha256 in first_with_hash:
+                results[upload.rel_path] = _skipped(
+                    upload, f"duplicate of {first_with_hash[sha256]}", sha256
+                )
+                continue
+            first_with_hash[sha256] = upload.rel_path
+            cached = cache.get(sha256, suffix)
+            if cached is not None:
+                results[upload.rel_path] = _from_extraction(upload, sha256, cached, cached=True)
+            else:
+                to_extract.append((upload, sha256))
+
+    by_rel = {upload.rel_path: (upload, sha256) for upload, sha256 in to_extract}
+    outcomes = run_isolated(
+        extract,
+        ((upload.rel_path, (str(upload.path), limits)) for upload, _ in to_extract),
+        workers,
+        preload=("thunder_dagster.documents.extraction", "pymupdf", "docx"),
+    )
+    for rel_path, outcome in outcomes:
+        upload, sha256 = by_rel[rel_path]
+        if isinstance(outcome, WorkerFailure):
+            outcome = Extraction.rejected(outcome.reason)
+        else:
+            cache.put(sha256, Path(rel_path).suffix.lower(), outcome)
+        results[rel_path] = _from_extraction(upload, sha256, outcome, cached=False)
+        log(f"{rel_path}: {outcome.status}{f' ({outcome.reason})' if outcome.reason else ''}")
+
+    ordered = tuple(results[upload.rel_path] for upload in uploads)
+    return DocumentSet(agent_id=agent_id, documents=ordered)
+
+
+def iter_chunk_rows(documents: DocumentSet) -> Iterator[tuple]:
+    """The dataset's rows, in COLUMNS order: one per chunk of every ok document."""
+    for document in documents.ok:
+        text = document.text
+        for index, (start, end) in enumerate(chunk_spans(len(text))):
+            yield (
+                document.document_id,
+                document.category,
+                document.filename,
+                index,
+                chunk_id(document.document_id, index),
+                start,
+                end,
+                text[start:end],
+            )
+
+
+def report_entries(documents: DocumentSet) -> list[dict]:
+    return [
+        {
+            "path": document.rel_path,
+            "category": document.category,
+            "sha256": document.sha256,
+            "status": document.status,
+            "reason": document.reason,
+            "chars": document.chars,
+            "chunks": document.chunks,
+            "pages": document.pages,
+        }
+        for document in documents.documents
+    ]
+
+
+def write_ingest_report(path: Path, documents: DocumentSet) -> dict:
+    report = {
+        "agent_id": documents.agent_id,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "summary": documents.counts(),
+        "files": report_entries(documents),
+    }
+    write_atomically(path, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+    return report
