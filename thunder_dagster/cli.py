@@ -33,14 +33,17 @@ def _agent(agent_id: str) -> str:
         raise click.BadParameter(str(error), param_hint="AGENT_ID") from error
 
 
-def run_job(job_name: str, agent_id: str, tags: dict[str, str] | None = None):
-    """Execute a partitioned job for one agent on the configured instance, so the UI shows it."""
+def run_job(job_name: str, agent_id: str, instance=None, tags: dict[str, str] | None = None):
+    """Execute a partitioned job for one agent on the configured instance, so the UI shows it.
+
+    No run key: this always starts a new run, also for content whose earlier run failed.
+    """
     import dagster as dg
 
     from thunder_dagster.assets.partitions import agents
     from thunder_dagster.definitions import defs
 
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     if not instance.has_dynamic_partition(agents.name, agent_id):
         instance.add_dynamic_partitions(agents.name, [agent_id])
     job = defs.resolve_job_def(job_name)

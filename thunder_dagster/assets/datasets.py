@@ -64,7 +64,7 @@ def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, th
             "documents": dataset.documents,
             "characters": dataset.characters,
             "version": dataset.version,
-            "path": dg.MetadataValue.path(dataset.path),
+            "csv_path": dg.MetadataValue.path(dataset.path),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn(

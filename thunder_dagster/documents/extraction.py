@@ -19,6 +19,11 @@ _BOMS = (
 )
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v")
 _MAX_BINARY_RATIO = 0.01
+_LATIN_COUSINS = frozenset(
+    ("cp1250", "cp1254", "cp1257", "iso8859_2", "iso8859_4", "iso8859_10", "iso8859_13")
+    + ("iso8859_15", "latin_1", "mac_latin2", "mac_iceland", "mac_roman")
+)
+_CHAOS_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -106,10 +111,22 @@ def extract_txt(data: bytes) -> Extraction:
         return Extraction.rejected("binary file, not text: save it as plain text (UTF-8)")
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:1_000_000]).best()
+    matches = from_bytes(data[:1_000_000])
+    best = matches.best()
     if best is None:
         return Extraction.rejected("binary file or unknown encoding: save it as UTF-8 text")
-    return _text_result(data.decode(best.encoding, errors="replace"), best.encoding)
+    encoding = best.encoding
+    # Short Western text often scores as well in a Baltic or Central European code page as in
+    # Windows-1252, by far the most common legacy encoding (browsers' default for Latin text):
+    # among near-equal Latin candidates, take 1252.
+    western = next((match for match in matches if match.encoding == "cp1252"), None)
+    if (
+        encoding in _LATIN_COUSINS
+        and western is not None
+        and western.chaos <= best.chaos + _CHAOS_TOLERANCE
+    ):
+        encoding = "cp1252"
+    return _text_result(data.decode(encoding, errors="replace"), encoding)
 
 
 def extract_pdf(path: Path, limits: ExtractionLimits) -> Extraction:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from thunder_dagster.home import CATEGORIES
 
+OUTSIDE_LINK = "symlink leads outside the agent folder"
 TEMPORARY_SUFFIXES = (".part", ".partial", ".crdownload", ".tmp", ".swp", "~")
 
 
@@ -57,9 +58,7 @@ def _walk(agent_root: Path, folder: Path, category: str) -> Iterator[Upload]:
             if entry.is_symlink():
                 target = Path(os.path.realpath(path))
                 if not target.is_relative_to(agent_root):
-                    yield Upload(
-                        rel, category, path, 0, 0, "symlink leads outside the agent folder"
-                    )
+                    yield Upload(rel, category, path, 0, 0, OUTSIDE_LINK)
                     continue
                 if target.is_dir():
                     yield Upload(rel, category, path, 0, 0, "symlinked folder (not followed)")

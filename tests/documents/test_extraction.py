@@ -1,0 +1,164 @@
+import json
+import zipfile
+
+import docx
+import pytest
+
+from thunder_dagster.documents.extraction import (
+    ExtractionLimits,
+    extract,
+    extract_txt,
+)
+from tests.conftest import CORPUS, write
+
+LIMITS = ExtractionLimits()
+PDFS = sorted((CORPUS / "pdf").glob("*.pdf"))
+DOCXS = sorted((CORPUS / "docx").glob("*.docx"))
+
+
+@pytest.mark.parametrize("path", PDFS + DOCXS, ids=lambda path: path.name)
+def test_every_corpus_file_yields_text_or_a_clear_status(path):
+    result = extract(path, LIMITS)
+    assert result.status in ("ok", "empty", "rejected")
+    if result.status == "ok":
+        assert result.text.strip()
+    else:
+        assert result.reason and not result.text
+
+
+def test_corpus_pdfs_match_what_the_corpus_says_of_them(corpus):
+    described = json.loads((corpus / "pdf" / "files.json").read_text())
+    assert PDFS, "no PDF in the corpus"
+    for path in PDFS:
+        result = extract(path, LIMITS)
+        if "005-libreoffice-writer-password" in path.name:
+            assert (result.status, result.reason) == (
+                "rejected",
+                "encrypted: upload a copy without a password",
+            )
+        elif result.status == "ok":
+            assert result.pages and result.pages >= 1
+    assert described  # the description file is there to read, and was read
+
+
+def test_a_pdf_of_images_only_has_no_text_layer():
+    result = extract(CORPUS / "pdf" / "007-imagemagick-images_imagemagick-images.pdf", LIMITS)
+    assert (result.status, result.reason) == ("empty", "no text layer (scanned?)")
+
+
+def test_a_multi_page_pdf_keeps_every_page():
+    result = extract(CORPUS / "pdf" / "004-pdflatex-4-pages_pdflatex-4-pages.pdf", LIMITS)
+    assert result.status == "ok" and result.pages == 4
+
+
+def test_a_pdf_past_the_page_limit_is_rejected():
+    path = CORPUS / "pdf" / "004-pdflatex-4-pages_pdflatex-4-pages.pdf"
+    result = extract(path, ExtractionLimits(max_pages=3))
+    assert (result.status, result.reason) == ("rejected", "too many pages: 4 (limit 3)")
+
+
+def test_a_corrupt_pdf_is_rejected(tmp_path):
+    path = write(tmp_path / "broken.pdf", b"%PDF-1.7\n this is not a pdf body at all")
+    result = extract(path, LIMITS)
+    assert result.status == "rejected"
+    assert result.reason.startswith("corrupt or not a PDF")
+
+
+def test_docx_headers_footers_and_tables_are_found():
+    text = extract(CORPUS / "docx" / "hdr-header-footer.docx", LIMITS).text
+    assert text.startswith("Header for section-1")
+    assert text.rstrip().endswith("Footer for section 1")
+    table = extract(CORPUS / "docx" / "tbl-cell-access.docx", LIMITS).text
+    assert "1\t2\t3\n4\t5\t6\n7\t8\t9" in table
+
+
+def test_docx_text_comes_in_document_order(tmp_path):
+    document = docx.Document()
+    document.sections[0].header.paragraphs[0].text = "the header"
+    document.sections[0].footer.paragraphs[0].text = "the footer"
+    document.add_paragraph("before the table")
+    table = document.add_table(rows=2, cols=2)
+    for row, values in zip(table.rows, (("a, b", "c"), ("d", 'e "quoted"')), strict=True):
+        for cell, value in zip(row.cells, values, strict=True):
+            cell.text = value
+    document.add_paragraph("after the table")
+    path = tmp_path / "ordered.docx"
+    document.save(str(path))
+    assert extract(path, LIMITS).text == (
+        'the header\nbefore the table\na, b\tc\nd\te "quoted"\nafter the table\nthe footer'
+    )
+
+
+def test_a_docx_that_is_not_a_zip_is_rejected(tmp_path):
+    result = extract(write(tmp_path / "fake.docx", "plain text in disguise"), LIMITS)
+    assert result.status == "rejected"
+    assert "not a zip archive" in result.reason
+
+
+def test_a_zip_without_a_word_document_is_rejected(tmp_path):
+    path = tmp_path / "other.docx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    assert "no word/document.xml" in extract(path, LIMITS).reason
+
+
+def test_a_docx_zip_bomb_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            block = b"<w:p/>" * (1 << 17)
+            for _ in range(40):
+                member.write(block)
+    assert path.stat().st_size < 200_000
+    result = extract(path, ExtractionLimits(max_docx_uncompressed_bytes=10 * 1024 * 1024))
+    assert result.status == "rejected"
+    assert result.reason.startswith("too large: decompresses to 31 MB")
+
+
+def test_txt_in_utf8_utf16_and_legacy_encodings():
+    text = "Café crème, naïve façade — 10 €\nsecond line"
+    assert extract_txt(text.encode("utf-8")).text == text
+    assert extract_txt(b"\xef\xbb\xbf" + text.encode("utf-8")).text == text
+    utf16 = extract_txt(text.encode("utf-16"))
+    assert (utf16.text, utf16.status) == (text, "ok")
+    assert extract_txt(b"\xfe\xff" + text.encode("utf-16-be")).text == text
+    legacy_text = "Crème brûlée à la française, déjà vu. " * 20
+    legacy = extract_txt(legacy_text.encode("cp1252"))
+    assert legacy.status == "ok"
+    assert "Crème brûlée" in legacy.text
+
+
+def test_line_endings_are_normalised():
+    assert extract_txt(b"one\r\ntwo\rthree\n").text == "one\ntwo\nthree\n"
+
+
+def test_a_binary_file_named_txt_is_rejected():
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 40
+    result = extract_txt(png)
+    assert result.status == "rejected"
+    assert result.reason.startswith("binary file")
+
+
+def test_empty_and_blank_text_files_are_empty():
+    assert extract_txt(b"").status == "empty"
+    assert extract_txt(b"  \n\t\n").status == "empty"
+
+
+def test_an_unsupported_extension_is_skipped(tmp_path):
+    result = extract(write(tmp_path / "sheet.xlsx", b"PK..."), LIMITS)
+    assert (result.status, result.reason) == ("skipped", "unsupported type .xlsx")
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Größere Übungen für Ärzte und Bäcker. " * 10, "cp1252"),
+        ("Привет, как дела? Это обычный текст. " * 10, "cp1251"),
+        ("Zażółć gęślą jaźń, powiedział kucharz. " * 10, "cp1250"),
+    ],
+)
+def test_legacy_encodings_are_detected(text, encoding):
+    result = extract_txt(text.encode(encoding))
+    assert result.status == "ok"
+    assert result.text == text

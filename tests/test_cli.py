@@ -1,0 +1,49 @@
+import json
+
+from click.testing import CliRunner
+
+from thunder_dagster.cli import main
+from tests.conftest import write
+
+
+def test_an_invalid_agent_id_is_refused_with_the_rule(home):
+    result = CliRunner().invoke(main, ["ingest", "../etc"])
+    assert result.exit_code == 2
+    assert "invalid agent id '../etc'" in result.output
+    assert "letters, digits" in result.output
+
+
+def test_a_missing_agent_folder_says_where_to_put_files(home):
+    result = CliRunner().invoke(main, ["ingest", "ghost"])
+    assert result.exit_code == 1
+    assert "no folder" in result.output and "work_product" in result.output
+
+
+def test_ingest_runs_on_the_configured_instance_and_prints_the_summary(home):
+    agent = home.create_agent("acme")
+    write(agent / "reference" / "a.txt", "The oven is switched on forty minutes early. " * 30)
+    write(agent / "reference" / "bad.docx", "not a zip")
+    result = CliRunner().invoke(main, ["ingest", "acme"])
+    assert result.exit_code == 0, result.output
+    assert "agent acme: 2 files: 1 ok, 0 empty, 1 rejected, 0 skipped" in result.output
+    assert "rejected reference/bad.docx" in " ".join(result.output.split())
+    assert "ingest: run" in result.output and "succeeded" in result.output
+    assert (home.root / "dagster" / "dagster.yaml").exists()
+    manifest = json.loads((home.processed_dir("acme") / "dataset.json").read_text())
+    assert manifest["rows"] == 3
+
+
+def test_a_failed_run_exits_non_zero(home):
+    agent = home.create_agent("acme")
+    write(agent / "reference" / "blank.txt", "  ")
+    result = CliRunner().invoke(main, ["ingest", "acme"])
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+
+
+def test_demo_copies_the_sample_agent_and_ingests_it(home):
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "9 ok, 0 empty, 0 rejected, 0 skipped" in result.output
+    categories = {path.parent.name for path in home.agent_dir("sample").rglob("*.*")}
+    assert {"work_product", "communication", "reference"} <= categories
