@@ -2,8 +2,8 @@ import json
 
 from click.testing import CliRunner
 
-from thunder_dagster.cli import main
 from tests.conftest import write
+from thunder_dagster.cli import main
 
 
 def test_an_invalid_agent_id_is_refused_with_the_rule(home):

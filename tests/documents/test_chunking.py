@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from thunder_dagster.documents.chunking import chunk_count, chunk_id, chunk_spans
@@ -15,7 +17,7 @@ def test_chunks_cover_the_text_with_fixed_size_and_overlap(length):
     assert spans[0][0] == 0 and spans[-1][1] == length
     assert all(end - start <= 512 for start, end in spans)
     assert all(end - start == 512 for start, end in spans[:-1])
-    for (start, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (start, end), (next_start, _) in itertools.pairwise(spans):
         assert end - next_start == 50
         assert next_start > start
 

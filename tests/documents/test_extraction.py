@@ -4,12 +4,12 @@ import zipfile
 import docx
 import pytest
 
+from tests.conftest import CORPUS, write
 from thunder_dagster.documents.extraction import (
     ExtractionLimits,
     extract,
     extract_txt,
 )
-from tests.conftest import CORPUS, write
 
 LIMITS = ExtractionLimits()
 PDFS = sorted((CORPUS / "pdf").glob("*.pdf"))

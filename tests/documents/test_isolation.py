@@ -1,5 +1,5 @@
-from thunder_dagster.documents.isolation import WorkerFailure, WorkerLimits, run_isolated
 from tests import helpers
+from thunder_dagster.documents.isolation import WorkerFailure, WorkerLimits, run_isolated
 
 LIMITS = WorkerLimits(workers=2, timeout_seconds=3, memory_mb=512)
 

@@ -1,8 +1,8 @@
 import os
 
+from tests.conftest import write
 from thunder_dagster.documents.uploads import OUTSIDE_LINK, scan_agent
 from thunder_dagster.documents.watch import UploadMemo, look_at_agent
-from tests.conftest import write
 
 T0 = 1_700_000_000_000_000_000
 

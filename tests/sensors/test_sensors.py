@@ -4,12 +4,12 @@ import os
 import dagster as dg
 import pytest
 
+from tests.conftest import write
 from thunder_dagster.cli import run_job
 from thunder_dagster.definitions import defs
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.sensors.failures import failure_recorder
 from thunder_dagster.sensors.uploads import upload_sensor
-from tests.conftest import write
 
 T0 = 1_700_000_000_000_000_000
 

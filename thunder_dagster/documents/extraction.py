@@ -20,8 +20,20 @@ _BOMS = (
 _TEXT_CONTROLS = frozenset("\t\n\r\f\v")
 _MAX_BINARY_RATIO = 0.01
 _LATIN_COUSINS = frozenset(
-    ("cp1250", "cp1254", "cp1257", "iso8859_2", "iso8859_4", "iso8859_10", "iso8859_13")
-    + ("iso8859_15", "latin_1", "mac_latin2", "mac_iceland", "mac_roman")
+    {
+        "cp1250",
+        "cp1254",
+        "cp1257",
+        "iso8859_2",
+        "iso8859_4",
+        "iso8859_10",
+        "iso8859_13",
+        "iso8859_15",
+        "latin_1",
+        "mac_latin2",
+        "mac_iceland",
+        "mac_roman",
+    }
 )
 _CHAOS_TOLERANCE = 0.2
 
