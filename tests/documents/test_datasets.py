@@ -74,3 +74,16 @@ def test_checks_catch_empty_oversized_and_duplicated_chunks(tmp_path):
     assert results["chunks_within_size"].details["longest"] == 513
     assert not results["unique_chunk_ids"].passed
     assert results["unique_chunk_ids"].details["duplicated"] == ["dddddddddddddddd-00000"]
+
+
+def test_hand_quoted_lines_parse_back_with_the_csv_module(tmp_path):
+    import csv
+
+    awkward = [
+        ("d" * 16, "reference", 'notes, "final".txt', 0, "c-0", 0, 5, 'say "hi"\r\nthen, go'),
+        ("d" * 16, "reference", "plain.txt", 1, "c-1", 5, 9, ""),
+    ]
+    dataset = write_training_dataset("acme", awkward, tmp_path, now=NOW)
+    with open(dataset.path, encoding="utf-8", newline="") as handle:
+        parsed = list(csv.reader(handle))
+    assert parsed[1:] == [[str(value) for value in row] for row in awkward]

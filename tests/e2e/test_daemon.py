@@ -67,6 +67,7 @@ def test_dropped_files_become_a_dataset_through_the_daemon(home, corpus, daemon)
     assert report["summary"] == {"ok": 3, "empty": 0, "rejected": 1, "skipped": 0}
 
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
+
         def finished_run():
             runs = instance.get_runs(dg.RunsFilter(job_name="ingest_job"))
             return runs if runs and runs[0].is_finished else None

@@ -1,11 +1,8 @@
 import dagster as dg
 
-from thunder_dagster.assets.partitions import agents
-
 ingest_job = dg.define_asset_job(
     name="ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
-    partitions_def=agents,
     description="An agent's uploads to documents, chunks and the training dataset CSV.",
     # Steps already retry transient IO errors (RetryPolicy); a run whose process died
     # (killed worker, lost host) is launched again once by the daemon.
