@@ -1,4 +1,4 @@
-"""Seconds from a file landing in an agent's folder to its ingest run starting, with the real daemon.
+"""Seconds from a file landing in an agent's folder to its ingest run starting, real daemon.
 
     .venv/bin/python bench/sensor_latency.py [--samples 10] [--interval 5]
 
