@@ -62,9 +62,6 @@ class DocumentSet:
         counts = Counter(document.status for document in self.documents)
         return {status: counts.get(status, 0) for status in STATUSES}
 
-    def categories_with_text(self) -> set[str]:
-        return {document.category for document in self.ok}
-
 
 class ExtractionCache:
     """Extraction results keyed by content hash, so an unchanged file is never extracted twice."""
