@@ -237,24 +237,17 @@ def extract_docx(path: Path, limits: ExtractionLimits) -> Extraction:
         document = docx.Document(str(path))
     except Exception as error:
         return Extraction.rejected(f"corrupt or not a Word document: {error}")
-    headers, footers, seen = [], [], set()
+    stories: dict[str, list[str]] = {"header": [], "footer": []}
+    seen: set[int] = set()
     for section in document.sections:
-        for getter, into in (
-            (lambda s: s.first_page_header, headers),
-            (lambda s: s.header, headers),
-            (lambda s: s.even_page_header, headers),
-            (lambda s: s.first_page_footer, footers),
-            (lambda s: s.footer, footers),
-            (lambda s: s.even_page_footer, footers),
-        ):
-            story = getter(section)
-            if story.is_linked_to_previous:
-                continue
-            element = story.part.element
-            if id(element) not in seen:
-                seen.add(id(element))
-                into.extend(_block_lines(element))
-    lines = headers + _block_lines(document.element.body) + footers
+        for kind, lines in stories.items():
+            for variant in ("first_page_", "", "even_page_"):
+                story = getattr(section, f"{variant}{kind}")
+                if story.is_linked_to_previous or id(story.part.element) in seen:
+                    continue
+                seen.add(id(story.part.element))
+                lines.extend(_block_lines(story.part.element))
+    lines = stories["header"] + _block_lines(document.element.body) + stories["footer"]
     text = "\n".join(line.rstrip() for line in lines).strip()
     if not text:
         return Extraction(status="empty", reason="no text in document")

@@ -3,7 +3,7 @@
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,14 +85,15 @@ class ExtractionCache:
             write_atomically(self._path(sha256, suffix), payload)
 
 
-def _skipped(upload: Upload, reason: str, sha256: str = "") -> Document:
+def _unread(upload: Upload, status: str, reason: str, sha256: str = "") -> Document:
+    """A file whose text was never extracted: skipped, or rejected before parsing."""
     return Document(
         document_id=sha256[:16],
         rel_path=upload.rel_path,
         category=upload.category,
         filename=upload.filename,
         sha256=sha256,
-        status="skipped",
+        status=status,
         reason=reason,
     )
 
@@ -128,29 +129,29 @@ def ingest_agent(
     for upload in uploads:
         suffix = Path(upload.rel_path).suffix.lower()
         if upload.ignored:
-            results[upload.rel_path] = _skipped(upload, upload.ignored)
+            results[upload.rel_path] = _unread(upload, "skipped", upload.ignored)
         elif suffix not in SUPPORTED_EXTENSIONS:
-            results[upload.rel_path] = _skipped(
-                upload, f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx"
+            results[upload.rel_path] = _unread(
+                upload, "skipped", f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx"
             )
         elif upload.size > limits.max_file_bytes:
-            results[upload.rel_path] = replace(
-                _skipped(upload, ""),
-                status="rejected",
-                reason=f"too large: {upload.size / 1e6:.1f} MB "
+            results[upload.rel_path] = _unread(
+                upload,
+                "rejected",
+                f"too large: {upload.size / 1e6:.1f} MB "
                 f"(limit {limits.max_file_bytes / 1e6:.0f} MB)",
             )
         else:
             try:
                 sha256 = sha256_file(upload.path)
             except OSError as error:
-                results[upload.rel_path] = replace(
-                    _skipped(upload, ""), status="rejected", reason=f"unreadable: {error.strerror}"
+                results[upload.rel_path] = _unread(
+                    upload, "rejected", f"unreadable: {error.strerror}"
                 )
                 continue
             if sha256 in first_with_hash:
-                results[upload.rel_path] = _skipped(
-                    upload, f"duplicate of {first_with_hash[sha256]}", sha256
+                results[upload.rel_path] = _unread(
+                    upload, "skipped", f"duplicate of {first_with_hash[sha256]}", sha256
                 )
                 continue
             first_with_hash[sha256] = upload.rel_path
