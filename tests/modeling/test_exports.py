@@ -1,0 +1,76 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from thunder_dagster.modeling.architectures import FAMILIES, build_language_model, compile_model
+from thunder_dagster.modeling.exports import export_onnx, session, verify
+from thunder_dagster.modeling.text import unigram_loss
+
+VOCAB = 30
+CONTEXT = 16
+
+
+def tiny(family, activation="gelu", layers=2):
+    hp = {
+        "family": family,
+        "context_length": CONTEXT,
+        "learning_rate": 1e-3,
+        "hidden_size": 32,
+        "layers": layers,
+        "dropout": 0.2,
+        "activation": activation,
+    }
+    return compile_model(build_language_model(hp, VOCAB), 1e-3)
+
+
+def probe():
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, VOCAB, (8, CONTEXT), dtype=np.int32)
+    return x, rng.integers(0, VOCAB, (8, CONTEXT), dtype=np.int32)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("activation", ["relu", "gelu", "swish"])
+def test_every_family_exports_to_one_signature_matching_keras(family, activation):
+    model = tiny(family, activation)
+    proto = export_onnx(model, family)
+    assert [i.name for i in proto.graph.input] == ["tokens"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    x, y = probe()
+    parity, _, checks = verify(model, session(proto.SerializeToString()), x, (x, y), 100.0)
+    assert parity.max_abs_difference <= 1e-4 and parity.argmax_agreement == 1.0
+    assert all(check.passed for check in checks), checks
+    logits = session(proto.SerializeToString()).run(["logits"], {"tokens": x[:1]})[0]
+    assert logits.shape == (1, CONTEXT, VOCAB) and logits.dtype == np.float32
+
+
+def test_a_gru_exports_as_the_fused_gru_op_not_a_loop():
+    operators = {node.op_type for node in export_onnx(tiny("gru"), "gru").graph.node}
+    assert "GRU" in operators and "Loop" not in operators
+
+
+def test_a_perturbed_onnx_file_fails_parity():
+    model = tiny("conv")
+    proto = export_onnx(model, "conv")
+    largest = max(proto.graph.initializer, key=lambda tensor: np.prod(tensor.dims))
+    weights = numpy_helper.to_array(largest).copy()
+    weights += np.random.default_rng(0).normal(0, 0.2, weights.shape).astype(weights.dtype)
+    largest.CopyFrom(numpy_helper.from_array(weights, largest.name))
+    onnx.checker.check_model(proto)
+    x, y = probe()
+    _, _, checks = verify(model, session(proto.SerializeToString()), x, (x, y), 100.0)
+    assert not next(c for c in checks if c.name == "parity").passed
+
+
+def test_an_untrained_model_does_not_beat_the_unigram_baseline():
+    model = tiny("gru")
+    text_ids = np.tile(np.arange(3, dtype=np.int32), 400)
+    baseline = unigram_loss(text_ids, text_ids, VOCAB)
+    x = text_ids[: 8 * CONTEXT].reshape(8, CONTEXT)
+    y = text_ids[1 : 8 * CONTEXT + 1].reshape(8, CONTEXT)
+    _, loss, checks = verify(
+        model, session(export_onnx(model, "gru").SerializeToString()), x, (x, y), baseline
+    )
+    gate = next(c for c in checks if c.name == "better_than_unigram")
+    assert not gate.passed and loss > baseline

@@ -1,0 +1,114 @@
+import time
+
+import optuna
+import pytest
+
+from thunder_dagster.modeling import tuning
+from thunder_dagster.modeling.search import SearchSettings
+from thunder_dagster.modeling.text import encode_documents
+from thunder_dagster.modeling.training import Budget, NonFiniteLossError
+
+TEXT = "The baker bakes bread at dawn; the oven is hot and the dough is risen. " * 60
+
+
+def settings(trials, **overrides):
+    return SearchSettings(
+        trials=trials,
+        budget=Budget(epochs=1, steps_per_epoch=2, batch_size=8, validation_windows=4),
+        families=("gru", "conv"),
+        context_lengths=(16,),
+        heartbeat_seconds=1,
+        stale_after_seconds=2,
+        prune=False,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def data():
+    return encode_documents([TEXT])
+
+
+def test_the_optuna_space_is_read_off_the_keras_tuner_hypermodel(data):
+    space = tuning.search_space(settings(1), data.vocab_size)
+    assert set(space) == {
+        "family",
+        "context_length",
+        "learning_rate",
+        "hidden_size",
+        "layers",
+        "dropout",
+        "activation",
+    }
+    assert space["learning_rate"].log and space["learning_rate"].low == 1e-5
+    assert (space["hidden_size"].low, space["hidden_size"].high, space["hidden_size"].step) == (
+        32,
+        256,
+        32,
+    )
+    assert space["family"].choices == ("gru", "conv")
+
+
+def test_a_study_finishes_its_trials_and_keeps_the_best_model(tmp_path, data):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = tuning.run_search(data, settings(2), url, "s", tmp_path / "trials")
+    assert result.counts == {"COMPLETE": 2}
+    assert result.ran_now == [0, 1]
+    assert result.best_value == min(t.value for t in result.trials)
+    assert result.checkpoint.endswith(f"trial_{result.best_number}.keras")
+    assert all(t.validation_losses for t in result.trials)
+
+
+def test_a_known_good_configuration_runs_first_when_it_fits_the_space(tmp_path, data):
+    fitting = SearchSettings(
+        trials=1,
+        budget=Budget(epochs=1, steps_per_epoch=1, batch_size=4, validation_windows=2),
+        families=("gru",),
+        context_lengths=(64,),
+    )
+    result = tuning.run_search(data, fitting, f"sqlite:///{tmp_path / 'o.db'}", "k", tmp_path)
+    assert result.trials[0].params == tuning.KNOWN_GOOD[0]
+
+
+def test_a_resumed_study_never_redoes_finished_trials_and_retries_a_dead_workers_trial(
+    tmp_path, data
+):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = tuning.run_search(data, settings(2), url, "s", tmp_path / "trials")
+    # A worker that died in the middle of a trial: RUNNING, its heartbeat stopped.
+    storage = tuning.open_storage(url, settings(3))
+    study = optuna.load_study(study_name="s", storage=storage)
+    orphan = study.ask()
+    for name, distribution in tuning.search_space(settings(3), data.vocab_size).items():
+        tuning.suggest(orphan, name, distribution)
+    storage.record_heartbeat(orphan._trial_id)
+    time.sleep(4)  # SQLite keeps heartbeats to the second
+    resumed = tuning.run_search(data, settings(3), url, "s", tmp_path / "trials")
+    states = {t.number: t.state for t in resumed.trials}
+    assert [states[t.number] for t in first.trials] == ["COMPLETE", "COMPLETE"]
+    assert states[orphan.number] == "FAIL"
+    assert not set(resumed.ran_now) & {t.number for t in first.trials}
+    assert resumed.counts == {"COMPLETE": 3, "FAIL": 1}
+    retried = [t for t in resumed.trials if t.number > orphan.number]
+    assert retried[0].params == orphan.params
+
+
+def test_a_diverged_trial_is_failed_not_completed_and_the_search_goes_on(
+    tmp_path, data, monkeypatch
+):
+    real_train = tuning.train
+    calls = []
+
+    def diverging_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise NonFiniteLossError("epoch 0: train loss nan, validation loss nan")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "train", diverging_first)
+    result = tuning.run_search(
+        data, settings(2), f"sqlite:///{tmp_path / 'o.db'}", "n", tmp_path / "trials"
+    )
+    assert result.counts == {"FAIL": 1, "COMPLETE": 1}
+    failed = next(t for t in result.trials if t.state == "FAIL")
+    assert failed.value is None and failed.reason.startswith("diverged")

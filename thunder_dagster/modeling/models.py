@@ -1,0 +1,155 @@
+"""The final model: the search's best configuration trained on the training split, and its card."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.modeling.search import SearchResult, SearchSettings
+from thunder_dagster.modeling.text import EncodedText, unigram_loss
+from thunder_dagster.modeling.training import Budget, Epoch, train
+
+CARD_NAME = "card.json"
+KERAS_NAME = "model.keras"
+ONNX_NAME = "model.onnx"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    agent_id: str
+    model_dir: str
+    family: str
+    params: dict
+    context_length: int
+    vocab: list[str]
+    epochs: list[dict]
+    validation_loss: float
+    unigram_loss: float
+    dataset_version: str
+    warm_started_from: str | None
+    seconds: float
+    mlflow_run_id: str | None
+    validation_fraction: float = 0.1
+
+    @property
+    def keras_path(self) -> Path:
+        return Path(self.model_dir) / KERAS_NAME
+
+    @property
+    def card_path(self) -> Path:
+        return Path(self.model_dir) / CARD_NAME
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_best(
+    search: SearchResult,
+    data: EncodedText,
+    budget: Budget,
+    seed: int,
+    warm_start: bool = True,
+    on_epoch=None,
+):
+    """Train the best configuration; start from the best trial's weights when they were kept.
+
+    Returns the Keras model and its history. The trial's weights came from the same training
+    split, so continuing them spends the search's compute instead of throwing it away.
+    """
+    import keras
+
+    from thunder_dagster.modeling.tuning import build_model
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    warm = search.checkpoint if warm_start and search.checkpoint else None
+    if warm is not None and Path(warm).is_file():
+        model = keras.saving.load_model(warm)
+    else:
+        warm = None
+        model = build_model(
+            search.best_params, SearchSettings(trials=1, budget=budget), data.vocab_size
+        )
+    history = train(
+        model,
+        data,
+        search.best_params["context_length"],
+        budget,
+        seed=seed,
+        on_epoch=on_epoch,
+        restore_best=True,
+    )
+    return model, history, warm
+
+
+def save_model(
+    model,
+    model_dir: Path,
+    agent_id: str,
+    search: SearchResult,
+    data: EncodedText,
+    epochs: list[Epoch],
+    validation_loss: float,
+    dataset_version: str,
+    warm_started_from: str | None,
+    mlflow_run_id: str | None,
+) -> TrainedModel:
+    """model.keras and card.json in `model_dir`."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    keras_path = model_dir / KERAS_NAME
+    model.save(keras_path)
+    trained = TrainedModel(
+        agent_id=agent_id,
+        model_dir=str(model_dir),
+        family=search.best_params["family"],
+        params=dict(search.best_params),
+        context_length=int(search.best_params["context_length"]),
+        vocab=list(data.vocabulary.tokens),
+        epochs=[asdict(epoch) for epoch in epochs],
+        validation_loss=validation_loss,
+        unigram_loss=unigram_loss(data.train, data.validation, data.vocab_size),
+        dataset_version=dataset_version,
+        warm_started_from=warm_started_from,
+        seconds=sum(epoch.seconds for epoch in epochs),
+        mlflow_run_id=mlflow_run_id,
+        validation_fraction=search.validation_fraction,
+    )
+    write_card(
+        model_dir,
+        {
+            "agent_id": agent_id,
+            "family": trained.family,
+            "params": trained.params,
+            "context_length": trained.context_length,
+            "vocab": trained.vocab,
+            "dataset_version": dataset_version,
+            "validation_fraction": search.validation_fraction,
+            "study": search.study_name,
+            "best_trial": search.best_number,
+            "metrics": {
+                "validation_loss": trained.validation_loss,
+                "unigram_loss": trained.unigram_loss,
+                "epochs": len(epochs),
+                "train_seconds": trained.seconds,
+            },
+            "files": {KERAS_NAME: sha256_of(keras_path)},
+            "mlflow_run_id": mlflow_run_id,
+            "created_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    return trained
+
+
+def read_card(model_dir: Path) -> dict:
+    return json.loads((Path(model_dir) / CARD_NAME).read_text())
+
+
+def write_card(model_dir: Path, card: dict) -> None:
+    write_atomically(Path(model_dir) / CARD_NAME, json.dumps(card, indent=2).encode())

@@ -1,0 +1,60 @@
+"""PNG plots for asset metadata and MLflow: loss curves and the optimization history."""
+
+import io
+
+PLOT_SIZE = (6.4, 3.6)
+
+
+def _axes(title: str, xlabel: str, ylabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=PLOT_SIZE)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    return figure, axes
+
+
+def _png(figure, axes) -> bytes:
+    import matplotlib.pyplot as plt
+
+    axes.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def loss_curves(epochs: list[dict], baseline: float | None = None, title: str = "") -> bytes:
+    """Train and validation loss per epoch, in nats per character, with the unigram baseline."""
+    figure, axes = _axes(title, "epoch", "loss (nats per character)")
+    numbers = [epoch["number"] + 1 for epoch in epochs]
+    axes.plot(numbers, [e["train_loss"] for e in epochs], marker="o", label="train")
+    axes.plot(numbers, [e["validation_loss"] for e in epochs], marker="o", label="validation")
+    if baseline is not None:
+        axes.axhline(baseline, color="grey", linestyle="--", label="unigram baseline")
+    return _png(figure, axes)
+
+
+def optimization_history(trials: list[dict], title: str = "") -> bytes:
+    """Each trial's validation loss in trial order, and the best so far."""
+    figure, axes = _axes(title, "trial", "validation loss (nats per character)")
+    done = [t for t in trials if t["value"] is not None]
+    colours = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange"}
+    for state, colour in colours.items():
+        points = [t for t in done if t["state"] == state]
+        axes.scatter(
+            [t["number"] for t in points], [t["value"] for t in points], color=colour, label=state
+        )
+    best, running = [], float("inf")
+    for trial in sorted(done, key=lambda t: t["number"]):
+        if trial["state"] == "COMPLETE":
+            running = min(running, trial["value"])
+        best.append((trial["number"], running))
+    if best:
+        axes.step(*zip(*best, strict=True), where="post", color="tab:red", label="best so far")
+    return _png(figure, axes)

@@ -1,0 +1,284 @@
+"""The TPE search: an Optuna study over the HyperModel's space, resumable from its storage.
+
+The objective (trial, data) and the model builder (architectures.LanguageModelHyperModel) are
+separate functions; the study lives in any SQLAlchemy database Optuna's RDBStorage accepts.
+"""
+
+import math
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+
+from thunder_dagster.modeling.search import SearchResult, SearchSettings, TrialObserver, TrialRecord
+from thunder_dagster.modeling.text import EncodedText
+from thunder_dagster.modeling.training import Epoch, History, NonFiniteLossError, train
+
+# Configurations known to train well on character text within minutes on two cores; the study
+# runs the first that fits its space before TPE explores, so a short budget still ends well.
+KNOWN_GOOD = (
+    {
+        "family": "gru",
+        "context_length": 64,
+        "learning_rate": 5e-3,
+        "hidden_size": 256,
+        "layers": 1,
+        "dropout": 0.0,
+        "activation": "gelu",
+    },
+    {
+        "family": "transformer",
+        "context_length": 64,
+        "learning_rate": 2e-3,
+        "hidden_size": 128,
+        "layers": 4,
+        "dropout": 0.0,
+        "activation": "gelu",
+    },
+    {
+        "family": "conv",
+        "context_length": 64,
+        "learning_rate": 2e-3,
+        "hidden_size": 128,
+        "layers": 4,
+        "dropout": 0.0,
+        "activation": "gelu",
+    },
+)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+FAILURE_ATTR = "failure"
+
+
+def study_name(agent_id: str, dataset_version: str, settings: SearchSettings) -> str:
+    return f"{agent_id}-{dataset_version}-{settings.space_digest()}"
+
+
+def open_storage(url: str, settings: SearchSettings) -> optuna.storages.RDBStorage:
+    """RDBStorage with heartbeats: a trial whose worker died goes stale, fails and is retried."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=settings.heartbeat_seconds,
+        grace_period=settings.stale_after_seconds,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=2
+        ),
+    )
+
+
+def _declared(settings: SearchSettings, vocab_size: int):
+    """The HyperModel and the hyperparameters it declares, at their defaults."""
+    import keras_tuner
+
+    from thunder_dagster.modeling.architectures import LanguageModelHyperModel
+
+    hypermodel = LanguageModelHyperModel(vocab_size, settings.families, settings.context_lengths)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare(hp)
+    return hypermodel, hp
+
+
+def search_space(settings: SearchSettings, vocab_size: int) -> dict:
+    """Optuna distributions read off the keras-tuner HyperModel's declared hyperparameters."""
+    _, hp = _declared(settings, vocab_size)
+    space = {}
+    for parameter in hp.space:
+        config = parameter.get_config()
+        kind = type(parameter).__name__
+        if kind == "Choice":
+            space[parameter.name] = optuna.distributions.CategoricalDistribution(config["values"])
+        elif kind == "Int":
+            space[parameter.name] = optuna.distributions.IntDistribution(
+                config["min_value"], config["max_value"], step=config["step"] or 1
+            )
+        elif kind == "Float":
+            space[parameter.name] = optuna.distributions.FloatDistribution(
+                config["min_value"], config["max_value"], log=config["sampling"] == "log"
+            )
+        else:
+            raise ValueError(f"hyperparameter {parameter.name}: {kind} has no Optuna equivalent")
+    return space
+
+
+def suggest(trial: optuna.Trial, name: str, distribution):
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+def fits(params: dict, space: dict) -> bool:
+    for name, distribution in space.items():
+        value = params.get(name)
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            if value not in distribution.choices:
+                return False
+        elif value is None or not distribution.low <= value <= distribution.high:
+            return False
+    return True
+
+
+def build_model(params: dict, settings: SearchSettings, vocab_size: int):
+    """The HyperModel's model for one set of values, compiled."""
+    hypermodel, hp = _declared(settings, vocab_size)
+    hp.values.update(params)
+    return hypermodel.build(hp)
+
+
+def objective(
+    trial: optuna.Trial,
+    data: EncodedText,
+    settings: SearchSettings,
+    space: dict,
+    checkpoint_dir: Path,
+    observer: TrialObserver,
+    deadline: float | None,
+) -> float:
+    import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(settings.seed + trial.number)
+    params = {name: suggest(trial, name, distribution) for name, distribution in space.items()}
+    observer.trial_started(trial.number, params)
+    model = build_model(params, settings, data.vocab_size)
+
+    def report(epoch: Epoch) -> None:
+        observer.epoch_ended(trial.number, epoch)
+        trial.report(epoch.validation_loss, epoch.number)
+        trial.set_user_attr("validation_losses", [*losses, epoch.validation_loss])
+        losses.append(epoch.validation_loss)
+        if settings.prune and trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {epoch.number}: {epoch.validation_loss:.4f}")
+
+    losses: list[float] = []
+    try:
+        history: History = train(
+            model,
+            data,
+            params["context_length"],
+            settings.budget,
+            seed=settings.seed + trial.number,
+            on_epoch=report,
+            deadline=deadline,
+            restore_best=True,
+        )
+    except NonFiniteLossError as error:
+        trial.set_user_attr(FAILURE_ATTR, f"diverged: {error}")
+        raise
+    # The trial's value is its best epoch, whose weights the model now holds.
+    value = history.best_loss
+    trial.set_user_attr("seconds", history.seconds)
+    completed = [t.value for t in trial.study.get_trials(deepcopy=False, states=FINISHED[:1])]
+    if all(value < other for other in completed if other is not None):
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        model.save(checkpoint_dir / f"trial_{trial.number}.keras")
+    return value
+
+
+def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    seconds = trial.user_attrs.get("seconds")
+    if seconds is None and trial.datetime_start and trial.datetime_complete:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.value is not None and math.isfinite(trial.value) else None,
+        params=dict(trial.params),
+        seconds=seconds,
+        validation_losses=list(trial.user_attrs.get("validation_losses", [])),
+        reason=trial.user_attrs.get(FAILURE_ATTR, ""),
+    )
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that are done for good: completed, pruned, or failed by their own training.
+
+    A trial failed because its worker went stale is not counted: its retry is queued instead.
+    """
+    return sum(
+        trial.state in FINISHED
+        or (trial.state == optuna.trial.TrialState.FAIL and FAILURE_ATTR in trial.user_attrs)
+        for trial in study.get_trials(deepcopy=False)
+    )
+
+
+def run_search(
+    data: EncodedText,
+    settings: SearchSettings,
+    storage_url: str,
+    name: str,
+    checkpoint_dir: Path,
+    observer: TrialObserver | None = None,
+) -> SearchResult:
+    """Run the study until it holds `settings.trials` finished trials or the minutes run out.
+
+    A study of the same name continues where it stopped: finished trials are never redone,
+    and a trial left running by a killed worker is failed once stale and queued again.
+    """
+    observer = observer or TrialObserver()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.monotonic()
+    deadline = started + settings.minutes * 60 if settings.minutes is not None else None
+    storage = open_storage(storage_url, settings)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(
+            multivariate=True,
+            seed=settings.seed,
+            n_startup_trials=max(2, min(10, settings.trials // 3)),
+        ),
+        # Pruning from the first epoch on: a trial worse than the median at its first
+        # validation rarely catches up, and its minutes go to the final training instead.
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        if settings.prune
+        else optuna.pruners.NopPruner(),
+    )
+    space = search_space(settings, data.vocab_size)
+    if not study.trials:
+        known_good = next((params for params in KNOWN_GOOD if fits(params, space)), None)
+        if known_good is not None:
+            study.enqueue_trial(known_good)
+    settled = (*FINISHED, optuna.trial.TrialState.FAIL)
+    before = {trial.number for trial in study.get_trials(deepcopy=False, states=settled)}
+    remaining = settings.trials - counted_trials(study)
+
+    def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        observer.trial_finished(_record(trial))
+        if counted_trials(study) >= settings.trials:
+            study.stop()
+
+    if remaining > 0:
+        study.optimize(
+            lambda trial: objective(
+                trial, data, settings, space, checkpoint_dir, observer, deadline
+            ),
+            n_trials=remaining,
+            timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+            catch=(NonFiniteLossError,),
+            callbacks=[finished],
+            gc_after_trial=True,
+        )
+    trials = [_record(trial) for trial in study.get_trials(deepcopy=False)]
+    completed = [trial for trial in trials if trial.state == "COMPLETE" and trial.value is not None]
+    if not completed:
+        raise RuntimeError(
+            f"study {name}: no trial completed ({len(trials)} tried: "
+            + ", ".join(f"#{t.number} {t.state} {t.reason}".strip() for t in trials)
+            + "); give the search more trials or minutes"
+        )
+    best = min(completed, key=lambda trial: trial.value)
+    checkpoint = checkpoint_dir / f"trial_{best.number}.keras"
+    return SearchResult(
+        study_name=name,
+        best_number=best.number,
+        best_value=best.value,
+        best_params=best.params,
+        trials=trials,
+        ran_now=sorted({trial.number for trial in trials} - before),
+        checkpoint=str(checkpoint) if checkpoint.exists() else None,
+    )
