@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import dagster as dg
+
 from thunder_dagster.definitions import defs
 
 
@@ -11,32 +13,54 @@ def test_the_graph_has_the_expected_shape():
         "documents",
         "chunks",
         "training_dataset",
+        "tpe_trials",
+        "keras_model",
+        "onnx_model",
+        "deployment",
     }
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
         "training_dataset:not_empty",
         "training_dataset:chunks_within_size",
         "training_dataset:unique_chunk_ids",
+        "onnx_model:parity",
+        "onnx_model:finite_outputs",
+        "onnx_model:better_than_unigram",
     }
     repository = defs.get_repository_def()
-    assert {job.name for job in repository.get_all_jobs()} >= {"ingest_job"}
+    assert {job.name for job in repository.get_all_jobs()} >= {
+        "ingest_job",
+        "training_job",
+        "pipeline_job",
+        "rollback_job",
+        "prompt_training",
+    }
     assert {sensor.name for sensor in repository.sensor_defs} == {
         "upload_sensor",
         "failure_recorder",
+        "training_sensor",
+        "prompt_followup",
     }
     assert {schedule.name for schedule in repository.schedule_defs} == set()
-    assert graph.get(graph.get_all_asset_keys().pop()).group_name == "ingest"
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "documents": "ingest",
+        "chunks": "ingest",
+        "training_dataset": "ingest",
+        "tpe_trials": "training",
+        "keras_model": "training",
+        "onnx_model": "deployment",
+        "deployment": "deployment",
+    }
+    assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 
 
-def test_importing_the_definitions_is_quick_and_never_loads_tensorflow():
+def test_importing_the_definitions_never_loads_the_heavy_libraries():
+    # The import time itself is measured by bench/import_time.py; what keeps it short is that
+    # none of these load with the code location.
     probe = (
-        "import json, sys, time; t = time.perf_counter(); import thunder_dagster.definitions; "
-        "print(json.dumps({'seconds': time.perf_counter() - t, "
-        "'heavy': sorted(m for m in ('tensorflow', 'keras', 'pymupdf', 'docx', 'mlflow') "
-        "if m in sys.modules)}))"
+        "import json, sys; import thunder_dagster.definitions; "
+        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'pymupdf', 'docx', 'mlflow', "
+        "'optuna', 'onnx', 'onnxruntime', 'tf2onnx') if m in sys.modules)))"
     )
-    # Warm the file-system cache once, then measure the second import.
-    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True)
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    measured = json.loads(out.stdout)
-    assert measured["heavy"] == []
-    assert measured["seconds"] < 1.5, measured
+    assert json.loads(out.stdout) == []

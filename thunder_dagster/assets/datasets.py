@@ -1,6 +1,7 @@
 import dagster as dg
 import pandas as pd
 
+from thunder_dagster.assets.checks import check_results
 from thunder_dagster.assets.documents import IO_RETRY
 from thunder_dagster.assets.partitions import agents
 from thunder_dagster.documents.datasets import (
@@ -10,6 +11,7 @@ from thunder_dagster.documents.datasets import (
     read_training_dataset,
     write_training_dataset,
 )
+from thunder_dagster.home import CATEGORIES
 from thunder_dagster.resources.home import ThunderHome
 
 DATASET_CHECKS = ("not_empty", "chunks_within_size", "unique_chunk_ids")
@@ -56,6 +58,10 @@ def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, th
         home.processed_dir(agent_id),
     )
     context.log.info(f"dataset {dataset.version}: {dataset.rows} chunks at {dataset.path}")
+    categories = {
+        category: int(chunks.loc[chunks["category"] == category, "document_id"].nunique())
+        for category in CATEGORIES
+    }
     yield dg.Output(
         dataset,
         metadata={
@@ -64,6 +70,7 @@ def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, th
             "documents": dataset.documents,
             "characters": dataset.characters,
             "version": dataset.version,
+            "categories": dg.MetadataValue.json(categories),
             "csv_path": dg.MetadataValue.path(dataset.path),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
@@ -76,11 +83,4 @@ def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, th
             "preview": _preview(dataset.path),
         },
     )
-    for check in check_training_dataset(dataset.path):
-        yield dg.AssetCheckResult(
-            check_name=check.name,
-            passed=check.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=check.description,
-            metadata=check.details,
-        )
+    yield from check_results(check_training_dataset(dataset.path))

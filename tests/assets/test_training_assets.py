@@ -1,0 +1,174 @@
+import json
+import shutil
+
+import dagster as dg
+import numpy as np
+import pytest
+from onnx import numpy_helper
+
+from thunder_dagster.assets.datasets import training_dataset
+from thunder_dagster.assets.deployments import deployment
+from thunder_dagster.assets.documents import chunks, documents
+from thunder_dagster.assets.exports import onnx_model
+from thunder_dagster.assets.models import keras_model
+from thunder_dagster.assets.tuning import tpe_trials
+from thunder_dagster.cli import SAMPLE_AGENT_DIR
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.home import Home
+from thunder_dagster.jobs.training import rollback_job
+from thunder_dagster.modeling import exports
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.tracking import MlflowTracking
+from thunder_dagster.resources.tuning import TuningStorage
+from thunder_dagster.serving.generation import generate, load_deployed
+from thunder_dagster.tracking.experiments import Tracker
+
+ASSETS = [documents, chunks, training_dataset, tpe_trials, keras_model, onnx_model, deployment]
+TINY = {
+    "ops": {
+        "tpe_trials": {
+            "config": {
+                "trials": 2,
+                "epochs": 1,
+                "steps_per_epoch": 15,
+                "batch_size": 16,
+                "validation_windows": 8,
+                "families": ["gru", "conv"],
+                "context_lengths": [64],
+            }
+        },
+        "keras_model": {
+            "config": {
+                "epochs": 2,
+                "steps_per_epoch": 20,
+                "batch_size": 16,
+                "validation_windows": 8,
+            }
+        },
+    }
+}
+
+
+class Trained:
+    def __init__(self, home: Home, instance):
+        self.home = home
+        self.instance = instance
+
+    def materialize(self, selection=None):
+        return dg.materialize(
+            ASSETS,
+            selection=selection,
+            partition_key="sample",
+            instance=self.instance,
+            resources={
+                "thunder": ThunderHome(root=str(self.home.root)),
+                "tracking": MlflowTracking(),
+                "tuning": TuningStorage(),
+            },
+            run_config={
+                "ops": {
+                    name: config
+                    for name, config in TINY["ops"].items()
+                    if selection is None or name in selection
+                }
+            },
+            raise_on_error=False,
+        )
+
+    def tracker(self) -> Tracker:
+        return MlflowTracking().tracker(self.home, print)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained") / "thunder"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("THUNDER_HOME", str(root))
+        patch.setenv("DAGSTER_HOME", str(root / "dagster"))
+        home = Home.resolve(root)
+        shutil.copytree(SAMPLE_AGENT_DIR, home.agent_dir("sample"))
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("agents", ["sample"])
+            state = Trained(home, instance)
+            state.first = state.materialize()
+            yield state
+
+
+def test_the_whole_graph_turns_sample_documents_into_a_deployed_verified_model(trained):
+    result = trained.first
+    assert result.success
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "not_empty": True,
+        "chunks_within_size": True,
+        "unique_chunk_ids": True,
+        "parity": True,
+        "finite_outputs": True,
+        "better_than_unigram": True,
+    }
+    pointer = read_pointer(trained.home.deployments_dir("sample"))
+    assert pointer.version == "1.0.0"
+    card = json.loads(open(pointer.card_path).read())
+    assert card["context_length"] == 64 and card["vocab"][0] == "\ufffd"
+    assert set(card["files"]) == {"model.keras", "model.onnx"}
+    assert card["onnx"]["validation_loss"] < card["metrics"]["unigram_loss"]
+    search = result.asset_materializations_for_node("tpe_trials")[0].metadata
+    assert search["trial_states"].value == {"COMPLETE": 2}
+    assert "data:image/png;base64," in search["optimization_history"].value
+    model = result.asset_materializations_for_node("keras_model")[0].metadata
+    assert "data:image/png;base64," in model["loss_curves"].value
+    exported = result.asset_materializations_for_node("onnx_model")[0].metadata
+    assert exported["onnxruntime_ms_batch_1"].value > 0
+    assert exported["keras_predict_ms_batch_64"].value > 0
+    tracker = trained.tracker()
+    assert tracker.alias_version("thunder-sample", "champion") == pointer.registry_version == "1"
+    sample = generate(load_deployed(trained.home.deployments_dir("sample")), "The ", 40, seed=0)
+    assert len(sample.text) == 40 and 0 < sample.confidence <= 1
+
+
+def test_a_rerun_resumes_the_finished_study_without_new_trials(trained):
+    result = trained.materialize(selection=["tpe_trials"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("tpe_trials")[0].metadata
+    assert metadata["trials_run_now"].value == 0
+    assert metadata["trial_states"].value == {"COMPLETE": 2}
+
+
+def test_a_perturbed_export_fails_parity_and_blocks_the_deployment(trained, monkeypatch):
+    real_export = exports.export_onnx
+
+    def perturbed(model, family):
+        proto = real_export(model, family)
+        largest = max(proto.graph.initializer, key=lambda tensor: int(np.prod(tensor.dims)))
+        weights = numpy_helper.to_array(largest).copy()
+        weights += np.random.default_rng(0).normal(0, 0.5, weights.shape).astype(weights.dtype)
+        largest.CopyFrom(numpy_helper.from_array(weights, largest.name))
+        return proto
+
+    monkeypatch.setattr(exports, "export_onnx", perturbed)
+    result = trained.materialize(selection=["onnx_model", "deployment"])
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["parity"] is False
+    assert result.asset_materializations_for_node("deployment") == []
+    assert read_pointer(trained.home.deployments_dir("sample")).version == "1.0.0"
+
+
+def test_rollback_restores_the_previous_version_and_its_champion_alias(trained):
+    again = trained.materialize(selection=["onnx_model", "deployment"])
+    assert again.success
+    deployments = trained.home.deployments_dir("sample")
+    assert read_pointer(deployments).version == "1.1.0"
+    tracker = trained.tracker()
+    assert tracker.alias_version("thunder-sample", "champion") == "2"
+    result = rollback_job.execute_in_process(
+        run_config={"ops": {"roll_back_champion": {"config": {"agent_id": "sample"}}}},
+        resources={
+            "thunder": ThunderHome(root=str(trained.home.root)),
+            "tracking": MlflowTracking(),
+        },
+        instance=trained.instance,
+    )
+    assert result.success and result.output_for_node("roll_back_champion") == "1.0.0"
+    assert read_pointer(deployments).version == "1.0.0"
+    assert trained.tracker().alias_version("thunder-sample", "champion") == "1"
+    assert load_deployed(deployments).deployment.version == "1.0.0"

@@ -1,0 +1,110 @@
+from datetime import UTC, datetime
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from thunder_dagster.assets.deployments import registered_model_name
+from thunder_dagster.assets.partitions import agents
+from thunder_dagster.deployments.pointers import NothingToRollBackError, rollback
+from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.home import InvalidAgentIdError, validate_agent_id
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.tracking import MlflowTracking
+
+# A run whose process died (killed worker, lost host) is launched again once by the daemon;
+# steps that raise are retried by their own RetryPolicy and resume the study.
+RUN_RETRY_TAGS = {"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}
+
+training_job = dg.define_asset_job(
+    name="training_job",
+    selection=dg.AssetSelection.groups("training", "deployment"),
+    description="An agent's dataset to TPE trials, the final Keras model, the verified ONNX "
+    "artefact and its deployment.",
+    tags=RUN_RETRY_TAGS,
+)
+
+pipeline_job = dg.define_asset_job(
+    name="pipeline_job",
+    selection=dg.AssetSelection.groups("ingest", "training", "deployment"),
+    description="The whole graph for one agent: uploads to a deployed model.",
+    tags=RUN_RETRY_TAGS,
+)
+
+
+def _agent(agent_id: str) -> str:
+    try:
+        return validate_agent_id(agent_id)
+    except InvalidAgentIdError as error:
+        raise dg.Failure(f"agent_id: {error}") from error
+
+
+class RollbackConfig(dg.Config):
+    agent_id: str = Field(description="The agent whose champion goes back one version")
+
+
+@dg.op
+def roll_back_champion(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+) -> str:
+    """Move the agent's deployment pointer and its champion alias back to the previous version."""
+    home = thunder.home()
+    agent_id = _agent(config.agent_id)
+    try:
+        current, previous = rollback(home.deployments_dir(agent_id))
+    except NothingToRollBackError as error:
+        raise dg.Failure(str(error)) from error
+    tracker = tracking.tracker(home, context.log.warning)
+    tracker.set_alias(registered_model_name(agent_id), "champion", previous.registry_version)
+    context.log.info(f"{agent_id}: champion {current.version} -> {previous.version}")
+    context.add_output_metadata(
+        {"from_version": current.version, "to_version": previous.version, "agent_id": agent_id}
+    )
+    return previous.version
+
+
+@dg.job(description="Move an agent's champion pointer and MLflow alias back one version.")
+def rollback_job():
+    roll_back_champion()
+
+
+class PromptTrainingConfig(dg.Config):
+    agent_id: str = Field(description="The agent to train")
+    prompt_text: str = Field(description="Text the agent should learn; it becomes a document")
+    model_type: Literal["auto", "gru", "conv", "transformer"] = Field(
+        default="auto", description="Model family to train; auto searches all of them"
+    )
+    priority: int = Field(
+        default=0, ge=-10, le=10, description="Run priority in the queue; higher starts sooner"
+    )
+
+
+@dg.op
+def prompt_document(
+    context: dg.OpExecutionContext, config: PromptTrainingConfig, thunder: ThunderHome
+) -> str:
+    """Write the prompt as a reference document of the agent (seed 001's prompt interface)."""
+    agent_id = _agent(config.agent_id)
+    if not config.prompt_text.strip():
+        raise dg.Failure("prompt_text is empty: give the text the agent should learn")
+    home = thunder.home()
+    home.create_agent(agent_id)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
+    path = home.category_dir(agent_id, "reference") / f"prompt_{stamp}.txt"
+    write_atomically(path, config.prompt_text.encode("utf-8"))
+    if not context.instance.has_dynamic_partition(agents.name, agent_id):
+        context.instance.add_dynamic_partitions(agents.name, [agent_id])
+    context.log.info(f"prompt written to {path}; prompt_followup starts the pipeline")
+    context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+    return str(path)
+
+
+@dg.job(
+    description="Turn a prompt into a reference document of an agent and train it, with a "
+    "chosen model family and run priority."
+)
+def prompt_training():
+    prompt_document()

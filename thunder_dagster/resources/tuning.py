@@ -1,0 +1,26 @@
+import dagster as dg
+from pydantic import Field
+
+from thunder_dagster.home import Home
+
+
+class TuningStorage(dg.ConfigurableResource):
+    """Where Optuna keeps its studies: any SQLAlchemy URL; SQLite under THUNDER_HOME by default."""
+
+    url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the Optuna storage; empty means "
+        "sqlite:///$THUNDER_HOME/optuna.db. Pass a URL holding a password by EnvVar.",
+    )
+
+    def storage_url(self, home: Home) -> str:
+        if self.url:
+            return self.url
+        home.root.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{home.optuna_db}"
+
+    def display_url(self, home: Home) -> str:
+        """The URL without its password, for logs and metadata."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.storage_url(home)).render_as_string(hide_password=True)
