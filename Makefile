@@ -45,6 +45,8 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/training.py --minutes 2 10
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.
 lock:

@@ -41,9 +41,31 @@ def test_a_failed_run_exits_non_zero(home):
     assert "FAILED" in result.output
 
 
-def test_demo_copies_the_sample_agent_and_ingests_it(home):
-    result = CliRunner().invoke(main, ["demo"])
+def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home):
+    result = CliRunner().invoke(main, ["demo", "--trials", "1", "--minutes", "1"])
     assert result.exit_code == 0, result.output
     assert "9 ok, 0 empty, 0 rejected, 0 skipped" in result.output
+    assert "deployed sample 1.0.0" in result.output
+    assert "sample after 'The bakery':" in result.output
     categories = {path.parent.name for path in home.agent_dir("sample").rglob("*.*")}
     assert {"work_product", "communication", "reference"} <= categories
+
+
+def test_generate_without_a_deployment_says_how_to_get_one(home):
+    result = CliRunner().invoke(main, ["generate", "acme", "Hello"])
+    assert result.exit_code == 1
+    assert "no deployment" in result.output and "thunder train AGENT_ID" in result.output
+
+
+def test_train_needs_the_agent_folder(home):
+    result = CliRunner().invoke(main, ["train", "ghost", "--trials", "1"])
+    assert result.exit_code == 1 and "no folder" in result.output
+
+
+def test_training_ops_split_the_minutes_between_search_and_training():
+    from thunder_dagster.cli import training_ops
+
+    assert training_ops(4, 10.0) == {
+        "tpe_trials": {"config": {"trials": 4, "minutes": 3.0}},
+        "keras_model": {"config": {"minutes": 7.0}},
+    }

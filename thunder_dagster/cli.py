@@ -33,7 +33,21 @@ def _agent(agent_id: str) -> str:
         raise click.BadParameter(str(error), param_hint="AGENT_ID") from error
 
 
-def run_job(job_name: str, agent_id: str, instance=None, tags: dict[str, str] | None = None):
+def _require_folder(home: Home, agent_id: str) -> None:
+    if not home.agent_dir(agent_id).is_dir():
+        raise click.ClickException(
+            f"no folder {home.agent_dir(agent_id)}: put the agent's files under "
+            f"{', '.join(CATEGORIES)} there first"
+        )
+
+
+def run_job(
+    job_name: str,
+    agent_id: str,
+    instance=None,
+    tags: dict[str, str] | None = None,
+    ops: dict | None = None,
+):
     """Execute a partitioned job for one agent on the configured instance, so the UI shows it.
 
     No run key: this always starts a new run, also for content whose earlier run failed.
@@ -51,7 +65,10 @@ def run_job(job_name: str, agent_id: str, instance=None, tags: dict[str, str] | 
         instance=instance,
         partition_key=agent_id,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            **({"ops": ops} if ops else {}),
+        },
         tags={"thunder/launched_by": "cli", **(tags or {})},
     )
 
@@ -102,11 +119,7 @@ def ingest(agent_id: str) -> None:
     """
     agent_id = _agent(agent_id)
     home = _home()
-    if not home.agent_dir(agent_id).is_dir():
-        raise click.ClickException(
-            f"no folder {home.agent_dir(agent_id)}: put the agent's files under "
-            f"{', '.join(CATEGORIES)} there first"
-        )
+    _require_folder(home, agent_id)
     result = run_job("ingest_job", agent_id)
     print_ingest_summary(home, agent_id)
     _finish(result, "ingest")
@@ -127,15 +140,112 @@ def copy_sample_agent(home: Home, agent_id: str) -> int:
     return copied
 
 
+SEARCH_SHARE = 0.3
+
+
+def training_ops(trials: int | None, minutes: float | None, epochs: int | None = None) -> dict:
+    """Run config for the training assets: 30% of the minutes search, 70% train the best.
+
+    The final training continues the best trial's model, so the search's best minutes are not
+    lost; the other trials' are, and the short budgets leave most time to the winner.
+    """
+    search, final = {}, {}
+    if trials is not None:
+        search["trials"] = trials
+    if minutes is not None:
+        search["minutes"] = round(minutes * SEARCH_SHARE, 3)
+        final["minutes"] = round(minutes * (1 - SEARCH_SHARE), 3)
+    if epochs is not None:
+        search["epochs"] = epochs
+    return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}
+
+
+def print_training_summary(home: Home, agent_id: str, prompt: str | None = None) -> None:
+    from thunder_dagster.deployments.pointers import read_pointer
+
+    deployment = read_pointer(home.deployments_dir(agent_id))
+    if deployment is None:
+        click.echo(f"agent {agent_id}: nothing deployed")
+        return
+    card = json.loads(Path(deployment.card_path).read_text())
+    onnx = card.get("onnx", {})
+    click.echo(
+        f"deployed {agent_id} {deployment.version} ({deployment.family}, registry version "
+        f"{deployment.registry_version}): validation loss {onnx.get('validation_loss', 0):.4f} "
+        f"nats/char, unigram baseline {card['metrics']['unigram_loss']:.4f}"
+    )
+    click.echo(f"  model: {deployment.onnx_path}")
+    if card.get("mlflow_run_id"):
+        click.echo(
+            f"  MLflow run {card['mlflow_run_id']} in {home.mlflow_dir} "
+            f"(mlflow ui --backend-store-uri sqlite:///{home.mlflow_dir / 'mlflow.db'})"
+        )
+    if prompt is not None:
+        from thunder_dagster.serving.generation import generate, load_deployed
+
+        sample = generate(load_deployed(home.deployments_dir(agent_id)), prompt, 200, 0.8, seed=0)
+        click.echo(f"  sample after {prompt!r}:\n{prompt}{sample.text}")
+
+
+@main.command()
+@click.argument("agent_id")
+@click.option("--trials", type=click.IntRange(min=1), help="TPE trials to finish")
+@click.option(
+    "--minutes", type=click.FloatRange(min=0.1), help="Wall-clock budget, search and training"
+)
+def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
+    """Ingest AGENT_ID's uploads and train, verify and deploy its model now."""
+    agent_id = _agent(agent_id)
+    home = _home()
+    _require_folder(home, agent_id)
+    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes))
+    print_ingest_summary(home, agent_id)
+    if result.success:
+        print_training_summary(home, agent_id)
+    _finish(result, "train")
+
+
+@main.command()
+@click.argument("agent_id")
+@click.argument("prompt")
+@click.option("--tokens", default=200, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0))
+@click.option("--seed", type=int, help="Seed of the sampling, for a repeatable answer")
+def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: int | None):
+    """Continue PROMPT with AGENT_ID's deployed model (onnxruntime; TensorFlow is not loaded)."""
+    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
+    from thunder_dagster.serving.generation import generate as sample
+
+    agent_id = _agent(agent_id)
+    home = Home.resolve()
+    try:
+        model = load_deployed(home.deployments_dir(agent_id))
+    except NoDeploymentError as error:
+        raise click.ClickException(str(error)) from error
+    result = sample(model, prompt, tokens, temperature, seed)
+    click.echo(prompt + result.text)
+    click.echo(
+        f"[{agent_id} {model.deployment.version}, confidence {result.confidence:.3f}]", err=True
+    )
+
+
+DEMO_PROMPT = "The bakery"
+
+
 @main.command()
 @click.option("--agent", "agent_id", default="sample", show_default=True)
-def demo(agent_id: str) -> None:
-    """The main job on the bundled sample agent: its documents go through the whole graph."""
+@click.option("--trials", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--minutes", default=6.0, show_default=True, type=click.FloatRange(min=0.1))
+def demo(agent_id: str, trials: int, minutes: float) -> None:
+    """The main job on the bundled sample agent: its documents go through the whole graph to a
+    deployed model, and the deployed model writes a sample."""
     agent_id = _agent(agent_id)
     home = _home()
     home.create_agent(agent_id)
     copied = copy_sample_agent(home, agent_id)
     click.echo(f"THUNDER_HOME={home.root}; sample agent {agent_id!r}: {copied} file(s) copied")
-    result = run_job("ingest_job", agent_id)
+    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes))
     print_ingest_summary(home, agent_id)
-    _finish(result, "ingest")
+    if result.success:
+        print_training_summary(home, agent_id, DEMO_PROMPT)
+    _finish(result, "demo")
