@@ -1,7 +1,8 @@
 """onnxruntime against keras predict and a compiled tf.function call, per family, batch 1 and 64.
 
-For the GRU family it also times tf2onnx's own export, where the recurrence becomes an ONNX Loop,
-beside the fused GRU op this project writes.
+For the GRU and transformer families it also times tf2onnx's own export (a Loop for the GRU, a
+graph full of run-time shape arithmetic for the transformer) beside the graph this project writes
+from the weights (ONNX's fused GRU op; static-shape attention with LayerNormalization ops).
 
     .venv/bin/python bench/inference.py
 """
@@ -10,7 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from thunder_dagster.modeling.architectures import build_language_model, compile_model
-from thunder_dagster.modeling.exports import _tf2onnx, export_onnx, mean_milliseconds, session
+from thunder_dagster.modeling.exports import (
+    DIRECT_FAMILIES,
+    _tf2onnx,
+    export_onnx,
+    mean_milliseconds,
+    session,
+)
 
 VOCAB = 65
 CONFIGS = {
@@ -37,8 +44,8 @@ def main() -> None:
         model = compile_model(build_language_model(hp, VOCAB), 1e-3)
         compiled = tf.function(lambda x, model=model: model(x, training=False), jit_compile=True)
         exports = {family: session(export_onnx(model, family).SerializeToString())}
-        if family == "gru":
-            exports["gru (tf2onnx Loop)"] = session(_tf2onnx(model).SerializeToString())
+        if family in DIRECT_FAMILIES:
+            exports[f"{family} (tf2onnx)"] = session(_tf2onnx(model).SerializeToString())
         for batch in (1, 64):
             tokens = np.random.default_rng(0).integers(0, VOCAB, (batch, 64), dtype=np.int32)
             repeats = 200 if batch == 1 else 30

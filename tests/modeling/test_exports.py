@@ -50,6 +50,26 @@ def test_a_gru_exports_as_the_fused_gru_op_not_a_loop():
     assert "GRU" in operators and "Loop" not in operators
 
 
+def test_a_multi_head_transformer_exports_with_static_shapes_and_fused_layer_norms():
+    hp = {
+        "family": "transformer",
+        "context_length": CONTEXT,
+        "learning_rate": 1e-3,
+        "hidden_size": 96,
+        "layers": 2,
+        "dropout": 0.1,
+        "activation": "gelu",
+    }
+    model = compile_model(build_language_model(hp, VOCAB), 1e-3)
+    proto = export_onnx(model, "transformer")
+    operators = [node.op_type for node in proto.graph.node]
+    assert operators.count("LayerNormalization") == 5 and operators.count("Softmax") == 2
+    assert "Shape" not in operators
+    x, y = probe()
+    parity, _, _ = verify(model, session(proto.SerializeToString()), x, (x, y), 100.0)
+    assert parity.max_abs_difference <= 1e-4 and parity.argmax_agreement == 1.0
+
+
 def test_a_perturbed_onnx_file_fails_parity():
     model = tiny("conv")
     proto = export_onnx(model, "conv")

@@ -1,10 +1,11 @@
 """The ONNX artefact: export, structural check, parity with Keras, validation loss, latency.
 
 Every family exports to one signature: `tokens` int32 [batch, context] -> `logits` float32
-[batch, context, vocab]. Transformers and convolutions go through tf2onnx. tf2onnx turns a
-Keras 3 GRU into an ONNX Loop over time steps (its GRU rewriter matches Keras 2's graph, not
-Keras 3's while loop), ten times slower than ONNX's fused GRU op; GRU models are therefore
-written as the fused op from the trained weights and held to the same parity check.
+[batch, context, vocab]. Convolutions go through tf2onnx. GRU and transformer models are
+written from their weights instead: tf2onnx turns a Keras 3 GRU into an ONNX Loop over time
+steps (its GRU rewriter matches Keras 2's graph), several times slower than ONNX's fused GRU op,
+and a transformer into run-time shape arithmetic and layer norms spelled out op by op. The
+direct graphs are held to the same parity check.
 """
 
 import math
@@ -18,6 +19,7 @@ from thunder_dagster.modeling.models import sha256_of
 from thunder_dagster.modeling.text import sequential_windows
 
 OPSET = 17
+DIRECT_FAMILIES = ("gru", "transformer")
 INPUT_NAME = "tokens"
 OUTPUT_NAME = "logits"
 
@@ -26,7 +28,7 @@ def export_onnx(model, family: str):
     """The trained Keras model as an onnx.ModelProto with the common signature."""
     import onnx
 
-    proto = fused_gru_graph(model) if family == "gru" else _tf2onnx(model)
+    proto = direct_graph(model) if family in DIRECT_FAMILIES else _tf2onnx(model)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -73,99 +75,176 @@ def _activation(nodes: list, name: str, source: str, activation: str) -> str:
     return out
 
 
-def fused_gru_graph(model):
-    """Embedding -> ONNX GRU op per layer -> dense head -> logits, from the Keras weights.
+class _GraphWriter:
+    """Writes ONNX nodes for a functional Keras model, layer by layer, from its weights.
 
-    Keras' GRU (reset_after=True) keeps gates in the order update, reset, candidate, as ONNX's
-    GRU does, and applies the reset gate after the recurrent matmul: linear_before_reset=1.
+    Each Keras tensor maps to one ONNX value name; layers are visited in the model's
+    topological order, so residual connections need nothing special.
     """
-    import keras
-    from onnx import TensorProto, helper, numpy_helper
 
-    context_length = model.inputs[0].shape[1]
-    initializers = [
-        numpy_helper.from_array(np.array(math.sqrt(2.0), np.float32), "sqrt2"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
-        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
-        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-    ]
-    nodes = []
-    current = INPUT_NAME
-    time_major = False
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
-            continue
+    def __init__(self, model):
+        from onnx import numpy_helper
+
+        self.model = model
+        self.context_length = model.inputs[0].shape[1]
+        self.nodes: list = []
+        self.initializers = [
+            numpy_helper.from_array(np.array(math.sqrt(2.0), np.float32), "sqrt2"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+            numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        ]
+        self.names: dict[int, str] = {}
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attributes) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+    def dense(self, name: str, source: str, kernel: np.ndarray, bias: np.ndarray) -> str:
+        k = self.constant(f"{name}_k", kernel.astype(np.float32))
+        b = self.constant(f"{name}_b", bias.astype(np.float32))
+        return self.node("Add", [self.node("MatMul", [source, k], f"{name}_mm"), b], f"{name}_lin")
+
+    def write(self):
+        from onnx import TensorProto, helper
+
+        for layer in self.model.operations:
+            node = layer._inbound_nodes[0]
+            inputs = [self.names.get(id(tensor)) for tensor in node.input_tensors]
+            if isinstance(layer, self._keras().layers.InputLayer):
+                output = INPUT_NAME
+            else:
+                output = self.layer(layer, inputs)
+            self.names[id(node.output_tensors[0])] = output
+        final = self.names[id(self.model.outputs[0])]
+        self.node("Identity", [final], OUTPUT_NAME)
+        vocab_size = self.model.outputs[0].shape[-1]
+        shape = ["batch", self.context_length]
+        graph = helper.make_graph(
+            self.nodes,
+            self.model.name,
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT32, shape)],
+            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [*shape, vocab_size])],
+            self.initializers,
+        )
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        proto.ir_version = 8
+        return proto
+
+    @staticmethod
+    def _keras():
+        import keras
+
+        return keras
+
+    def layer(self, layer, inputs: list[str]) -> str:
+        from thunder_dagster.modeling.architectures import PositionEmbedding
+
+        keras = self._keras()
         name = layer.name
+        if isinstance(layer, keras.layers.Dropout):
+            return inputs[0]
         if isinstance(layer, keras.layers.Embedding):
             (table,) = layer.get_weights()
-            initializers.append(numpy_helper.from_array(table.astype(np.float32), f"{name}_w"))
-            nodes.append(helper.make_node("Gather", [f"{name}_w", current], [f"{name}_out"]))
-            current = f"{name}_out"
-        elif isinstance(layer, keras.layers.GRU):
-            if not layer.reset_after or layer.go_backwards or not layer.return_sequences:
-                raise ValueError(f"layer {name}: only forward GRUs with reset_after export")
-            kernel, recurrent, bias = layer.get_weights()
-            units = recurrent.shape[0]
-            initializers += [
-                numpy_helper.from_array(kernel.T[None].astype(np.float32), f"{name}_W"),
-                numpy_helper.from_array(recurrent.T[None].astype(np.float32), f"{name}_R"),
-                numpy_helper.from_array(bias.reshape(1, -1).astype(np.float32), f"{name}_B"),
-            ]
-            if not time_major:
-                nodes.append(
-                    helper.make_node("Transpose", [current], [f"{name}_tm"], perm=[1, 0, 2])
-                )
-                current, time_major = f"{name}_tm", True
-            nodes += [
-                helper.make_node(
-                    "GRU",
-                    [current, f"{name}_W", f"{name}_R", f"{name}_B"],
-                    [f"{name}_y"],
-                    hidden_size=units,
-                    linear_before_reset=1,
-                ),
-                helper.make_node("Squeeze", [f"{name}_y", "axis1"], [f"{name}_out"]),
-            ]
-            current = f"{name}_out"
-        elif isinstance(layer, keras.layers.Dense):
-            if time_major:
-                nodes.append(
-                    helper.make_node("Transpose", [current], ["batch_major"], perm=[1, 0, 2])
-                )
-                current, time_major = "batch_major", False
+            table_name = self.constant(f"{name}_w", table.astype(np.float32))
+            return self.node("Gather", [table_name, inputs[0]], f"{name}_out")
+        if isinstance(layer, PositionEmbedding):
+            (table,) = layer.get_weights()
+            table_name = self.constant(f"{name}_w", table[None].astype(np.float32))
+            return self.node("Add", [inputs[0], table_name], f"{name}_out")
+        if isinstance(layer, keras.layers.Add):
+            return self.node("Add", inputs, f"{name}_out")
+        if isinstance(layer, keras.layers.LayerNormalization):
+            if layer.rms_scaling or not (layer.center and layer.scale) or layer.axis != [-1]:
+                raise ValueError(f"layer {name}: only plain last-axis layer norms export")
+            gamma, beta = layer.get_weights()
+            return self.node(
+                "LayerNormalization",
+                [inputs[0], self.constant(f"{name}_g", gamma), self.constant(f"{name}_b", beta)],
+                f"{name}_out",
+                axis=-1,
+                epsilon=float(layer.epsilon),
+            )
+        if isinstance(layer, keras.layers.Dense):
             kernel, bias = layer.get_weights()
-            initializers += [
-                numpy_helper.from_array(kernel.astype(np.float32), f"{name}_k"),
-                numpy_helper.from_array(bias.astype(np.float32), f"{name}_b"),
-            ]
-            nodes += [
-                helper.make_node("MatMul", [current, f"{name}_k"], [f"{name}_mm"]),
-                helper.make_node("Add", [f"{name}_mm", f"{name}_b"], [f"{name}_lin"]),
-            ]
+            linear = self.dense(name, inputs[0], kernel, bias)
             activation = keras.activations.serialize(layer.activation)
             activation = activation if isinstance(activation, str) else activation["config"]
-            activation = activation.rsplit(">", 1)[-1]
-            output = _activation(nodes, name, f"{name}_lin", activation)
-            if name == OUTPUT_NAME:
-                nodes.append(helper.make_node("Identity", [output], [OUTPUT_NAME]))
-            current = output
-        else:
-            raise ValueError(f"layer {name} ({type(layer).__name__}) has no fused ONNX form")
-    vocab_size = model.outputs[0].shape[-1]
-    graph = helper.make_graph(
-        nodes,
-        model.name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT32, ["batch", context_length])],
-        [
-            helper.make_tensor_value_info(
-                OUTPUT_NAME, TensorProto.FLOAT, ["batch", context_length, vocab_size]
-            )
-        ],
-        initializers,
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    proto.ir_version = 8
-    return proto
+            return _activation(self.nodes, name, linear, activation.rsplit(">", 1)[-1])
+        if isinstance(layer, keras.layers.GRU):
+            return self.gru(layer, inputs[0])
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            return self.attention(layer, inputs)
+        raise ValueError(f"layer {name} ({type(layer).__name__}) has no direct ONNX form")
+
+    def gru(self, layer, source: str) -> str:
+        """Keras' GRU (reset_after=True) keeps the gates in ONNX's order (update, reset,
+        candidate) and applies the reset gate after the recurrent matmul:
+        linear_before_reset=1. ONNX's GRU is time-major; onnxruntime drops the transposes
+        that cancel between stacked layers."""
+        name = layer.name
+        if not layer.reset_after or layer.go_backwards or not layer.return_sequences:
+            raise ValueError(f"layer {name}: only forward GRUs with reset_after export")
+        kernel, recurrent, bias = layer.get_weights()
+        weights = [
+            self.constant(f"{name}_W", kernel.T[None].astype(np.float32)),
+            self.constant(f"{name}_R", recurrent.T[None].astype(np.float32)),
+            self.constant(f"{name}_B", bias.reshape(1, -1).astype(np.float32)),
+        ]
+        time_major = self.node("Transpose", [source], f"{name}_tm", perm=[1, 0, 2])
+        y = self.node(
+            "GRU",
+            [time_major, *weights],
+            f"{name}_y",
+            hidden_size=recurrent.shape[0],
+            linear_before_reset=1,
+        )
+        squeezed = self.node("Squeeze", [y, "axis1"], f"{name}_seq")
+        return self.node("Transpose", [squeezed], f"{name}_out", perm=[1, 0, 2])
+
+    def attention(self, layer, inputs: list[str]) -> str:
+        """Causal self-attention as MatMul/Softmax with static head shapes (Keras scales the
+        projected query by 1/sqrt(key_dim) and masks with a large negative number)."""
+        name = layer.name
+        kwargs = layer._inbound_nodes[0].arguments.kwargs
+        if len(set(inputs)) != 1 or not kwargs.get("use_causal_mask"):
+            raise ValueError(f"layer {name}: only causal self-attention exports")
+        (wq, bq, wk, bk, wv, bv, wo, bo) = layer.get_weights()
+        width, heads, key_dim = wq.shape
+        t = self.context_length
+        split = self.constant(f"{name}_split", np.array([0, t, heads, key_dim], np.int64))
+        merge = self.constant(f"{name}_merge", np.array([0, t, heads * key_dim], np.int64))
+
+        def project(part: str, kernel, bias, perm):
+            flat = self.dense(f"{name}_{part}", inputs[0], kernel.reshape(width, -1), bias.ravel())
+            shaped = self.node("Reshape", [flat, split], f"{name}_{part}_heads")
+            return self.node("Transpose", [shaped], f"{name}_{part}_t", perm=perm)
+
+        scale = self.constant(f"{name}_scale", np.array(1.0 / math.sqrt(key_dim), np.float32))
+        q = self.node("Mul", [project("q", wq, bq, [0, 2, 1, 3]), scale], f"{name}_q_scaled")
+        k = project("k", wk, bk, [0, 2, 3, 1])
+        v = project("v", wv, bv, [0, 2, 1, 3])
+        mask = np.triu(np.full((t, t), -1e9, np.float32), k=1)
+        scores = self.node("MatMul", [q, k], f"{name}_scores")
+        masked = self.node("Add", [scores, self.constant(f"{name}_mask", mask)], f"{name}_masked")
+        weights = self.node("Softmax", [masked], f"{name}_weights", axis=-1)
+        mixed = self.node("MatMul", [weights, v], f"{name}_mixed")
+        mixed = self.node("Transpose", [mixed], f"{name}_mixed_t", perm=[0, 2, 1, 3])
+        mixed = self.node("Reshape", [mixed, merge], f"{name}_merged")
+        return self.dense(f"{name}_o", mixed, wo.reshape(heads * key_dim, width), bo)
+
+
+def direct_graph(model):
+    """The ONNX graph written straight from a GRU or transformer model's weights."""
+    return _GraphWriter(model).write()
 
 
 def session(path_or_bytes):
