@@ -1,0 +1,84 @@
+from datetime import date, datetime
+
+import pytest
+
+from thunder_dagster.feedback.rules import analysis_window, day_bounds, decide, learning_rate
+from thunder_dagster.feedback.store import QueryStats
+
+
+def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
+    return QueryStats(
+        total_queries=total,
+        avg_confidence=confidence,
+        teacher_fallbacks=fallbacks,
+        high_confidence_responses=0,
+        user_feedback_available=positive if feedback is None else feedback,
+        positive_feedback=positive,
+    )
+
+
+@pytest.mark.parametrize(
+    ("positive", "confidence", "fallbacks", "fires"),
+    [
+        (50, 0.6, 0, True),  # every bound met exactly
+        (49, 0.9, 0, False),  # one positive short
+        (50, 0.5999, 0, False),  # confidence just under 0.6
+        (50, 0.6, 299, True),  # fallback_rate 0.299 < 0.3
+        (50, 0.6, 300, False),  # fallback_rate exactly 0.3 is not < 0.3
+    ],
+)
+def test_the_fine_tune_rule_at_its_boundaries(positive, confidence, fallbacks, fires):
+    decision = decide(stats(positive=positive, confidence=confidence, fallbacks=fallbacks))
+    assert (decision.rule == "fine_tune") is fires
+    assert decision.inputs["positive_feedback"] == positive
+
+
+@pytest.mark.parametrize(
+    ("total", "fallbacks", "fires"),
+    [
+        (250, 100, False),  # fallback_rate exactly 0.4 is not > 0.4
+        (249, 100, True),  # 0.4016 > 0.4 with exactly 100 fallbacks
+        (247, 99, False),  # 99 fallbacks is one short
+        (200, 100, True),
+    ],
+)
+def test_the_distillation_rule_at_its_boundaries(total, fallbacks, fires):
+    decision = decide(stats(total=total, fallbacks=fallbacks, positive=0))
+    assert (decision.rule == "distillation") is fires
+    if not fires:
+        assert "no rule fired" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("confidence", "rate"),
+    [(0.95, 5e-5), (0.8, 5e-5), (0.7999, 1e-4), (0.6, 1e-4), (0.5999, 2e-4), (0.0, 2e-4)],
+)
+def test_the_learning_rate_table(confidence, rate):
+    assert learning_rate(confidence) == pytest.approx(rate)
+    assert decide(stats(confidence=confidence)).learning_rate == pytest.approx(rate)
+
+
+def test_no_queries_is_not_enough_data_with_that_reason():
+    decision = decide(stats(total=0, confidence=0.0))
+    assert decision.rule == "none" and not decision.fires
+    assert decision.reason.startswith("not enough data")
+
+
+def test_a_decision_survives_a_json_round_trip():
+    decision = decide(stats(positive=60, confidence=0.85))
+    assert type(decision).from_json(decision.to_json()) == decision
+
+
+def test_the_window_is_the_day_in_its_timezone_and_reaches_back_over_missed_days():
+    assert day_bounds(date(2026, 3, 1), "UTC") == (datetime(2026, 3, 1), datetime(2026, 3, 2))
+    start, end = day_bounds(date(2026, 7, 1), "Europe/Paris")
+    assert (start, end) == (datetime(2026, 6, 30, 22), datetime(2026, 7, 1, 22))
+    # The analysis of 3 March after the one of 28 February covers 1, 2 and 3 March.
+    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 1)) == (
+        datetime(2026, 3, 1),
+        datetime(2026, 3, 4),
+    )
+    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 3)) == (
+        datetime(2026, 3, 3),
+        datetime(2026, 3, 4),
+    )

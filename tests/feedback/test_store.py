@@ -1,0 +1,100 @@
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect
+
+from thunder_dagster.feedback.schema import utc_now
+from thunder_dagster.feedback.store import QueryRecord, QueryStore, UnknownQueryError
+
+
+def record(agent="a", confidence=0.9, fallback=False, variant="champion", version="1.0.0", **kw):
+    return QueryRecord(
+        agent_id=agent,
+        user_id=kw.get("user", "u1"),
+        variant=variant,
+        model_version=version,
+        prompt=kw.get("prompt", "to be"),
+        response=kw.get("response", " or not"),
+        confidence=confidence,
+        fallback=fallback,
+        latency_ms=1.0,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = QueryStore.open(f"sqlite:///{tmp_path}/queries.db")
+    yield opened
+    opened.close()
+
+
+def test_alembic_builds_the_schema_and_reopening_is_a_no_op(tmp_path):
+    url = f"sqlite:///{tmp_path}/queries.db"
+    first = QueryStore.open(url)
+    first.log_query(record())
+    first.close()
+    again = QueryStore.open(url)
+    tables = set(inspect(again.engine).get_table_names())
+    assert {"query_logs", "feedback", "analyses", "response_cache", "alembic_version"} <= tables
+    assert again.stats("a", datetime(2000, 1, 1), datetime(2100, 1, 1)).total_queries == 1
+    again.close()
+
+
+def test_stats_count_the_window_only(store):
+    day = datetime(2026, 3, 1)
+    ids = [
+        store.log_query(record(confidence=0.9), at=day + timedelta(hours=1)),
+        store.log_query(record(confidence=0.5, fallback=True), at=day + timedelta(hours=2)),
+        store.log_query(record(confidence=0.7), at=day + timedelta(hours=3)),
+    ]
+    store.log_query(record(confidence=0.1), at=day - timedelta(seconds=1))
+    store.log_query(record(confidence=0.1), at=day + timedelta(days=1))
+    store.log_query(record(agent="b"), at=day + timedelta(hours=1))
+    store.add_feedback(ids[0], 5)
+    store.add_feedback(ids[1], 2, "wrong")
+    stats = store.stats("a", day, day + timedelta(days=1))
+    assert stats.total_queries == 3
+    assert stats.avg_confidence == pytest.approx(0.7)
+    assert stats.teacher_fallbacks == 1 and stats.fallback_rate == pytest.approx(1 / 3)
+    assert stats.high_confidence_responses == 1
+    assert stats.user_feedback_available == 2 and stats.positive_feedback == 1
+    assert stats.feedback_rate == pytest.approx(2 / 3)
+
+
+def test_feedback_on_an_unknown_query_is_refused_and_repeated_feedback_replaces(store):
+    with pytest.raises(UnknownQueryError, match="nope"):
+        store.add_feedback("nope", 3)
+    query_id = store.log_query(record())
+    store.add_feedback(query_id, 1)
+    store.add_feedback(query_id, 5)
+    assert store.stats("a", datetime(2000, 1, 1), datetime(2100, 1, 1)).positive_feedback == 1
+
+
+def test_fine_tune_rows_are_well_rated_unused_and_marked_by_one_run_only(store):
+    good = [store.log_query(record(prompt=f"p{i}")) for i in range(3)]
+    bad = store.log_query(record())
+    for query_id in good:
+        store.add_feedback(query_id, 4)
+    store.add_feedback(bad, 3)
+    picked = store.fine_tune_examples("a", limit=10)
+    assert [example.query_id for example in picked] == good
+    assert store.mark_used(good, "run-1") == 3
+    assert store.mark_used(good, "run-2") == 0
+    assert set(store.used_by("run-1")) == set(good)
+    assert store.used_by("run-2") == []
+    assert store.fine_tune_examples("a", limit=10) == []
+
+
+def test_distillation_rows_are_confident_teacher_answers(store):
+    teacher = store.log_query(record(fallback=True, confidence=0.85))
+    store.log_query(record(fallback=True, confidence=0.79))
+    store.log_query(record(fallback=False, confidence=0.99))
+    assert [e.query_id for e in store.distillation_examples("a", 0.8, 500)] == [teacher]
+
+
+def test_the_response_cache_expires(store):
+    key = store.cache_response("a", "1.0.0", "hello|0", "world", 0.9, timedelta(minutes=5))
+    assert store.cached_response(key).response == "world"
+    later = utc_now() + timedelta(hours=1)
+    assert store.cached_response(key, now=later) is None
+    assert store.purge_expired_cache(now=later) == 1

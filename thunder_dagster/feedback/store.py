@@ -1,0 +1,346 @@
+"""The query-log store: SQLAlchemy over SQLite (default, under THUNDER_HOME) or PostgreSQL.
+
+The schema is Alembic's: `QueryStore.open` upgrades the database to the newest migration, so a
+fresh file and a months-old one end the same. Fine-tune rows are claimed by a conditional
+UPDATE, so each row is marked used by exactly one successful run.
+"""
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, case, create_engine, delete, event, func, select, update
+from sqlalchemy.orm import sessionmaker
+
+from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog, utc_now
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+POSITIVE_SCORE = 4
+HIGH_CONFIDENCE = 0.8
+
+
+class UnknownQueryError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """One answer as the server logs it."""
+
+    agent_id: str
+    user_id: str
+    variant: str
+    model_version: str
+    prompt: str
+    response: str
+    confidence: float
+    fallback: bool
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """Seed 004's statistics over one window of an agent's query log."""
+
+    total_queries: int
+    avg_confidence: float
+    teacher_fallbacks: int
+    high_confidence_responses: int
+    user_feedback_available: int
+    positive_feedback: int
+
+    @property
+    def fallback_rate(self) -> float:
+        return self.teacher_fallbacks / self.total_queries if self.total_queries else 0.0
+
+    @property
+    def feedback_rate(self) -> float:
+        return self.user_feedback_available / self.total_queries if self.total_queries else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "total_queries": self.total_queries,
+            "avg_confidence": self.avg_confidence,
+            "teacher_fallbacks": self.teacher_fallbacks,
+            "high_confidence_responses": self.high_confidence_responses,
+            "user_feedback_available": self.user_feedback_available,
+            "positive_feedback": self.positive_feedback,
+            "fallback_rate": self.fallback_rate,
+            "feedback_rate": self.feedback_rate,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    query_id: str
+    prompt: str
+    response: str
+
+
+@dataclass(frozen=True)
+class VariantOutcome:
+    """The feedback scores one variant of an A/B test received."""
+
+    variant: str
+    model_version: str
+    queries: int
+    scores: tuple[int, ...]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the server write while Dagster reads; a busy writer waits instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database behind `engine` to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class QueryStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> "QueryStore":
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def log_query(self, record: QueryRecord, at: datetime | None = None) -> str:
+        query_id = uuid.uuid4().hex
+        with self.sessions.begin() as session:
+            session.add(
+                QueryLog(
+                    id=query_id,
+                    created_at=at or utc_now(),
+                    used_for_training=False,
+                    **record.__dict__,
+                )
+            )
+        return query_id
+
+    def add_feedback(
+        self, query_id: str, score: int, comment: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Store (or replace) the feedback on one answer."""
+        with self.sessions.begin() as session:
+            if session.get(QueryLog, query_id) is None:
+                raise UnknownQueryError(f"unknown query id {query_id!r}")
+            session.merge(
+                Feedback(
+                    query_id=query_id, score=score, comment=comment, created_at=at or utc_now()
+                )
+            )
+
+    def query(self, query_id: str) -> QueryLog | None:
+        with self.sessions() as session:
+            return session.get(QueryLog, query_id)
+
+    def stats(self, agent_id: str, start: datetime, end: datetime) -> QueryStats:
+        """The statistics of the answers given in [start, end)."""
+        window = and_(
+            QueryLog.agent_id == agent_id, QueryLog.created_at >= start, QueryLog.created_at < end
+        )
+        statement = (
+            select(
+                func.count(QueryLog.id),
+                func.coalesce(func.avg(QueryLog.confidence), 0.0),
+                func.coalesce(func.sum(case((QueryLog.fallback, 1), else_=0)), 0),
+                func.coalesce(
+                    func.sum(case((QueryLog.confidence >= HIGH_CONFIDENCE, 1), else_=0)), 0
+                ),
+                func.count(Feedback.query_id),
+                func.coalesce(func.sum(case((Feedback.score >= POSITIVE_SCORE, 1), else_=0)), 0),
+            )
+            .select_from(QueryLog)
+            .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
+            .where(window)
+        )
+        with self.sessions() as session:
+            total, confidence, fallbacks, high, with_feedback, positive = session.execute(
+                statement
+            ).one()
+        return QueryStats(
+            total_queries=int(total),
+            avg_confidence=float(confidence),
+            teacher_fallbacks=int(fallbacks),
+            high_confidence_responses=int(high),
+            user_feedback_available=int(with_feedback),
+            positive_feedback=int(positive),
+        )
+
+    def fine_tune_examples(self, agent_id: str, limit: int) -> list[TrainingExample]:
+        """Well-rated answers (score >= 4) not yet used for training, oldest first."""
+        statement = (
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response)
+            .join(Feedback, Feedback.query_id == QueryLog.id)
+            .where(
+                QueryLog.agent_id == agent_id,
+                Feedback.score >= POSITIVE_SCORE,
+                QueryLog.used_for_training.is_(False),
+            )
+            .order_by(QueryLog.created_at, QueryLog.id)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [TrainingExample(*row) for row in session.execute(statement)]
+
+    def mark_used(self, query_ids: Iterable[str], run_id: str) -> int:
+        """Mark rows used by `run_id`; rows another run already claimed stay its own.
+
+        Returns how many rows this call marked. Marking again for the same run marks nothing.
+        """
+        ids = list(query_ids)
+        marked = 0
+        with self.sessions.begin() as session:
+            for start in range(0, len(ids), 500):
+                result = session.execute(
+                    update(QueryLog)
+                    .where(
+                        QueryLog.id.in_(ids[start : start + 500]),
+                        QueryLog.used_for_training.is_(False),
+                    )
+                    .values(used_for_training=True, used_by_run=run_id)
+                )
+                marked += result.rowcount
+        return marked
+
+    def used_by(self, run_id: str) -> list[str]:
+        with self.sessions() as session:
+            return list(session.scalars(select(QueryLog.id).where(QueryLog.used_by_run == run_id)))
+
+    def distillation_examples(
+        self, agent_id: str, min_confidence: float, limit: int
+    ) -> list[TrainingExample]:
+        """Teacher answers (fallbacks) with confidence >= `min_confidence`, newest first."""
+        statement = (
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response)
+            .where(
+                QueryLog.agent_id == agent_id,
+                QueryLog.fallback.is_(True),
+                QueryLog.confidence >= min_confidence,
+            )
+            .order_by(QueryLog.created_at.desc(), QueryLog.id)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [TrainingExample(*row) for row in session.execute(statement)]
+
+    def outcomes(self, agent_id: str, since: datetime) -> list[VariantOutcome]:
+        """Per variant and model version: answers given since `since` and their scores."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(QueryLog.variant, QueryLog.model_version, Feedback.score)
+                .select_from(QueryLog)
+                .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
+                .where(
+                    QueryLog.agent_id == agent_id,
+                    QueryLog.created_at >= since,
+                    QueryLog.fallback.is_(False),
+                )
+            ).all()
+        grouped: dict[tuple[str, str], list] = {}
+        for variant, version, score in rows:
+            grouped.setdefault((variant, version), []).append(score)
+        return [
+            VariantOutcome(
+                variant,
+                version,
+                len(scores),
+                tuple(int(score) for score in scores if score is not None),
+            )
+            for (variant, version), scores in sorted(grouped.items())
+        ]
+
+    def agents(self) -> list[str]:
+        with self.sessions() as session:
+            return list(session.scalars(select(QueryLog.agent_id).distinct()))
+
+    def record_analysis(
+        self, agent_id: str, day: date, start: datetime, end: datetime, decision: str
+    ) -> None:
+        with self.sessions.begin() as session:
+            session.merge(
+                Analysis(
+                    agent_id=agent_id,
+                    day=day,
+                    window_start=start,
+                    window_end=end,
+                    decision=decision,
+                    analysed_at=utc_now(),
+                )
+            )
+
+    def last_analysis_before(self, agent_id: str, day: date) -> Analysis | None:
+        with self.sessions() as session:
+            return session.scalars(
+                select(Analysis)
+                .where(Analysis.agent_id == agent_id, Analysis.day < day)
+                .order_by(Analysis.day.desc())
+                .limit(1)
+            ).first()
+
+    def cached_response(self, key: str, now: datetime | None = None) -> CachedResponse | None:
+        with self.sessions() as session:
+            entry = session.get(CachedResponse, key)
+        if entry is None or entry.expires_at <= (now or utc_now()):
+            return None
+        return entry
+
+    def cache_response(
+        self,
+        agent_id: str,
+        model_version: str,
+        prompt_key: str,
+        response: str,
+        confidence: float,
+        ttl: timedelta,
+    ) -> str:
+        key = cache_key(agent_id, model_version, prompt_key)
+        with self.sessions.begin() as session:
+            session.merge(
+                CachedResponse(
+                    key=key,
+                    agent_id=agent_id,
+                    model_version=model_version,
+                    response=response,
+                    confidence=confidence,
+                    expires_at=utc_now() + ttl,
+                )
+            )
+        return key
+
+    def purge_expired_cache(self, now: datetime | None = None) -> int:
+        with self.sessions.begin() as session:
+            result = session.execute(
+                delete(CachedResponse).where(CachedResponse.expires_at <= (now or utc_now()))
+            )
+            return result.rowcount
+
+
+def cache_key(agent_id: str, model_version: str, prompt_key: str) -> str:
+    return hashlib.sha256(f"{agent_id}\0{model_version}\0{prompt_key}".encode()).hexdigest()
