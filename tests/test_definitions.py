@@ -25,6 +25,7 @@ def test_the_graph_has_the_expected_shape():
         "onnx_model:parity",
         "onnx_model:finite_outputs",
         "onnx_model:better_than_unigram",
+        "onnx_model:step_parity",
     }
     repository = defs.get_repository_def()
     assert {job.name for job in repository.get_all_jobs()} >= {

@@ -87,6 +87,11 @@ class Home:
     def queries_db(self) -> Path:
         return self.root / "queries.db"
 
+    @property
+    def queries_db_url(self) -> str:
+        """The embedded query-log store; production passes a PostgreSQL URL instead."""
+        return f"sqlite:///{self.queries_db}"
+
     def create_agent(self, agent_id: str) -> Path:
         for category in CATEGORIES:
             self.category_dir(agent_id, category).mkdir(parents=True, exist_ok=True)

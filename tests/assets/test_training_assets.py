@@ -105,12 +105,15 @@ def test_the_whole_graph_turns_sample_documents_into_a_deployed_verified_model(t
         "parity": True,
         "finite_outputs": True,
         "better_than_unigram": True,
+        "step_parity": True,
     }
     pointer = read_pointer(trained.home.deployments_dir("sample"))
     assert pointer.version == "1.0.0"
     card = json.loads(open(pointer.card_path).read())
     assert card["context_length"] == 64 and card["vocab"][0] == "\ufffd"
-    assert set(card["files"]) == {"model.keras", "model.onnx"}
+    step_files = {"step.onnx"} if card["family"] in ("gru", "transformer") else set()
+    assert set(card["files"]) == {"model.keras", "model.onnx", *step_files}
+    assert (pointer.step_sha256 is not None) == bool(step_files)
     assert card["onnx"]["validation_loss"] < card["metrics"]["unigram_loss"]
     search = result.asset_materializations_for_node("tpe_trials")[0].metadata
     assert search["trial_states"].value == {"COMPLETE": 2}

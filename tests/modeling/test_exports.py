@@ -4,7 +4,14 @@ import pytest
 from onnx import numpy_helper
 
 from thunder_dagster.modeling.architectures import FAMILIES, build_language_model, compile_model
-from thunder_dagster.modeling.exports import export_onnx, session, verify
+from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
+from thunder_dagster.modeling.exports import (
+    check_step_graph,
+    export_onnx,
+    export_step_onnx,
+    session,
+    verify,
+)
 from thunder_dagster.modeling.text import unigram_loss
 
 VOCAB = 30
@@ -94,3 +101,33 @@ def test_an_untrained_model_does_not_beat_the_unigram_baseline():
     )
     gate = next(c for c in checks if c.name == "better_than_unigram")
     assert not gate.passed and loss > baseline
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_step_graph_gives_the_windowed_logits_one_token_at_a_time(family):
+    model = tiny(family)
+    window = session(export_onnx(model, family).SerializeToString())
+    step_proto = export_step_onnx(model, family)
+    if family == "conv":
+        assert step_proto is None
+        assert check_step_graph(window, None, probe()[0]).passed
+        return
+    step = session(step_proto.SerializeToString())
+    check = check_step_graph(window, step, probe()[0])
+    assert check.passed and check.details["max_abs_difference"] <= 1e-4, check
+    # Greedy text from the step graph is the windowed graph's while the context holds it.
+    prompt = [1, 2, 3, 4]
+    rng = np.random.default_rng(0)
+    bounded = family == "transformer"
+    stepped, _ = sample(StepDecoder(step, CONTEXT, bounded), prompt, CONTEXT - 4, 0.0, rng)
+    windowed, _ = sample(WindowDecoder(window, CONTEXT), prompt, CONTEXT - 4, 0.0, rng)
+    assert stepped == windowed
+
+
+def test_a_full_transformer_cache_keeps_generating_within_its_positions():
+    model = tiny("transformer")
+    step = session(export_step_onnx(model, "transformer").SerializeToString())
+    decoder = StepDecoder(step, CONTEXT, bounded=True)
+    produced, confidences = sample(decoder, [1] * 40, 3 * CONTEXT, 1.0, np.random.default_rng(0))
+    assert len(produced) == 3 * CONTEXT and all(0 < c <= 1 for c in confidences)
+    assert decoder.cached <= CONTEXT

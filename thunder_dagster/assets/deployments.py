@@ -4,7 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from thunder_dagster.assets.partitions import agents
-from thunder_dagster.deployments.pointers import Deployment, read_pointer
+from thunder_dagster.deployments.pointers import POINTER_NAMES, Deployment, read_pointer
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.modeling.exports import ExportReport
 from thunder_dagster.modeling.models import TrainedModel
@@ -19,7 +19,10 @@ def registered_model_name(agent_id: str) -> str:
 class DeploymentConfig(dg.Config):
     role: str = Field(
         default="champion",
-        description="champion: serve it now; challenger: serve it to the A/B share only",
+        description=(
+            "champion: serve it now; challenger: serve it to the A/B share only; teacher: "
+            "answer in the champion's place when it is unsure"
+        ),
     )
 
 
@@ -38,8 +41,8 @@ def deployment(
 ) -> dg.Output[Deployment]:
     """The verified model released as a semantic version under models/<agent>/<version>/,
     registered in MLflow with its alias, and the pointer deployments/<agent>/current.json."""
-    if config.role not in ("champion", "challenger"):
-        raise dg.Failure(f"role: {config.role!r}; use champion or challenger")
+    if config.role not in POINTER_NAMES:
+        raise dg.Failure(f"role: {config.role!r}; use one of {', '.join(POINTER_NAMES)}")
     if not onnx_model.passed:
         failed = [check.name for check in onnx_model.checks if not check.passed]
         raise dg.Failure(f"onnx_model failed its checks {failed}: nothing is deployed")
@@ -66,6 +69,7 @@ def deployment(
         onnx_model.onnx_sha256,
         role=config.role,
         registry_version=register,
+        step_sha256=onnx_model.step_sha256,
     )
     tracker.set_alias(model_name, config.role, released.registry_version)
     context.log.info(

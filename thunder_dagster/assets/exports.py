@@ -7,7 +7,7 @@ from thunder_dagster.documents.datasets import TrainingDataset
 from thunder_dagster.modeling.exports import ExportReport, export_and_verify
 from thunder_dagster.modeling.models import TrainedModel, read_card, write_card
 
-EXPORT_CHECKS = ("parity", "finite_outputs", "better_than_unigram")
+EXPORT_CHECKS = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
 
 
 @dg.asset(
@@ -30,6 +30,8 @@ def onnx_model(
     ops = sorted({node.op_type for node in onnx.load(report.onnx_path).graph.node})
     card = read_card(keras_model.model_dir)
     card["files"]["model.onnx"] = report.onnx_sha256
+    if report.step_sha256 is not None:
+        card["files"]["step.onnx"] = report.step_sha256
     card["onnx"] = {
         "input": {
             "name": "tokens",
@@ -41,6 +43,7 @@ def onnx_model(
             "dtype": "float32",
             "shape": ["batch", keras_model.context_length, len(keras_model.vocab)],
         },
+        "step_graph": report.step_path is not None,
         "validation_loss": report.onnx_validation_loss,
         "parity_max_abs_difference": report.parity.max_abs_difference,
         "latency_ms": report.latency_ms,

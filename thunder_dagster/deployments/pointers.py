@@ -15,6 +15,10 @@ from thunder_dagster.documents.datasets import write_atomically
 
 POINTER_NAME = "current.json"
 CHALLENGER_NAME = "challenger.json"
+TEACHER_NAME = "teacher.json"
+# champion: serves everyone; challenger: serves the A/B share until promoted or retired;
+# teacher: the larger model that answers when the champion is unsure.
+POINTER_NAMES = {"champion": POINTER_NAME, "challenger": CHALLENGER_NAME, "teacher": TEACHER_NAME}
 HISTORY_NAME = "history.jsonl"
 
 
@@ -29,6 +33,8 @@ class Deployment:
     card_path: str
     registry_version: str | None
     deployed_at: str
+    step_path: str | None = None
+    step_sha256: str | None = None
 
 
 class NothingToRollBackError(RuntimeError):
@@ -73,7 +79,9 @@ def deployed_versions(deployments_dir: Path) -> list[str]:
 
 def deploy(deployments_dir: Path, deployment: Deployment, role: str = "champion") -> None:
     """Point the server at `deployment`: the history line first, then the atomic pointer swap."""
-    name = POINTER_NAME if role == "champion" else CHALLENGER_NAME
+    if role not in POINTER_NAMES:
+        raise ValueError(f"role {role!r}: use one of {', '.join(POINTER_NAMES)}")
+    name = POINTER_NAMES[role]
     _append_history(
         deployments_dir,
         {"action": "deploy", "role": role, "at": _now(), "deployment": asdict(deployment)},
@@ -104,6 +112,37 @@ def rollback(deployments_dir: Path) -> tuple[Deployment, Deployment]:
         deployments_dir / POINTER_NAME, json.dumps(asdict(previous), indent=2).encode()
     )
     return current, previous
+
+
+class NoChallengerError(RuntimeError):
+    pass
+
+
+def promote(deployments_dir: Path) -> Deployment:
+    """The challenger becomes the champion (a rollback can undo it) and its pointer goes."""
+    challenger = read_pointer(deployments_dir, CHALLENGER_NAME)
+    if challenger is None:
+        raise NoChallengerError(f"{deployments_dir}: no challenger to promote")
+    deploy(deployments_dir, challenger, "champion")
+    _append_history(
+        deployments_dir,
+        {"action": "promote", "role": "challenger", "at": _now(), "version": challenger.version},
+    )
+    (deployments_dir / CHALLENGER_NAME).unlink()
+    return challenger
+
+
+def retire(deployments_dir: Path) -> Deployment:
+    """The challenger stops serving; the champion keeps everyone."""
+    challenger = read_pointer(deployments_dir, CHALLENGER_NAME)
+    if challenger is None:
+        raise NoChallengerError(f"{deployments_dir}: no challenger to retire")
+    _append_history(
+        deployments_dir,
+        {"action": "retire", "role": "challenger", "at": _now(), "version": challenger.version},
+    )
+    (deployments_dir / CHALLENGER_NAME).unlink()
+    return challenger
 
 
 def _now() -> str:

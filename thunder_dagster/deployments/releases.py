@@ -12,7 +12,7 @@ from thunder_dagster.deployments.pointers import (
     read_pointer,
 )
 from thunder_dagster.deployments.versions import PATTERN, Version, next_version
-from thunder_dagster.modeling.models import CARD_NAME, KERAS_NAME, ONNX_NAME, sha256_of
+from thunder_dagster.modeling.models import CARD_NAME, KERAS_NAME, ONNX_NAME, STEP_NAME, sha256_of
 
 
 class UnverifiedArtefactError(RuntimeError):
@@ -28,6 +28,7 @@ def release(
     change: str = "retrain",
     role: str = "champion",
     registry_version=None,
+    step_sha256: str | None = None,
 ) -> Deployment:
     """Copy a build to its version folder and point the server at it.
 
@@ -41,6 +42,11 @@ def release(
         raise UnverifiedArtefactError(
             f"{build_dir / ONNX_NAME} hashes to {actual[:12]}, not to the {onnx_sha256[:12]} "
             "its checks passed on; materialize onnx_model again before deploying"
+        )
+    if (build_dir / STEP_NAME).is_file() and sha256_of(build_dir / STEP_NAME) != step_sha256:
+        raise UnverifiedArtefactError(
+            f"{build_dir / STEP_NAME} does not hash to what its step_parity check passed on; "
+            "materialize onnx_model again before deploying"
         )
     champion = read_pointer(deployments_dir)
     existing = [Version.parse(v) for v in deployed_versions(deployments_dir)]
@@ -61,7 +67,9 @@ def release(
     staging = models_dir / f".{version}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (KERAS_NAME, ONNX_NAME):
+    for name in (KERAS_NAME, ONNX_NAME, STEP_NAME):
+        if name == STEP_NAME and not (build_dir / name).is_file():
+            continue
         shutil.copy2(build_dir / name, staging / name)
     card |= {"version": version, "build": str(build_dir), "change": change}
     registry = registry_version(version) if registry_version else None
@@ -76,6 +84,8 @@ def release(
         onnx_path=str(target / ONNX_NAME),
         onnx_sha256=actual,
         card_path=str(target / CARD_NAME),
+        step_path=str(target / STEP_NAME) if (target / STEP_NAME).is_file() else None,
+        step_sha256=sha256_of(target / STEP_NAME) if (target / STEP_NAME).is_file() else None,
         registry_version=registry,
         deployed_at=datetime.now(UTC).isoformat(),
     )

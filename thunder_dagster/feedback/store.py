@@ -131,17 +131,17 @@ class QueryStore:
         self.engine.dispose()
 
     def log_query(self, record: QueryRecord, at: datetime | None = None) -> str:
-        query_id = uuid.uuid4().hex
-        with self.sessions.begin() as session:
-            session.add(
-                QueryLog(
-                    id=query_id,
-                    created_at=at or utc_now(),
-                    used_for_training=False,
-                    **record.__dict__,
-                )
-            )
+        query_id = new_query_id()
+        self.log_queries([(query_id, record, at or utc_now())])
         return query_id
+
+    def log_queries(self, rows: Iterable[tuple[str, QueryRecord, datetime]]) -> None:
+        """Insert answers logged elsewhere with their ids and times, in one transaction."""
+        with self.sessions.begin() as session:
+            session.add_all(
+                QueryLog(id=query_id, created_at=at, used_for_training=False, **record.__dict__)
+                for query_id, record, at in rows
+            )
 
     def add_feedback(
         self, query_id: str, score: int, comment: str | None = None, at: datetime | None = None
@@ -340,6 +340,10 @@ class QueryStore:
                 delete(CachedResponse).where(CachedResponse.expires_at <= (now or utc_now()))
             )
             return result.rowcount
+
+
+def new_query_id() -> str:
+    return uuid.uuid4().hex
 
 
 def cache_key(agent_id: str, model_version: str, prompt_key: str) -> str:

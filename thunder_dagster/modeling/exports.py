@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from thunder_dagster.documents.datasets import write_atomically
-from thunder_dagster.modeling.models import sha256_of
+from thunder_dagster.modeling.decoding import step_logits
+from thunder_dagster.modeling.models import STEP_NAME, sha256_of
 from thunder_dagster.modeling.text import sequential_windows
 
 OPSET = 17
@@ -75,6 +76,20 @@ def _activation(nodes: list, name: str, source: str, activation: str) -> str:
     return out
 
 
+SHARED_CONSTANTS = {
+    "sqrt2": np.array(math.sqrt(2.0), np.float32),
+    "one": np.array(1.0, np.float32),
+    "half": np.array(0.5, np.float32),
+    "axis0": np.array([0], np.int64),
+    "axis1": np.array([1], np.int64),
+    "zero_i": np.array(0, np.int64),
+    "one_i": np.array(1, np.int64),
+    "two_i": np.array(2, np.int64),
+    "masked_out": np.array(-1e9, np.float32),
+    "kept": np.array(0.0, np.float32),
+}
+
+
 class _GraphWriter:
     """Writes ONNX nodes for a functional Keras model, layer by layer, from its weights.
 
@@ -82,24 +97,25 @@ class _GraphWriter:
     topological order, so residual connections need nothing special.
     """
 
-    def __init__(self, model):
-        from onnx import numpy_helper
+    def __init__(self, model, step: bool = False):
 
         self.model = model
+        self.step = step
         self.context_length = model.inputs[0].shape[1]
         self.nodes: list = []
-        self.initializers = [
-            numpy_helper.from_array(np.array(math.sqrt(2.0), np.float32), "sqrt2"),
-            numpy_helper.from_array(np.array(1.0, np.float32), "one"),
-            numpy_helper.from_array(np.array(0.5, np.float32), "half"),
-            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-        ]
+        self.state_inputs: list = []
+        self.state_outputs: list = []
+        self.attention_layers = 0
+        self.step_positions: tuple[str, str] | None = None
+        self.initializers: dict[str, object] = {}
+        for name, value in SHARED_CONSTANTS.items():
+            self.constant(name, value)
         self.names: dict[int, str] = {}
 
     def constant(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
 
-        self.initializers.append(numpy_helper.from_array(value, name))
+        self.initializers.setdefault(name, numpy_helper.from_array(value, name))
         return name
 
     def node(self, op: str, inputs: list[str], output: str, **attributes) -> str:
@@ -127,17 +143,33 @@ class _GraphWriter:
         final = self.names[id(self.model.outputs[0])]
         self.node("Identity", [final], OUTPUT_NAME)
         vocab_size = self.model.outputs[0].shape[-1]
-        shape = ["batch", self.context_length]
+        shape = ["batch", "steps" if self.step else self.context_length]
         graph = helper.make_graph(
             self.nodes,
             self.model.name,
-            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT32, shape)],
-            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [*shape, vocab_size])],
-            self.initializers,
+            [
+                helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT32, shape),
+                *self.state_inputs,
+            ],
+            [
+                helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [*shape, vocab_size]),
+                *self.state_outputs,
+            ],
+            [
+                tensor
+                for name, tensor in self.initializers.items()
+                if any(name in node.input for node in self.nodes)
+            ],
         )
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         proto.ir_version = 8
         return proto
+
+    @staticmethod
+    def _helper():
+        from onnx import helper
+
+        return helper
 
     @staticmethod
     def _keras():
@@ -158,6 +190,11 @@ class _GraphWriter:
             return self.node("Gather", [table_name, inputs[0]], f"{name}_out")
         if isinstance(layer, PositionEmbedding):
             (table,) = layer.get_weights()
+            if self.step:
+                table_name = self.constant(f"{name}_w", table.astype(np.float32))
+                positions, _ = self.positions()
+                rows = self.node("Gather", [table_name, positions], f"{name}_rows")
+                return self.node("Add", [inputs[0], rows], f"{name}_out")
             table_name = self.constant(f"{name}_w", table[None].astype(np.float32))
             return self.node("Add", [inputs[0], table_name], f"{name}_out")
         if isinstance(layer, keras.layers.Add):
@@ -185,6 +222,40 @@ class _GraphWriter:
             return self.attention(layer, inputs)
         raise ValueError(f"layer {name} ({type(layer).__name__}) has no direct ONNX form")
 
+    def state(self, input_name: str, output_name: str, shape: list) -> None:
+        from onnx import TensorProto, helper
+
+        self.state_inputs.append(
+            helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)
+        )
+        self.state_outputs.append(
+            helper.make_tensor_value_info(output_name, TensorProto.FLOAT, shape)
+        )
+
+    def positions(self) -> tuple[str, str]:
+        """In a step graph: the absolute positions of this call's tokens, after the cached
+        ones, and the causal mask [steps, cached + steps] over the keys."""
+        if self.step_positions is None:
+            past = self.node("Shape", ["past_key_0"], "past_shape")
+            cached = self.node("Gather", [past, "two_i"], "cached_length")
+            steps = self.node(
+                "Gather", [self.node("Shape", [INPUT_NAME], "token_shape"), "one_i"], "step_count"
+            )
+            total = self.node("Add", [cached, steps], "total_length")
+            rows = self.node("Range", [cached, total, "one_i"], "positions")
+            columns = self.node("Range", ["zero_i", total, "one_i"], "key_positions")
+            later = self.node(
+                "Greater",
+                [
+                    self.node("Unsqueeze", [columns, "axis0"], "key_row"),
+                    self.node("Unsqueeze", [rows, "axis1"], "query_column"),
+                ],
+                "future",
+            )
+            mask = self.node("Where", [later, "masked_out", "kept"], "step_mask")
+            self.step_positions = (rows, mask)
+        return self.step_positions
+
     def gru(self, layer, source: str) -> str:
         """Keras' GRU (reset_after=True) keeps the gates in ONNX's order (update, reset,
         candidate) and applies the reset gate after the recurrent matmul:
@@ -200,13 +271,28 @@ class _GraphWriter:
             self.constant(f"{name}_B", bias.reshape(1, -1).astype(np.float32)),
         ]
         time_major = self.node("Transpose", [source], f"{name}_tm", perm=[1, 0, 2])
-        y = self.node(
-            "GRU",
-            [time_major, *weights],
-            f"{name}_y",
-            hidden_size=recurrent.shape[0],
-            linear_before_reset=1,
-        )
+        units = recurrent.shape[0]
+        if self.step:
+            index = len(self.state_inputs)
+            self.state(f"state_{index}", f"next_state_{index}", [1, "batch", units])
+            self.nodes.append(
+                self._helper().make_node(
+                    "GRU",
+                    [time_major, *weights, "", f"state_{index}"],
+                    [f"{name}_y", f"next_state_{index}"],
+                    hidden_size=units,
+                    linear_before_reset=1,
+                )
+            )
+            y = f"{name}_y"
+        else:
+            y = self.node(
+                "GRU",
+                [time_major, *weights],
+                f"{name}_y",
+                hidden_size=units,
+                linear_before_reset=1,
+            )
         squeezed = self.node("Squeeze", [y, "axis1"], f"{name}_seq")
         return self.node("Transpose", [squeezed], f"{name}_out", perm=[1, 0, 2])
 
@@ -219,7 +305,8 @@ class _GraphWriter:
             raise ValueError(f"layer {name}: only causal self-attention exports")
         (wq, bq, wk, bk, wv, bv, wo, bo) = layer.get_weights()
         width, heads, key_dim = wq.shape
-        t = self.context_length
+        # A step graph takes any number of new tokens; a windowed one exactly the context.
+        t = -1 if self.step else self.context_length
         split = self.constant(f"{name}_split", np.array([0, t, heads, key_dim], np.int64))
         merge = self.constant(f"{name}_merge", np.array([0, t, heads * key_dim], np.int64))
 
@@ -230,11 +317,33 @@ class _GraphWriter:
 
         scale = self.constant(f"{name}_scale", np.array(1.0 / math.sqrt(key_dim), np.float32))
         q = self.node("Mul", [project("q", wq, bq, [0, 2, 1, 3]), scale], f"{name}_q_scaled")
-        k = project("k", wk, bk, [0, 2, 3, 1])
-        v = project("v", wv, bv, [0, 2, 1, 3])
-        mask = np.triu(np.full((t, t), -1e9, np.float32), k=1)
+        if self.step:
+            index = self.attention_layers
+            self.attention_layers += 1
+            cache_shape = ["batch", heads, "cached", key_dim]
+            self.state(f"past_key_{index}", f"present_key_{index}", cache_shape)
+            self.state(f"past_value_{index}", f"present_value_{index}", cache_shape)
+            keys = self.node(
+                "Concat",
+                [f"past_key_{index}", project("k", wk, bk, [0, 2, 1, 3])],
+                f"present_key_{index}",
+                axis=2,
+            )
+            v = self.node(
+                "Concat",
+                [f"past_value_{index}", project("v", wv, bv, [0, 2, 1, 3])],
+                f"present_value_{index}",
+                axis=2,
+            )
+            k = self.node("Transpose", [keys], f"{name}_keys_t", perm=[0, 1, 3, 2])
+            _, mask_name = self.positions()
+        else:
+            k = project("k", wk, bk, [0, 2, 3, 1])
+            v = project("v", wv, bv, [0, 2, 1, 3])
+            mask = np.triu(np.full((t, t), -1e9, np.float32), k=1)
+            mask_name = self.constant(f"{name}_mask", mask)
         scores = self.node("MatMul", [q, k], f"{name}_scores")
-        masked = self.node("Add", [scores, self.constant(f"{name}_mask", mask)], f"{name}_masked")
+        masked = self.node("Add", [scores, mask_name], f"{name}_masked")
         weights = self.node("Softmax", [masked], f"{name}_weights", axis=-1)
         mixed = self.node("MatMul", [weights, v], f"{name}_mixed")
         mixed = self.node("Transpose", [mixed], f"{name}_mixed_t", perm=[0, 2, 1, 3])
@@ -245,6 +354,20 @@ class _GraphWriter:
 def direct_graph(model):
     """The ONNX graph written straight from a GRU or transformer model's weights."""
     return _GraphWriter(model).write()
+
+
+def export_step_onnx(model, family: str):
+    """The generation graph: `tokens` [batch, steps] plus the state of the tokens before them
+    (each GRU layer's hidden state; each attention layer's keys and values) in, `logits` and
+    the next state out. A prompt goes in once; each new token then costs one step, not a pass
+    over the whole context. None for families without one (dilated convolutions)."""
+    import onnx
+
+    if family not in DIRECT_FAMILIES:
+        return None
+    proto = _GraphWriter(model, step=True).write()
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
 
 
 def session(path_or_bytes):
@@ -340,6 +463,8 @@ class ExportReport:
     unigram_loss: float
     latency_ms: dict
     checks: list[Check]
+    step_path: str | None = None
+    step_sha256: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -381,8 +506,31 @@ def verify(model, onnx_session, probe, validation, unigram: float) -> tuple[Pari
     return measured, loss, checks
 
 
+def check_step_graph(window_session, step_session, probe: np.ndarray) -> Check:
+    """The step graph against the windowed one on the probe: half the window fed at once,
+    then one token at a time, must give the same logits at every position."""
+    if step_session is None:
+        return Check(
+            "step_parity",
+            True,
+            "no step graph for this family: the server generates with the windowed graph",
+            {"step_graph": False},
+        )
+    windowed = window_session.run([OUTPUT_NAME], {INPUT_NAME: probe})[0]
+    stepped = step_logits(step_session, probe, prefill=probe.shape[1] // 2)
+    difference = float(np.abs(windowed - stepped).max())
+    agreement = float((windowed.argmax(-1) == stepped.argmax(-1)).mean())
+    return Check(
+        "step_parity",
+        difference <= PARITY_TOLERANCE and agreement == 1.0,
+        f"step graph against the windowed graph: largest logit difference {difference:.2e} "
+        f"(at most {PARITY_TOLERANCE:.0e}), argmax agreement {agreement:.1%}",
+        {"step_graph": True, "max_abs_difference": difference, "argmax_agreement": agreement},
+    )
+
+
 def export_and_verify(trained, data, out_dir, with_latency: bool = True) -> ExportReport:
-    """Load model.keras, write model.onnx beside it, and measure it against the Keras model."""
+    """Load model.keras, write model.onnx (and step.onnx) beside it, and measure them."""
     import keras
 
     model = keras.saving.load_model(trained.keras_path)
@@ -390,10 +538,16 @@ def export_and_verify(trained, data, out_dir, with_latency: bool = True) -> Expo
     onnx_path = out_dir / "model.onnx"
     write_atomically(onnx_path, proto.SerializeToString())
     onnx_session = session(str(onnx_path))
+    step_proto = export_step_onnx(model, trained.family)
+    step_path = out_dir / STEP_NAME if step_proto is not None else None
+    if step_path is not None:
+        write_atomically(step_path, step_proto.SerializeToString())
     x, y = sequential_windows(data.validation, trained.context_length, limit=256)
     measured, loss, checks = verify(
         model, onnx_session, x[:PROBE_WINDOWS], (x, y), trained.unigram_loss
     )
+    step_session = session(str(step_path)) if step_path is not None else None
+    checks.append(check_step_graph(onnx_session, step_session, x[:PROBE_WINDOWS]))
     timings = (
         latency(model, onnx_session, trained.context_length, len(trained.vocab))
         if with_latency
@@ -408,4 +562,6 @@ def export_and_verify(trained, data, out_dir, with_latency: bool = True) -> Expo
         unigram_loss=trained.unigram_loss,
         latency_ms=timings,
         checks=checks,
+        step_path=str(step_path) if step_path is not None else None,
+        step_sha256=sha256_of(step_path) if step_path is not None else None,
     )

@@ -14,6 +14,7 @@ from thunder_dagster.modeling.training import Budget, Epoch, train
 CARD_NAME = "card.json"
 KERAS_NAME = "model.keras"
 ONNX_NAME = "model.onnx"
+STEP_NAME = "step.onnx"
 
 
 @dataclass(frozen=True)

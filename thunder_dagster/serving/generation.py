@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from thunder_dagster.deployments.pointers import Deployment, read_pointer
+from thunder_dagster.deployments.pointers import POINTER_NAMES, Deployment, read_pointer
+from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
 from thunder_dagster.modeling.text import Vocabulary
 
 
@@ -15,13 +16,25 @@ class NoDeploymentError(LookupError):
     pass
 
 
+class RefusedModelError(RuntimeError):
+    """A deployed file that must not serve: changed since its checks, or unusable."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     deployment: Deployment
     card: dict
     session: object
+    step_session: object | None
     vocabulary: Vocabulary
     context_length: int
+
+    def decoder(self):
+        if self.step_session is None:
+            return WindowDecoder(self.session, self.context_length)
+        # A GRU carries its state for ever; attention is bounded by its learned positions.
+        bounded = self.deployment.family != "gru"
+        return StepDecoder(self.step_session, self.context_length, bounded)
 
 
 @dataclass(frozen=True)
@@ -31,58 +44,88 @@ class Generation:
     tokens: int
 
 
-def load_deployed(deployments_dir: Path) -> LoadedModel:
-    """The champion the pointer names, refused when its file no longer matches the pointer."""
+def _verified_bytes(path: str, expected: str | None) -> bytes:
+    data = Path(path).read_bytes()
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise RefusedModelError(
+            f"{path} does not match the hash its deployment recorded; redeploy or roll back"
+        )
+    return data
+
+
+def load_deployment(deployment: Deployment) -> LoadedModel:
+    """Sessions for a deployment's files, refused unless their hashes match and a probe
+    through them gives finite logits of the card's shape."""
     import onnxruntime
 
-    deployment = read_pointer(deployments_dir)
+    try:
+        card = json.loads(Path(deployment.card_path).read_text())
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        window = onnxruntime.InferenceSession(
+            _verified_bytes(deployment.onnx_path, deployment.onnx_sha256),
+            options,
+            providers=["CPUExecutionProvider"],
+        )
+        step = None
+        if deployment.step_path:
+            step = onnxruntime.InferenceSession(
+                _verified_bytes(deployment.step_path, deployment.step_sha256),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+        model = LoadedModel(
+            deployment,
+            card,
+            window,
+            step,
+            Vocabulary(tuple(card["vocab"])),
+            int(card["context_length"]),
+        )
+    except RefusedModelError:
+        raise
+    except Exception as error:
+        raise RefusedModelError(
+            f"{deployment.agent_id} {deployment.version}: cannot load {deployment.model_dir}: "
+            f"{error}"
+        ) from error
+    probe = np.zeros((1, model.context_length), dtype=np.int32)
+    logits = model.session.run(["logits"], {"tokens": probe})[0]
+    if logits.shape != (1, model.context_length, len(model.vocabulary.tokens)) or not np.all(
+        np.isfinite(logits)
+    ):
+        raise RefusedModelError(
+            f"{deployment.onnx_path}: the probe gave logits of shape {logits.shape} or "
+            "non-finite values; the previous model keeps serving"
+        )
+    return model
+
+
+def load_deployed(deployments_dir: Path, role: str = "champion") -> LoadedModel:
+    """The model the role's pointer names (champion by default)."""
+    deployment = read_pointer(deployments_dir, POINTER_NAMES[role])
     if deployment is None:
         raise NoDeploymentError(
-            f"no deployment at {deployments_dir}: train the agent first (thunder train AGENT_ID)"
+            f"no {role} deployment at {deployments_dir}: train the agent first "
+            "(thunder train AGENT_ID)"
         )
-    data = Path(deployment.onnx_path).read_bytes()
-    if hashlib.sha256(data).hexdigest() != deployment.onnx_sha256:
-        raise NoDeploymentError(
-            f"{deployment.onnx_path} does not match the hash its deployment recorded; "
-            "redeploy or roll back"
-        )
-    card = json.loads(Path(deployment.card_path).read_text())
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    return LoadedModel(
-        deployment, card, session, Vocabulary(tuple(card["vocab"])), int(card["context_length"])
-    )
+    try:
+        return load_deployment(deployment)
+    except RefusedModelError as error:
+        raise NoDeploymentError(str(error)) from error
 
 
 def generate(
     model: LoadedModel, prompt: str, max_tokens: int = 200, temperature: float = 0.8, seed=None
 ) -> Generation:
-    """Sample one character at a time from the logits at the end of the prompt's window.
+    """Sample one character at a time after the prompt, with the step graph where there is one.
 
-    Windows shorter than the context are padded on the right: every family is causal, so the
-    padding never reaches the position that is read.
+    The confidence is the mean probability the model gave the characters it chose.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    rng = np.random.default_rng(seed)
     ids = list(model.vocabulary.encode(prompt or "\n"))
-    context = model.context_length
-    produced, confidences = [], []
-    for _ in range(max_tokens):
-        window = ids[-context:]
-        tokens = np.zeros((1, context), dtype=np.int32)
-        tokens[0, : len(window)] = window
-        logits = model.session.run(["logits"], {"tokens": tokens})[0][0, len(window) - 1]
-        logits = logits.astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        if temperature == 0:
-            choice = int(probabilities.argmax())
-        else:
-            tempered = np.exp((logits - logits.max()) / temperature)
-            choice = int(rng.choice(len(tempered), p=tempered / tempered.sum()))
-        confidences.append(float(probabilities[choice]))
-        produced.append(choice)
-        ids.append(choice)
+    produced, confidences = sample(
+        model.decoder(), ids, max_tokens, temperature, np.random.default_rng(seed)
+    )
     return Generation(
         text=model.vocabulary.decode(produced),
         confidence=float(np.mean(confidences)) if confidences else 0.0,

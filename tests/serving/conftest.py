@@ -1,0 +1,57 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from thunder_dagster.deployments.releases import release
+from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.home import Home
+from thunder_dagster.modeling.models import sha256_of
+
+VOCAB = tuple("\ufffd abcdefghijklmnopqrstuvwxyz.\n")
+CONTEXT = 16
+
+
+def deploy_tiny(home: Home, agent_id: str, family="gru", role="champion", seed=0, hidden=32):
+    """An untrained tiny model released like a real build: model.keras, model.onnx, step.onnx
+    and card.json, then the role's pointer."""
+    import keras
+
+    from thunder_dagster.modeling.architectures import build_language_model, compile_model
+    from thunder_dagster.modeling.exports import export_onnx, export_step_onnx
+
+    keras.utils.set_random_seed(seed)
+    hp = {
+        "family": family,
+        "context_length": CONTEXT,
+        "learning_rate": 1e-3,
+        "hidden_size": hidden,
+        "layers": 1,
+        "dropout": 0.0,
+        "activation": "gelu",
+    }
+    model = compile_model(build_language_model(hp, len(VOCAB)), 1e-3)
+    build = home.models_dir(agent_id) / "builds" / f"{family}-{seed}-{role}"
+    build.mkdir(parents=True, exist_ok=True)
+    model.save(build / "model.keras")
+    write_atomically(build / "model.onnx", export_onnx(model, family).SerializeToString())
+    step = export_step_onnx(model, family)
+    if step is not None:
+        write_atomically(build / "step.onnx", step.SerializeToString())
+    card = {"agent_id": agent_id, "family": family, "params": hp, "context_length": CONTEXT}
+    card |= {"vocab": list(VOCAB), "files": {}}
+    (build / "card.json").write_text(json.dumps(card))
+    return release(
+        home.models_dir(agent_id),
+        home.deployments_dir(agent_id),
+        agent_id,
+        build,
+        sha256_of(build / "model.onnx"),
+        role=role,
+        step_sha256=sha256_of(build / "step.onnx") if step is not None else None,
+    )
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    return Home(Path(tmp_path) / "thunder")

@@ -1,0 +1,159 @@
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.serving.conftest import deploy_tiny
+from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.models import variant_for
+
+
+def settings(home, **overrides):
+    return ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        reload_seconds=0.05,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def served(home):
+    deploy_tiny(home, "acme")
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+        yield client
+
+
+def ask(client, agent="acme", **body):
+    payload = {"prompt": "the ", "max_tokens": 8, "temperature": 0.0, "user_id": "u1"} | body
+    return client.post(f"/v1/agents/{agent}/generate", json=payload)
+
+
+def test_generate_answers_and_feedback_joins_the_logged_query(served, home):
+    health = served.get("/healthz").json()
+    assert health["agents"]["acme"]["champion"] == "1.0.0"
+    answer = ask(served)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body["text"]) == 8 and 0 < body["confidence"] <= 1
+    assert (body["model_version"], body["variant"], body["fallback"]) == (
+        "1.0.0",
+        "champion",
+        False,
+    )
+    stored = served.post("/v1/feedback", json={"query_id": body["query_id"], "score": 5})
+    assert stored.status_code == 200, stored.text
+    store = QueryStore.open(home.queries_db_url)
+    row = store.query(body["query_id"])
+    assert row.prompt == "the " and row.response == body["text"] and row.user_id == "u1"
+    stats = store.stats(
+        "acme",
+        row.created_at,
+        row.created_at + (row.created_at - row.created_at).__class__(seconds=1),
+    )
+    assert stats.positive_feedback == 1
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "names"),
+    [
+        ("/v1/agents/nobody/generate", {}, 404, "unknown agent 'nobody'"),
+        ("/v1/agents/acme/generate", {"max_tokens": 0}, 422, "max_tokens"),
+        ("/v1/agents/acme/generate", {"max_tokens": 5000}, 422, "max_tokens: 5000"),
+        ("/v1/agents/acme/generate", {"prompt": "x" * 5000}, 422, "prompt: 5000 characters"),
+        ("/v1/agents/acme/generate", {"temperature": -1}, 422, "temperature"),
+        ("/v1/agents/acme/generate", {"user_id": ""}, 422, "user_id"),
+    ],
+)
+def test_bad_generate_requests_get_a_clear_4xx(served, path, body, status, names):
+    payload = {"prompt": "the ", "max_tokens": 8, "temperature": 0.0, "user_id": "u1"} | body
+    answer = served.post(path, json=payload)
+    assert answer.status_code == status
+    assert names in answer.text
+
+
+def test_malformed_bodies_and_bad_feedback_get_a_clear_4xx(served):
+    assert served.post("/v1/agents/acme/generate", content=b"{not json").status_code == 422
+    assert served.post("/v1/agents/acme/generate", json={"prompt": "x"}).status_code == 422
+    query_id = ask(served).json()["query_id"]
+    for score in (0, 6, "five"):
+        answer = served.post("/v1/feedback", json={"query_id": query_id, "score": score})
+        assert answer.status_code == 422 and "score" in answer.text
+    unknown = served.post("/v1/feedback", json={"query_id": "f" * 32, "score": 3})
+    assert unknown.status_code == 404 and "unknown query_id" in unknown.text
+
+
+def test_the_split_is_stable_and_near_its_share():
+    users = [f"user-{n}" for n in range(4000)]
+    first = [variant_for("acme", user, 0.25) for user in users]
+    assert first == [variant_for("acme", user, 0.25) for user in users]
+    assert 0.22 < first.count("challenger") / len(users) < 0.28
+    assert {variant_for("acme", user, 0.0) for user in users} == {"champion"}
+
+
+def test_the_challenger_serves_its_users_and_the_teacher_answers_when_unsure(home):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    deploy_tiny(home, "acme", family="transformer", seed=2, role="teacher", hidden=64)
+    # An untrained model's confidence is about 1/vocab: every answer is below 0.9.
+    app = create_app(settings(home, challenger_share=0.5, teacher_threshold=0.9))
+    with TestClient(app) as client:
+        answers = [ask(client, user_id=f"u{n}").json() for n in range(20)]
+    for n, body in enumerate(answers):
+        assert body["variant"] == variant_for("acme", f"u{n}", 0.5)
+        assert body["fallback"] is True and body["model_version"] == "2.0.0"
+    assert {body["variant"] for body in answers} == {"champion", "challenger"}
+
+
+def test_a_new_pointer_is_picked_up_without_failing_requests_in_flight(home):
+    deploy_tiny(home, "acme", seed=0)
+    failures, versions, stop = [], set(), threading.Event()
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+
+        def hammer(worker):
+            while not stop.is_set():
+                answer = ask(client, user_id=f"w{worker}", temperature=0.8, max_tokens=16)
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                else:
+                    versions.add(answer.json()["model_version"])
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        deploy_tiny(home, "acme", seed=1)
+        deadline = time.monotonic() + 10
+        while "1.1.0" not in versions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert client.get("/healthz").json()["agents"]["acme"]["champion"] == "1.1.0"
+    assert failures == []
+    assert versions == {"1.0.0", "1.1.0"}
+
+
+def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
+    deploy_tiny(home, "acme", seed=0)
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+        released = deploy_tiny(home, "acme", seed=1)
+        # Damage the new release's file after its pointer moved: its hash no longer matches.
+        with open(released.onnx_path, "r+b") as handle:
+            handle.seek(100)
+            handle.write(b"\x00" * 16)
+        # Touch the pointer so the watcher loads it again, now with the damaged file.
+        pointer = home.deployments_dir("acme") / "current.json"
+        pointer.write_text(pointer.read_text())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            health = client.get("/healthz").json()["agents"]["acme"]
+            if health["refused"]:
+                break
+            time.sleep(0.05)
+        assert "does not match the hash" in health["refused"]["champion"]
+        assert health["champion"] in ("1.0.0", "1.1.0")
+        assert ask(client).status_code == 200

@@ -1,0 +1,180 @@
+"""The model server: FastAPI over onnxruntime sessions. Imports neither Dagster nor TensorFlow.
+
+    thunder serve [--host 127.0.0.1] [--port 8000]
+
+GET /healthz, POST /v1/agents/{agent_id}/generate, POST /v1/feedback. Answers come from the
+champion, or from the challenger for the A/B share of users; when the answer's confidence is
+under the threshold and the agent has a teacher, the teacher answers and the log says so.
+"""
+
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from thunder_dagster.feedback.store import QueryRecord, QueryStore, UnknownQueryError, cache_key
+from thunder_dagster.home import AGENT_ID_PATTERN
+from thunder_dagster.serving.generation import LoadedModel, generate
+from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
+from thunder_dagster.serving.querylog import QueryLogWriter
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    deployments_root: Path
+    query_db_url: str
+    challenger_share: float = 0.2
+    teacher_threshold: float = 0.5
+    max_prompt_chars: int = 4000
+    max_tokens: int = 1024
+    reload_seconds: float = 0.5
+    cache_ttl_seconds: int = 3600
+
+
+class GenerateRequest(BaseModel):
+    prompt: str = Field(description="the text to continue")
+    max_tokens: int = Field(default=128, ge=1, description="characters to generate")
+    temperature: float = Field(default=0.8, ge=0.0, le=5.0, description="0 is greedy")
+    user_id: str = Field(min_length=1, max_length=128, description="decides the A/B variant")
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    confidence: float
+    model_version: str
+    variant: str
+    query_id: str
+    fallback: bool
+
+
+class FeedbackRequest(BaseModel):
+    query_id: str = Field(min_length=1, max_length=64)
+    score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        store = QueryStore.open(settings.query_db_url)
+        pool = ModelPool(settings.deployments_root, settings.reload_seconds)
+        pool.start()
+        state.update(store=store, pool=pool, writer=QueryLogWriter(store))
+        yield
+        pool.stop()
+        state["writer"].close()
+        store.close()
+
+    app = FastAPI(title="thunder-dagster model server", lifespan=lifespan)
+
+    def models_of(agent_id: str) -> AgentModels:
+        models = state["pool"].get(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
+        if models is None or models.champion is None:
+            known = sorted(
+                name for name, m in state["pool"].agents.items() if m.champion is not None
+            )
+            raise HTTPException(
+                404,
+                f"unknown agent {agent_id!r}: no deployed model; agents served: "
+                f"{', '.join(known) or 'none'}",
+            )
+        return models
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        agents = {name: models.versions() for name, models in sorted(state["pool"].agents.items())}
+        return {"status": "ok", "agents": agents}
+
+    @app.post("/v1/agents/{agent_id}/generate", response_model=GenerateResponse)
+    def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
+        started = time.perf_counter()
+        if len(request.prompt) > settings.max_prompt_chars:
+            raise HTTPException(
+                422,
+                f"prompt: {len(request.prompt)} characters, the limit is "
+                f"{settings.max_prompt_chars}; send a shorter prompt",
+            )
+        if request.max_tokens > settings.max_tokens:
+            raise HTTPException(
+                422, f"max_tokens: {request.max_tokens}, the limit is {settings.max_tokens}"
+            )
+        models = models_of(agent_id)
+        variant = variant_for(agent_id, request.user_id, settings.challenger_share)
+        model: LoadedModel = models.challenger if variant == "challenger" else models.champion
+        if model is None:
+            variant, model = "champion", models.champion
+        fallback = False
+        text, confidence = answer(model, request)
+        if confidence < settings.teacher_threshold and models.teacher is not None:
+            model, fallback = models.teacher, True
+            text, confidence = answer(model, request)
+        latency_ms = (time.perf_counter() - started) * 1000
+        query_id = state["writer"].submit(
+            QueryRecord(
+                agent_id=agent_id,
+                user_id=request.user_id,
+                variant=variant,
+                model_version=model.deployment.version,
+                prompt=request.prompt,
+                response=text,
+                confidence=confidence,
+                fallback=fallback,
+                latency_ms=latency_ms,
+            )
+        )
+        return GenerateResponse(
+            text=text,
+            confidence=confidence,
+            model_version=model.deployment.version,
+            variant=variant,
+            query_id=query_id,
+            fallback=fallback,
+        )
+
+    def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
+        """Greedy answers are cached per model version; sampled ones never are."""
+        store: QueryStore = state["store"]
+        key = None
+        if request.temperature == 0:
+            prompt_key = f"{request.prompt}\0{request.max_tokens}"
+            key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
+            cached = store.cached_response(key)
+            if cached is not None:
+                return cached.response, cached.confidence
+        generation = generate(model, request.prompt, request.max_tokens, request.temperature)
+        if key is not None:
+            store.cache_response(
+                model.deployment.agent_id,
+                model.deployment.version,
+                f"{request.prompt}\0{request.max_tokens}",
+                generation.text,
+                generation.confidence,
+                timedelta(seconds=settings.cache_ttl_seconds),
+            )
+        return generation.text, generation.confidence
+
+    @app.post("/v1/feedback")
+    def feedback(request: FeedbackRequest) -> dict:
+        store: QueryStore = state["store"]
+        try:
+            store.add_feedback(request.query_id, request.score, request.comment)
+        except UnknownQueryError:
+            # The answer may still be in the writer's queue.
+            state["writer"].flush()
+            try:
+                store.add_feedback(request.query_id, request.score, request.comment)
+            except UnknownQueryError:
+                raise HTTPException(
+                    404,
+                    f"unknown query_id {request.query_id!r}: use the query_id a generate "
+                    "answer returned",
+                ) from None
+        return {"query_id": request.query_id, "score": request.score, "stored": True}
+
+    return app
