@@ -17,15 +17,24 @@ def test_the_graph_has_the_expected_shape():
         "keras_model",
         "onnx_model",
         "deployment",
+        "query_log_stats",
+        "training_triggers",
+        "fine_tuned_model",
+        "distilled_model",
+        "ab_test_result",
+        "champion_promotion",
     }
+    export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
         "training_dataset:not_empty",
         "training_dataset:chunks_within_size",
         "training_dataset:unique_chunk_ids",
-        "onnx_model:parity",
-        "onnx_model:finite_outputs",
-        "onnx_model:better_than_unigram",
-        "onnx_model:step_parity",
+        "ab_test_result:challenger_significantly_better",
+        *(
+            f"{asset}:{check}"
+            for asset in ("onnx_model", "fine_tuned_model", "distilled_model")
+            for check in export_checks
+        ),
     }
     repository = defs.get_repository_def()
     assert {job.name for job in repository.get_all_jobs()} >= {
@@ -34,14 +43,23 @@ def test_the_graph_has_the_expected_shape():
         "pipeline_job",
         "rollback_job",
         "prompt_training",
+        "daily_analysis_job",
+        "fine_tune_job",
+        "distillation_job",
+        "ab_test_job",
+        "cleanup_job",
     }
     assert {sensor.name for sensor in repository.sensor_defs} == {
         "upload_sensor",
         "failure_recorder",
         "training_sensor",
         "prompt_followup",
+        "retraining_sensor",
     }
-    assert {schedule.name for schedule in repository.schedule_defs} == set()
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+    assert set(schedules) == {"daily_analysis_schedule", "ab_test_schedule", "cleanup_schedule"}
+    assert schedules["daily_analysis_schedule"].cron_schedule == "0 2 * * *"
+    assert schedules["cleanup_schedule"].cron_schedule == "0 * * * *"
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "documents": "ingest",
@@ -51,6 +69,12 @@ def test_the_graph_has_the_expected_shape():
         "keras_model": "training",
         "onnx_model": "deployment",
         "deployment": "deployment",
+        "query_log_stats": "feedback",
+        "training_triggers": "feedback",
+        "ab_test_result": "feedback",
+        "champion_promotion": "feedback",
+        "fine_tuned_model": "retraining",
+        "distilled_model": "retraining",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

@@ -229,6 +229,47 @@ def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: 
     )
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--db-url",
+    envvar="THUNDER_QUERY_DB_URL",
+    help="SQLAlchemy URL of the query-log store [default: SQLite $THUNDER_HOME/queries.db]",
+)
+@click.option(
+    "--challenger-share",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of users the challenger answers while one is deployed",
+)
+@click.option(
+    "--teacher-threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Below this confidence the agent's teacher, if it has one, answers instead",
+)
+def serve(
+    host: str, port: int, db_url: str | None, challenger_share: float, teacher_threshold: float
+) -> None:
+    """Serve every deployed agent over HTTP (FastAPI on onnxruntime; no TensorFlow, no Dagster)."""
+    import uvicorn
+
+    from thunder_dagster.serving.app import ServerSettings, create_app
+
+    home = Home.resolve()
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=db_url or home.queries_db_url,
+        challenger_share=challenger_share,
+        teacher_threshold=teacher_threshold,
+    )
+    click.echo(f"serving {settings.deployments_root} on http://{host}:{port}", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
 DEMO_PROMPT = "The bakery"
 
 

@@ -1,21 +1,49 @@
 import dagster as dg
 
 from thunder_dagster import assets
+from thunder_dagster.jobs.feedback import (
+    ab_test_job,
+    ab_test_schedule,
+    daily_analysis_job,
+    daily_analysis_schedule,
+    distillation_job,
+    fine_tune_job,
+)
 from thunder_dagster.jobs.ingest import ingest_job
+from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
 from thunder_dagster.jobs.training import pipeline_job, prompt_training, rollback_job, training_job
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.resources.tuning import TuningStorage
 from thunder_dagster.sensors.failures import failure_recorder
+from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.sensors.training import prompt_followup, training_sensor
 from thunder_dagster.sensors.uploads import upload_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_package_module(assets),
     asset_checks=dg.load_asset_checks_from_package_module(assets),
-    jobs=[ingest_job, training_job, pipeline_job, rollback_job, prompt_training],
-    sensors=[upload_sensor, failure_recorder, training_sensor, prompt_followup],
-    resources={"thunder": ThunderHome(), "tracking": MlflowTracking(), "tuning": TuningStorage()},
+    jobs=[
+        ingest_job,
+        training_job,
+        pipeline_job,
+        rollback_job,
+        prompt_training,
+        daily_analysis_job,
+        fine_tune_job,
+        distillation_job,
+        ab_test_job,
+        cleanup_job,
+    ],
+    schedules=[daily_analysis_schedule, ab_test_schedule, cleanup_schedule],
+    sensors=[upload_sensor, failure_recorder, training_sensor, prompt_followup, retraining_sensor],
+    resources={
+        "thunder": ThunderHome(),
+        "tracking": MlflowTracking(),
+        "tuning": TuningStorage(),
+        "queries": QueryLogStore(),
+    },
     # Steps run in the run's own process: parsing is already isolated in worker processes, and
     # a step process per asset would cost an interpreter start-up each on two cores.
     executor=dg.in_process_executor,

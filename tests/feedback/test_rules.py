@@ -2,8 +2,8 @@ from datetime import date, datetime
 
 import pytest
 
+from thunder_dagster.feedback.records import QueryStats
 from thunder_dagster.feedback.rules import analysis_window, day_bounds, decide, learning_rate
-from thunder_dagster.feedback.store import QueryStats
 
 
 def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):

@@ -1,10 +1,10 @@
-"""Semantic versions of an agent's models: major for a new family, minor for a retrain,
-patch for a fine-tune."""
+"""Semantic versions of an agent's models: major for a new family, minor for a retrain or a
+distillation, patch for a fine-tune."""
 
 import re
 from dataclasses import dataclass
 
-CHANGES = ("retrain", "fine_tune")
+CHANGES = ("retrain", "fine_tune", "distillation")
 PATTERN = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from thunder_dagster.feedback.store import QueryStats
+from thunder_dagster.feedback.records import QueryStats
 
 BASE_LEARNING_RATE = 1e-4
 FINE_TUNE_MIN_POSITIVE = 50

@@ -8,86 +8,27 @@ UPDATE, so each row is marked used by exactly one successful run.
 import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, and_, case, create_engine, delete, event, func, select, update
 from sqlalchemy.orm import sessionmaker
 
+from thunder_dagster.feedback.records import (
+    HIGH_CONFIDENCE,
+    POSITIVE_SCORE,
+    QueryRecord,
+    QueryStats,
+    TrainingExample,
+    VariantOutcome,
+)
 from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-POSITIVE_SCORE = 4
-HIGH_CONFIDENCE = 0.8
 
 
 class UnknownQueryError(LookupError):
     pass
-
-
-@dataclass(frozen=True)
-class QueryRecord:
-    """One answer as the server logs it."""
-
-    agent_id: str
-    user_id: str
-    variant: str
-    model_version: str
-    prompt: str
-    response: str
-    confidence: float
-    fallback: bool
-    latency_ms: float
-
-
-@dataclass(frozen=True)
-class QueryStats:
-    """Seed 004's statistics over one window of an agent's query log."""
-
-    total_queries: int
-    avg_confidence: float
-    teacher_fallbacks: int
-    high_confidence_responses: int
-    user_feedback_available: int
-    positive_feedback: int
-
-    @property
-    def fallback_rate(self) -> float:
-        return self.teacher_fallbacks / self.total_queries if self.total_queries else 0.0
-
-    @property
-    def feedback_rate(self) -> float:
-        return self.user_feedback_available / self.total_queries if self.total_queries else 0.0
-
-    def as_dict(self) -> dict:
-        return {
-            "total_queries": self.total_queries,
-            "avg_confidence": self.avg_confidence,
-            "teacher_fallbacks": self.teacher_fallbacks,
-            "high_confidence_responses": self.high_confidence_responses,
-            "user_feedback_available": self.user_feedback_available,
-            "positive_feedback": self.positive_feedback,
-            "fallback_rate": self.fallback_rate,
-            "feedback_rate": self.feedback_rate,
-        }
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    query_id: str
-    prompt: str
-    response: str
-
-
-@dataclass(frozen=True)
-class VariantOutcome:
-    """The feedback scores one variant of an A/B test received."""
-
-    variant: str
-    model_version: str
-    queries: int
-    scores: tuple[int, ...]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

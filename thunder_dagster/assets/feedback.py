@@ -1,0 +1,97 @@
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import dagster as dg
+
+from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE, agent_days
+from thunder_dagster.assets.plots import markdown_table
+from thunder_dagster.feedback.records import QueryStats
+from thunder_dagster.feedback.rules import Decision, analysis_window, decide
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    agent_id: str
+    day: str
+    window_start: datetime
+    window_end: datetime
+    stats: QueryStats
+
+
+def agent_and_day(context: dg.AssetExecutionContext) -> tuple[str, date]:
+    key = context.partition_key.keys_by_dimension
+    return key["agent"], date.fromisoformat(key["day"])
+
+
+@dg.asset(group_name="feedback", kinds={"sql"}, partitions_def=agent_days)
+def query_log_stats(
+    context: dg.AssetExecutionContext, thunder: ThunderHome, queries: QueryLogStore
+) -> dg.Output[WindowStats]:
+    """Seed 004's statistics of an agent's answers over the day (and over any days the
+    schedule missed since the last analysis): totals, confidence, fallbacks, feedback."""
+    agent_id, day = agent_and_day(context)
+    store = queries.open(thunder.home())
+    try:
+        previous = store.last_analysis_before(agent_id, day)
+        start, end = analysis_window(
+            day, ANALYSIS_TIMEZONE, previous.window_end if previous else None
+        )
+        stats = store.stats(agent_id, start, end)
+    finally:
+        store.close()
+    values = stats.as_dict()
+    context.log.info(f"{agent_id} {day}: {values} over [{start}, {end}) UTC")
+    return dg.Output(
+        WindowStats(agent_id, day.isoformat(), start, end, stats),
+        metadata={
+            "window_start_utc": start.isoformat(),
+            "window_end_utc": end.isoformat(),
+            **{
+                name: float(value) if isinstance(value, float) else value
+                for name, value in values.items()
+            },
+        },
+    )
+
+
+@dg.asset(group_name="feedback", kinds={"sql"}, partitions_def=agent_days)
+def training_triggers(
+    context: dg.AssetExecutionContext,
+    query_log_stats: WindowStats,
+    thunder: ThunderHome,
+    queries: QueryLogStore,
+) -> dg.Output[Decision]:
+    """Which retraining rule fired for the agent and day (fine_tune, distillation or none),
+    its inputs, the reason and the learning rate from the confidence table."""
+    decision = decide(query_log_stats.stats)
+    store = queries.open(thunder.home())
+    try:
+        store.record_analysis(
+            query_log_stats.agent_id,
+            date.fromisoformat(query_log_stats.day),
+            query_log_stats.window_start,
+            query_log_stats.window_end,
+            decision.to_json(),
+        )
+    finally:
+        store.close()
+    context.log.info(
+        f"{query_log_stats.agent_id} {query_log_stats.day}: {decision.rule}: {decision.reason}"
+    )
+    return dg.Output(
+        decision,
+        metadata={
+            "rule": decision.rule,
+            "fires": decision.fires,
+            "reason": decision.reason,
+            "learning_rate": dg.MetadataValue.float(decision.learning_rate),
+            "agent_id": query_log_stats.agent_id,
+            "day": query_log_stats.day,
+            "inputs": markdown_table(
+                ["statistic", "value"],
+                [[name, f"{value:.4g}"] for name, value in decision.inputs.items()],
+            ),
+        },
+    )

@@ -1,0 +1,228 @@
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from thunder_dagster.assets.checks import check_results
+from thunder_dagster.assets.deployments import registered_model_name
+from thunder_dagster.assets.exports import EXPORT_CHECKS
+from thunder_dagster.assets.partitions import agents
+from thunder_dagster.assets.tuning import TRAINING_RETRY
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.deployments.releases import release
+from thunder_dagster.feedback.records import TrainingExample
+from thunder_dagster.modeling.exports import ExportReport, export_and_verify
+from thunder_dagster.modeling.training import Epoch
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.resources.tracking import MlflowTracking
+
+
+class FineTuneConfig(dg.Config):
+    learning_rate: float = Field(default=1e-4, gt=0, description="From the daily rules' table")
+    dataset_limit: int = Field(default=1000, ge=1, description="Most rated answers to use")
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    validation_split: float = Field(default=0.2, gt=0, lt=1, description="Examples held out")
+    max_minutes: float = Field(default=10.0, gt=0, description="Wall-clock budget")
+    seed: int = 0
+
+
+class DistillationConfig(dg.Config):
+    learning_rate: float = Field(
+        default=1e-4, gt=0, description="From the daily rules' table; scales the student's rate"
+    )
+    sample_limit: int = Field(default=500, ge=1, description="Most teacher answers to use")
+    teacher_confidence_threshold: float = Field(default=0.8, ge=0, le=1)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    validation_split: float = Field(default=0.2, gt=0, lt=1)
+    max_minutes: float = Field(default=5.0, gt=0, description="Wall-clock budget")
+    seed: int = 0
+
+
+def _retrain(
+    context: dg.AssetExecutionContext,
+    kind: str,
+    config: dg.Config,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    queries: QueryLogStore,
+    select: Callable[[object, str], list[TrainingExample]],
+    trainer: Callable,
+    after_release: Callable[[object, list[TrainingExample]], dict] | None = None,
+):
+    """Select examples, train, export and verify, and release a challenger when every check
+    passes. Too little data or no champion fails the step without a retry."""
+    from thunder_dagster.modeling.retraining import NotEnoughDataError, RetrainSettings
+
+    home = thunder.home()
+    agent_id = context.partition_key
+    champion = read_pointer(home.deployments_dir(agent_id))
+    if champion is None:
+        raise dg.Failure(
+            f"{agent_id} has no champion to {kind}: deploy one first", allow_retries=False
+        )
+    store = queries.open(home)
+    try:
+        examples = select(store, agent_id)
+        context.log.info(f"{kind} of {agent_id} {champion.version} on {len(examples)} examples")
+        tracker = tracking.tracker(home, context.log.warning)
+        run = tracker.start_run(
+            f"{kind} {agent_id}",
+            {
+                "agent_id": agent_id,
+                "parent_version": champion.version,
+                "dagster_run_id": context.run.run_id,
+                "change": kind,
+            },
+        )
+        tracker.log_params(run, config.model_dump() | {"examples": len(examples)})
+
+        def epoch_ended(epoch: Epoch) -> None:
+            context.log.info(
+                f"epoch {epoch.number + 1}: validation loss {epoch.validation_loss:.4f}, "
+                f"train loss {epoch.train_loss:.4f}, {epoch.seconds:.1f} s"
+            )
+            tracker.log_metrics(
+                run,
+                {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
+                step=epoch.number,
+            )
+
+        settings = RetrainSettings(
+            learning_rate=config.learning_rate,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            validation_split=config.validation_split,
+            max_seconds=config.max_minutes * 60,
+            seed=config.seed,
+        )
+        build = home.models_dir(agent_id) / "builds" / f"{kind}-{context.run.run_id[:8]}"
+        try:
+            trained, data = trainer(
+                Path(champion.model_dir), examples, build, settings, epoch_ended
+            )
+        except NotEnoughDataError as error:
+            tracker.end_run(run, "KILLED")
+            raise dg.Failure(str(error), allow_retries=False) from error
+        report: ExportReport = export_and_verify(trained, data, build, with_latency=False)
+        metadata = {
+            "parent_version": champion.version,
+            "examples": len(examples),
+            "validation_loss": dg.MetadataValue.float(report.onnx_validation_loss),
+            "unigram_loss": dg.MetadataValue.float(report.unigram_loss),
+            "family": report.family,
+            "build": dg.MetadataValue.path(str(build)),
+        }
+        tracker.log_metrics(run, {"onnx_validation_loss": report.onnx_validation_loss})
+        if report.passed:
+            model_name = registered_model_name(agent_id)
+
+            def register(version: str) -> str | None:
+                tracker.log_artifacts(run, build, "model")
+                return tracker.register(model_name, run, "model", {"semver": version})
+
+            released = release(
+                home.models_dir(agent_id),
+                home.deployments_dir(agent_id),
+                agent_id,
+                build,
+                report.onnx_sha256,
+                change=kind,
+                role="challenger",
+                registry_version=register,
+                step_sha256=report.step_sha256,
+            )
+            tracker.set_alias(model_name, "challenger", released.registry_version)
+            context.log.info(f"{agent_id} {released.version} deployed as the challenger")
+            metadata["challenger_version"] = released.version
+            if after_release is not None:
+                metadata |= after_release(store, examples)
+        else:
+            failed = [check.name for check in report.checks if not check.passed]
+            context.log.warning(f"{kind} of {agent_id} failed {failed}: nothing is deployed")
+            metadata["challenger_version"] = "none"
+        tracker.end_run(run, "FINISHED" if report.passed else "FAILED")
+        url = tracker.run_url(run)
+        if url:
+            metadata["mlflow_run"] = dg.MetadataValue.url(url)
+    finally:
+        store.close()
+    yield dg.Output(report, metadata=metadata)
+    yield from check_results(report.checks)
+
+
+def _export_checks(asset: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=True) for name in EXPORT_CHECKS]
+
+
+@dg.asset(
+    group_name="retraining",
+    kinds={"keras", "onnx", "mlflow"},
+    partitions_def=agents,
+    pool="training",
+    retry_policy=TRAINING_RETRY,
+    check_specs=_export_checks("fine_tuned_model"),
+)
+def fine_tuned_model(
+    context: dg.AssetExecutionContext,
+    config: FineTuneConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    queries: QueryLogStore,
+):
+    """The champion trained further on its well-rated answers (score >= 4, not yet used),
+    released as the challenger (a patch version) when it passes the ONNX checks."""
+    from thunder_dagster.modeling.retraining import fine_tune
+
+    def mark(store, examples: list[TrainingExample]) -> dict:
+        marked = store.mark_used([example.query_id for example in examples], context.run.run_id)
+        context.log.info(f"{marked} query rows marked used_for_training by this run")
+        return {"rows_marked_used": marked}
+
+    yield from _retrain(
+        context,
+        "fine_tune",
+        config,
+        thunder,
+        tracking,
+        queries,
+        lambda store, agent_id: store.fine_tune_examples(agent_id, config.dataset_limit),
+        fine_tune,
+        after_release=mark,
+    )
+
+
+@dg.asset(
+    group_name="retraining",
+    kinds={"keras", "onnx", "mlflow"},
+    partitions_def=agents,
+    pool="training",
+    retry_policy=TRAINING_RETRY,
+    check_specs=_export_checks("distilled_model"),
+)
+def distilled_model(
+    context: dg.AssetExecutionContext,
+    config: DistillationConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    queries: QueryLogStore,
+):
+    """A smaller student trained on the teacher's confident answers (confidence >= 0.8),
+    released as the challenger when it passes the ONNX checks."""
+    from thunder_dagster.modeling.retraining import distill
+
+    yield from _retrain(
+        context,
+        "distillation",
+        config,
+        thunder,
+        tracking,
+        queries,
+        lambda store, agent_id: store.distillation_examples(
+            agent_id, config.teacher_confidence_threshold, config.sample_limit
+        ),
+        distill,
+    )

@@ -1,0 +1,81 @@
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE, agents
+from thunder_dagster.deployments.pointers import CHALLENGER_NAME
+from thunder_dagster.resources.home import ThunderHome
+
+daily_analysis_job = dg.define_asset_job(
+    name="daily_analysis_job",
+    selection=dg.AssetSelection.assets("query_log_stats", "training_triggers"),
+    description="Seed 004's statistics of an agent's query logs for one day and the decision "
+    "of the fine-tune and distillation rules.",
+)
+
+
+def analysed_day(scheduled: datetime) -> str:
+    """The day a 02:00 tick analyses: the one that ended two hours before, in the zone."""
+    return (scheduled - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+@dg.schedule(
+    job=daily_analysis_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone=ANALYSIS_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At 02:00 (THUNDER_TIMEZONE) every agent's yesterday is analysed. After "
+    "downtime Dagster runs only the latest missed tick; the analysis then reaches back to the "
+    "end of the last one, and the run key makes a second tick for the same day a no-op.",
+)
+def daily_analysis_schedule(context: dg.ScheduleEvaluationContext):
+    day = analysed_day(context.scheduled_execution_time)
+    requests = [
+        dg.RunRequest(
+            run_key=f"analysis:{agent_id}:{day}",
+            partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day}),
+            tags={"thunder/agent": agent_id, "thunder/day": day},
+        )
+        for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
+    ]
+    if not requests:
+        return dg.SkipReason("no agents yet")
+    return requests
+
+
+fine_tune_job = dg.define_asset_job(
+    name="fine_tune_job",
+    selection=dg.AssetSelection.assets("fine_tuned_model"),
+    description="The champion fine-tuned on its well-rated answers, released as the challenger.",
+)
+
+distillation_job = dg.define_asset_job(
+    name="distillation_job",
+    selection=dg.AssetSelection.assets("distilled_model"),
+    description="A smaller student trained on the teacher's answers, released as the challenger.",
+)
+
+ab_test_job = dg.define_asset_job(
+    name="ab_test_job",
+    selection=dg.AssetSelection.assets("ab_test_result", "champion_promotion"),
+    description="The A/B result of champion against challenger; promotion when significantly "
+    "better, retirement when not.",
+)
+
+
+@dg.schedule(
+    job=ab_test_job,
+    cron_schedule="30 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour, the A/B result of each agent that has a challenger.",
+)
+def ab_test_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome):
+    home = thunder.home()
+    hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
+    requests = [
+        dg.RunRequest(run_key=f"ab:{agent_id}:{hour}", partition_key=agent_id)
+        for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
+        if (home.deployments_dir(agent_id) / CHALLENGER_NAME).is_file()
+    ]
+    return requests or dg.SkipReason("no agent has a challenger")

@@ -1,0 +1,73 @@
+import dagster as dg
+from pydantic import Field
+
+from thunder_dagster.deployments.cleanup import CleanupReport, clean_agent
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
+
+
+class CleanupConfig(dg.Config):
+    keep_versions: int = Field(
+        default=5, ge=1, description="Newest versions kept per agent, besides those serving"
+    )
+    max_age_hours: float = Field(
+        default=24.0, gt=0, description="Build, trial and staging folders older than this go"
+    )
+
+
+@dg.op
+def clean_up(
+    context: dg.OpExecutionContext,
+    config: CleanupConfig,
+    thunder: ThunderHome,
+    queries: QueryLogStore,
+) -> dict:
+    """Prune model versions beyond the retention (never one that serves or that a rollback
+    needs), expired response-cache entries and stale temporary folders; report what went."""
+    home = thunder.home()
+    report = CleanupReport()
+    models_root = home.root / "models"
+    agent_ids = sorted(p.name for p in models_root.iterdir()) if models_root.is_dir() else []
+    for agent_id in agent_ids:
+        clean_agent(
+            home.models_dir(agent_id),
+            home.deployments_dir(agent_id),
+            config.keep_versions,
+            config.max_age_hours * 3600,
+            report,
+        )
+    store = queries.open(home)
+    try:
+        expired = store.purge_expired_cache()
+    finally:
+        store.close()
+    summary = {
+        "removed_versions": report.removed_versions,
+        "removed_paths": len(report.removed_paths),
+        "freed_bytes": report.freed_bytes,
+        "expired_cache_entries": expired,
+    }
+    context.log.info(f"cleanup: {summary}")
+    context.add_output_metadata(
+        {
+            "freed_mb": dg.MetadataValue.float(round(report.freed_bytes / 2**20, 3)),
+            "removed_versions": ", ".join(report.removed_versions) or "none",
+            "removed_paths": len(report.removed_paths),
+            "expired_cache_entries": expired,
+        }
+    )
+    return summary
+
+
+@dg.job(description="The hourly cleanup of old model versions, cache entries and temp files.")
+def cleanup_job():
+    clean_up()
+
+
+cleanup_schedule = dg.ScheduleDefinition(
+    job=cleanup_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: seed 004's cache cleanup.",
+)

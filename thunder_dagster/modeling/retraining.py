@@ -1,0 +1,185 @@
+"""The two retraining paths of the feedback loop, on the champion's vocabulary and context.
+
+- fine-tune: the champion's own model trained further on well-rated answers (prompt followed by
+  response), at the learning rate the daily rules chose.
+- distillation: a smaller student (half the champion's width, one layer, a GRU so it gets a step
+  graph) trained from scratch on the teacher's confident answers.
+
+Examples are split by example: the last `validation_split` of them are held out. Import this
+module where TensorFlow may load; Keras is imported inside the functions.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from thunder_dagster.feedback.records import TrainingExample
+from thunder_dagster.modeling.models import CARD_NAME, KERAS_NAME, TrainedModel, sha256_of
+from thunder_dagster.modeling.text import EncodedText, Vocabulary, unigram_loss
+from thunder_dagster.modeling.training import Budget, train
+
+STUDENT_BASE_RATE = 5e-3
+MIN_STUDENT_WIDTH = 32
+
+
+class NotEnoughDataError(ValueError):
+    """Too few examples to train and to validate on: the run stops, and is not retried."""
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    learning_rate: float
+    epochs: int = 3
+    batch_size: int = 4
+    validation_split: float = 0.2
+    max_seconds: float | None = None
+    seed: int = 0
+
+
+def examples_data(
+    examples: list[TrainingExample], vocabulary: Vocabulary, context_length: int, split: float
+) -> EncodedText:
+    texts = [f"{example.prompt}{example.response}\n" for example in examples]
+    cut = round(len(texts) * (1 - split))
+    train_text, validation_text = "".join(texts[:cut]), "".join(texts[cut:])
+    shortest = min(len(train_text), len(validation_text))
+    if cut < 1 or cut >= len(texts) or shortest <= context_length:
+        raise NotEnoughDataError(
+            f"not enough data: {len(examples)} examples give {len(train_text)} training and "
+            f"{len(validation_text)} validation characters; each needs more than the context "
+            f"length {context_length}. Wait for more rated answers."
+        )
+    return EncodedText(
+        vocabulary, vocabulary.encode(train_text), vocabulary.encode(validation_text)
+    )
+
+
+def _champion(champion_dir: Path) -> tuple[dict, Vocabulary]:
+    card = json.loads((champion_dir / CARD_NAME).read_text())
+    return card, Vocabulary(tuple(card["vocab"]))
+
+
+def _save(
+    model, out_dir: Path, card: dict, params: dict, data: EncodedText, history, change: str, extra
+) -> TrainedModel:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / KERAS_NAME)
+    baseline = unigram_loss(data.train, data.validation, data.vocab_size)
+    epochs = [epoch.__dict__ for epoch in history.epochs]
+    trained = TrainedModel(
+        agent_id=card["agent_id"],
+        model_dir=str(out_dir),
+        family=params["family"],
+        params=params,
+        context_length=int(params["context_length"]),
+        vocab=list(data.vocabulary.tokens),
+        epochs=epochs,
+        validation_loss=history.best_loss,
+        unigram_loss=baseline,
+        dataset_version=card.get("dataset_version", ""),
+        warm_started_from=None,
+        seconds=history.seconds,
+        mlflow_run_id=None,
+    )
+    new_card = {
+        "agent_id": card["agent_id"],
+        "family": params["family"],
+        "params": params,
+        "context_length": trained.context_length,
+        "vocab": trained.vocab,
+        "dataset_version": trained.dataset_version,
+        "change": change,
+        "parent_version": card.get("version"),
+        "metrics": {
+            "validation_loss": history.best_loss,
+            "unigram_loss": baseline,
+            "epochs": len(epochs),
+            "train_seconds": history.seconds,
+        },
+        "files": {KERAS_NAME: sha256_of(out_dir / KERAS_NAME)},
+        "created_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+    (out_dir / CARD_NAME).write_text(json.dumps(new_card, indent=2))
+    return trained
+
+
+def fine_tune(
+    champion_dir: Path,
+    examples: list[TrainingExample],
+    out_dir: Path,
+    settings: RetrainSettings,
+    on_epoch=None,
+) -> tuple[TrainedModel, EncodedText]:
+    import keras
+
+    from thunder_dagster.modeling.architectures import compile_model
+
+    card, vocabulary = _champion(champion_dir)
+    data = examples_data(
+        examples, vocabulary, int(card["context_length"]), settings.validation_split
+    )
+    keras.utils.set_random_seed(settings.seed)
+    model = compile_model(
+        keras.saving.load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
+    )
+    budget = Budget(
+        epochs=settings.epochs,
+        steps_per_epoch=100_000,
+        batch_size=settings.batch_size,
+        max_seconds=settings.max_seconds,
+        validation_windows=256,
+    )
+    history = train(
+        model, data, int(card["context_length"]), budget, settings.seed, on_epoch, restore_best=True
+    )
+    extra = {"examples": len(examples), "learning_rate": settings.learning_rate}
+    params = dict(card["params"])
+    return _save(model, out_dir, card, params, data, history, "fine_tune", extra), data
+
+
+def student_params(champion_params: dict) -> dict:
+    width = max(MIN_STUDENT_WIDTH, int(champion_params["hidden_size"]) // 2)
+    return {**champion_params, "family": "gru", "hidden_size": width, "layers": 1}
+
+
+def distill(
+    champion_dir: Path,
+    examples: list[TrainingExample],
+    out_dir: Path,
+    settings: RetrainSettings,
+    on_epoch=None,
+) -> tuple[TrainedModel, EncodedText]:
+    """The table's learning-rate factor (0.5, 1 or 2 times 1e-4) scales the student's own base
+    rate: a student starting from random weights at 1e-4 would learn nothing in its budget."""
+    import keras
+
+    from thunder_dagster.modeling.architectures import build_language_model, compile_model
+
+    card, vocabulary = _champion(champion_dir)
+    params = student_params(card["params"])
+    data = examples_data(
+        examples, vocabulary, int(params["context_length"]), settings.validation_split
+    )
+    keras.utils.set_random_seed(settings.seed)
+    rate = STUDENT_BASE_RATE * settings.learning_rate / 1e-4
+    model = compile_model(build_language_model(params, len(vocabulary)), rate)
+    budget = Budget(
+        epochs=settings.epochs,
+        steps_per_epoch=100_000,
+        batch_size=settings.batch_size,
+        max_seconds=settings.max_seconds,
+        validation_windows=256,
+    )
+    history = train(
+        model,
+        data,
+        int(params["context_length"]),
+        budget,
+        settings.seed,
+        on_epoch,
+        restore_best=True,
+    )
+    extra = {"examples": len(examples), "learning_rate": rate, "teacher_examples": True}
+    return _save(model, out_dir, card, params, data, history, "distillation", extra), data
