@@ -65,6 +65,7 @@ def cleanup_job():
 
 
 cleanup_schedule = dg.ScheduleDefinition(
+    name="cleanup_schedule",
     job=cleanup_job,
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
