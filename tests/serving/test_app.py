@@ -4,7 +4,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import deploy_tiny
+from tests.deployed import deploy_tiny
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.serving.app import ServerSettings, create_app
 from thunder_dagster.serving.models import variant_for

@@ -1,7 +1,6 @@
-import json
-from pathlib import Path
+"""A deployed model in seconds: a tiny untrained Keras model released like a real build."""
 
-import pytest
+import json
 
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.documents.datasets import write_atomically
@@ -50,8 +49,3 @@ def deploy_tiny(home: Home, agent_id: str, family="gru", role="champion", seed=0
         role=role,
         step_sha256=sha256_of(build / "step.onnx") if step is not None else None,
     )
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return Home(Path(tmp_path) / "thunder")

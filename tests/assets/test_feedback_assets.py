@@ -1,0 +1,298 @@
+"""The feedback loop in process: daily analysis, its schedule and sensor, fine-tune and
+distillation to a challenger, the A/B result and promotion, the cleanup."""
+
+import json
+from datetime import datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from tests.deployed import deploy_tiny
+from thunder_dagster.assets import abtests, feedback, retraining
+from thunder_dagster.deployments.pointers import CHALLENGER_NAME, read_pointer
+from thunder_dagster.feedback.records import QueryRecord
+from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.jobs.feedback import daily_analysis_schedule
+from thunder_dagster.jobs.maintenance import cleanup_job
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.resources.tracking import MlflowTracking
+from thunder_dagster.sensors.feedback import retraining_sensor
+
+PHRASES = ["the cat sat on the mat. ", "a dog ran to the park. ", "the sun is out today. "]
+
+
+def resources(home):
+    return {
+        "thunder": ThunderHome(root=str(home.root)),
+        "queries": QueryLogStore(),
+        "tracking": MlflowTracking(),
+    }
+
+
+def log(store, n, at, agent="acme", score=None, **fields):
+    ids = []
+    for i in range(n):
+        values = {
+            "agent_id": agent,
+            "user_id": f"u{i}",
+            "variant": "champion",
+            "model_version": "1.0.0",
+            "prompt": PHRASES[i % 3][:8],
+            "response": PHRASES[i % 3][8:] + PHRASES[(i + 1) % 3],
+            "confidence": 0.7,
+            "fallback": False,
+            "latency_ms": 1.0,
+        } | fields
+        query_id = store.log_query(QueryRecord(**values), at=at + timedelta(seconds=i))
+        if score is not None:
+            store.add_feedback(query_id, score(i) if callable(score) else score)
+        ids.append(query_id)
+    return ids
+
+
+@pytest.fixture
+def store(home):
+    opened = QueryStore.open(home.queries_db_url)
+    yield opened
+    opened.close()
+
+
+def analyse(home, instance, day: str, agent="acme"):
+    return dg.materialize(
+        [feedback.query_log_stats, feedback.training_triggers],
+        partition_key=dg.MultiPartitionKey({"agent": agent, "day": day}),
+        instance=instance,
+        resources=resources(home),
+    )
+
+
+def decision_of(result) -> dict:
+    metadata = result.asset_materializations_for_node("training_triggers")[0].metadata
+    return {key: value.value for key, value in metadata.items()}
+
+
+def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():
+    with dg.instance_for_test() as instance:
+        moment = datetime(2026, 3, 4, 2, 0)
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
+        assert isinstance(daily_analysis_schedule(context), dg.SkipReason)
+        instance.add_dynamic_partitions("agents", ["acme", "zeta"])
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
+        requests = daily_analysis_schedule(context)
+        assert [r.partition_key for r in requests] == ["acme|2026-03-03", "zeta|2026-03-03"]
+        assert [r.run_key for r in requests] == [
+            "analysis:acme:2026-03-03",
+            "analysis:zeta:2026-03-03",
+        ]
+
+
+def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_once(home, store):
+    day = datetime(2026, 3, 3)
+    log(store, 50, day + timedelta(hours=1), score=5)  # exactly 50 positive, confidence 0.7
+    log(store, 10, day - timedelta(hours=1), score=5)  # the day before: outside the window
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        first = decision_of(analyse(home, instance, "2026-03-03"))
+        assert first["rule"] == "fine_tune" and first["learning_rate"] == pytest.approx(1e-4)
+        tick = retraining_sensor(dg.build_sensor_context(instance=instance))
+        (request,) = tick.run_requests
+        assert request.run_key == "fine_tune:acme:2026-03-03"
+        assert request.job_name == "fine_tune_job" and request.partition_key == "acme"
+        config = request.run_config["ops"]["fine_tuned_model"]["config"]
+        assert config["learning_rate"] == pytest.approx(1e-4)
+        again = decision_of(analyse(home, instance, "2026-03-03"))
+        assert {k: again[k] for k in ("rule", "reason", "learning_rate")} == {
+            k: first[k] for k in ("rule", "reason", "learning_rate")
+        }
+        # The second materialization asks for the same run key: Dagster starts no second run.
+        context = dg.build_sensor_context(instance=instance, cursor=tick.cursor)
+        (repeated,) = retraining_sensor(context).run_requests
+        assert repeated.run_key == request.run_key
+
+
+def test_after_missed_days_the_analysis_covers_everything_since_the_last_one(home, store):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        quiet = decision_of(analyse(home, instance, "2026-03-01"))
+        assert quiet["rule"] == "none" and quiet["reason"].startswith("not enough data")
+        # 2 and 3 March were never analysed; their answers count on 4 March.
+        log(store, 60, datetime(2026, 3, 2, 12), score=5, confidence=0.9)
+        decided = decision_of(analyse(home, instance, "2026-03-04"))
+        assert decided["rule"] == "fine_tune" and decided["learning_rate"] == pytest.approx(5e-5)
+        stats = (
+            analyse(home, instance, "2026-03-04")
+            .asset_materializations_for_node("query_log_stats")[0]
+            .metadata
+        )
+        assert stats["window_start_utc"].value == "2026-03-02T00:00:00"
+        assert stats["total_queries"].value == 60
+
+
+FINE_TUNE = {"learning_rate": 0.02, "epochs": 3, "batch_size": 8, "max_minutes": 2.0}
+
+
+def test_a_failed_and_retried_fine_tune_marks_its_rows_once_and_deploys_a_challenger(
+    home, store, monkeypatch
+):
+    deploy_tiny(home, "acme")
+    ids = log(store, 80, datetime(2026, 3, 3), score=lambda i: 5 if i % 4 else 2)
+    well_rated = {query_id for i, query_id in enumerate(ids) if i % 4}
+    calls = []
+    real_release = retraining.release
+
+    def release_failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full (injected)")
+        return real_release(*args, **kwargs)
+
+    monkeypatch.setattr(retraining, "release", release_failing_once)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = dg.materialize(
+            [retraining.fine_tuned_model],
+            partition_key="acme",
+            instance=instance,
+            resources=resources(home),
+            run_config={"ops": {"fine_tuned_model": {"config": FINE_TUNE}}},
+        )
+    assert result.success and len(calls) == 2
+    assert set(store.used_by(result.run_id)) == well_rated
+    assert store.fine_tune_examples("acme", 1000) == []
+    challenger = read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME)
+    assert challenger.version == "1.0.1"
+    card = json.loads(open(challenger.card_path).read())
+    assert card["change"] == "fine_tune" and card["examples"] == len(well_rated)
+    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert all(checks.values()) and len(checks) == 4
+
+
+def test_too_little_data_stops_the_fine_tune_without_a_retry(home, store):
+    deploy_tiny(home, "acme")
+    log(store, 2, datetime(2026, 3, 3), score=5)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = dg.materialize(
+            [retraining.fine_tuned_model],
+            partition_key="acme",
+            instance=instance,
+            resources=resources(home),
+            raise_on_error=False,
+        )
+        failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert not result.success and retries == []
+    assert "not enough data" in failures[0].event_specific_data.error.message
+    assert store.used_by(result.run_id) == []
+
+
+def test_distillation_trains_a_smaller_student_on_confident_teacher_answers(home, store):
+    deploy_tiny(home, "acme", hidden=64)
+    log(store, 120, datetime(2026, 3, 3), fallback=True, confidence=0.9, model_version="9.0.0")
+    log(store, 50, datetime(2026, 3, 3), fallback=True, confidence=0.5, response="zzzz")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = dg.materialize(
+            [retraining.distilled_model],
+            partition_key="acme",
+            instance=instance,
+            resources=resources(home),
+            run_config={
+                "ops": {
+                    "distilled_model": {
+                        "config": {"epochs": 4, "batch_size": 16, "max_minutes": 2.0}
+                    }
+                }
+            },
+        )
+    assert result.success
+    challenger = read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME)
+    card = json.loads(open(challenger.card_path).read())
+    assert challenger.version == "1.1.0" and card["change"] == "distillation"
+    assert card["params"]["hidden_size"] == 32 and card["examples"] == 120
+
+
+def ab_run(home, instance, selection=None):
+    return dg.materialize(
+        [abtests.ab_test_result, abtests.champion_promotion],
+        selection=selection,
+        partition_key="acme",
+        instance=instance,
+        resources=resources(home),
+        run_config={}
+        if selection
+        else {"ops": {"ab_test_result": {"config": {"min_sample": 100}}}},
+        raise_on_error=False,
+    )
+
+
+def serve_ab(store, champion_positive: int, challenger_positive: int, challenger="1.1.0"):
+    now = datetime.now().replace(microsecond=0) + timedelta(seconds=5)
+    log(store, 200, now, score=lambda i: 5 if i < champion_positive else 2)
+    log(
+        store,
+        200,
+        now,
+        score=lambda i: 5 if i < challenger_positive else 2,
+        variant="challenger",
+        model_version=challenger,
+    )
+
+
+def test_a_significantly_better_challenger_is_promoted(home, store):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    serve_ab(store, champion_positive=100, challenger_positive=140)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = ab_run(home, instance)
+        assert result.success
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed
+        assert read_pointer(home.deployments_dir("acme")).version == "1.1.0"
+        promoted = result.asset_materializations_for_node("champion_promotion")[0].metadata
+        assert promoted["champion_version"].value == "1.1.0"
+        assert read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME) is None
+
+
+def test_a_challenger_no_better_is_retired_and_promotion_refuses_to_run_alone(home, store):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    serve_ab(store, champion_positive=100, challenger_positive=104)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = ab_run(home, instance)
+        (check,) = result.get_asset_check_evaluations()
+        assert not check.passed
+        assert not result.asset_materializations_for_node("champion_promotion")
+        assert read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME) is None
+        assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
+        deploy_tiny(home, "acme", seed=2, role="challenger")
+        alone = ab_run(home, instance, selection=["champion_promotion"])
+        assert not alone.success
+        assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
+
+
+def test_cleanup_prunes_old_versions_but_never_one_that_serves(home, store):
+    for seed in range(5):
+        deploy_tiny(home, "acme", seed=seed)
+    deploy_tiny(home, "acme", seed=9, role="challenger")
+    (home.models_dir("acme") / ".9.9.9.staging").mkdir()
+    store.cache_response("acme", "1.0.0", "p", "r", 0.9, timedelta(seconds=-1))
+    with dg.instance_for_test() as instance:
+        result = cleanup_job.execute_in_process(
+            instance=instance,
+            resources=resources(home),
+            run_config={
+                "ops": {"clean_up": {"config": {"keep_versions": 1, "max_age_hours": 1e-9}}}
+            },
+        )
+    summary = result.output_for_node("clean_up")
+    kept = sorted(p.name for p in home.models_dir("acme").iterdir() if p.name[0].isdigit())
+    # 1.5.0 is the challenger, 1.4.0 the champion, 1.3.0 what a rollback returns to.
+    assert kept == ["1.3.0", "1.4.0", "1.5.0"]
+    assert summary["removed_versions"] == ["acme 1.2.0", "acme 1.1.0", "acme 1.0.0"]
+    assert summary["expired_cache_entries"] == 1 and summary["freed_bytes"] > 0
+    assert not (home.models_dir("acme") / ".9.9.9.staging").exists()
+    assert list((home.models_dir("acme") / "builds").iterdir()) == []
