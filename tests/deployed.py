@@ -2,9 +2,15 @@
 
 import json
 
+# Imported here, at collection, and not inside a test: TensorFlow's absl logging binds its
+# handler to the stderr of the moment, and a test's captured stderr is closed after it.
+import keras
+
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.documents.datasets import write_atomically
 from thunder_dagster.home import Home
+from thunder_dagster.modeling.architectures import build_language_model, compile_model
+from thunder_dagster.modeling.exports import export_onnx, export_step_onnx
 from thunder_dagster.modeling.models import sha256_of
 
 VOCAB = tuple("\ufffd abcdefghijklmnopqrstuvwxyz.\n")
@@ -14,11 +20,6 @@ CONTEXT = 16
 def deploy_tiny(home: Home, agent_id: str, family="gru", role="champion", seed=0, hidden=32):
     """An untrained tiny model released like a real build: model.keras, model.onnx, step.onnx
     and card.json, then the role's pointer."""
-    import keras
-
-    from thunder_dagster.modeling.architectures import build_language_model, compile_model
-    from thunder_dagster.modeling.exports import export_onnx, export_step_onnx
-
     keras.utils.set_random_seed(seed)
     hp = {
         "family": family,

@@ -47,6 +47,7 @@ def run_job(
     instance=None,
     tags: dict[str, str] | None = None,
     ops: dict | None = None,
+    partition_key=None,
 ):
     """Execute a partitioned job for one agent on the configured instance, so the UI shows it.
 
@@ -63,7 +64,7 @@ def run_job(
     job = defs.resolve_job_def(job_name)
     return job.execute_in_process(
         instance=instance,
-        partition_key=agent_id,
+        partition_key=partition_key or agent_id,
         raise_on_error=False,
         run_config={
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
@@ -268,6 +269,86 @@ def serve(
     )
     click.echo(f"serving {settings.deployments_root} on http://{host}:{port}", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command()
+@click.argument("agent_id")
+@click.option(
+    "--day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The day to analyse [default: yesterday, in THUNDER_TIMEZONE]",
+)
+def analyze(agent_id: str, day) -> None:
+    """Run the daily analysis of AGENT_ID for one day and print the decision as JSON: the rule
+    that fired (fine_tune, distillation or none), its inputs, the reason, the learning rate."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE
+
+    agent_id = _agent(agent_id)
+    _home()
+    if day is None:
+        day = datetime.now(ZoneInfo(ANALYSIS_TIMEZONE)) - timedelta(days=1)
+    day_key = day.strftime("%Y-%m-%d")
+    result = run_job(
+        "daily_analysis_job",
+        agent_id,
+        partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day_key}),
+        tags={"thunder/day": day_key},
+    )
+    if not result.success:
+        _finish(result, "analyze")
+    decision = result.output_for_node("training_triggers")
+    stats = result.output_for_node("query_log_stats")
+    click.echo(
+        json.dumps(
+            {
+                "agent_id": agent_id,
+                "day": day_key,
+                "window_utc": [stats.window_start.isoformat(), stats.window_end.isoformat()],
+                "rule": decision.rule,
+                "inputs": decision.inputs,
+                "reason": decision.reason,
+                "learning_rate": decision.learning_rate,
+            },
+            indent=2,
+        )
+    )
+
+
+@main.command()
+@click.argument("agent_id")
+@click.option("--queries", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--users", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--feedback-rate", default=0.6, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--seed", default=0, show_default=True, type=int)
+def simulate(
+    agent_id: str,
+    queries: int,
+    url: str,
+    users: int,
+    feedback_rate: float,
+    concurrency: int,
+    seed: int,
+) -> None:
+    """Drive a live server with synthetic users: prompts from AGENT_ID's own documents, and
+    feedback that follows each answer's confidence, so the loop can be watched end to end."""
+    from thunder_dagster.serving.simulation import simulate as run_simulation
+
+    agent_id = _agent(agent_id)
+    home = Home.resolve()
+    try:
+        summary = run_simulation(
+            home, agent_id, url, queries, users, feedback_rate, concurrency, seed, click.echo
+        )
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(summary, indent=2))
 
 
 DEMO_PROMPT = "The bakery"

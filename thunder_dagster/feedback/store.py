@@ -6,6 +6,7 @@ UPDATE, so each row is marked used by exactly one successful run.
 """
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
@@ -46,6 +47,9 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
+    # Alembic's progress lines are INFO on its own loggers; keep them off the host
+    # application's handlers (a server's access log, a CLI's captured stderr).
+    logging.getLogger("alembic").propagate = False
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

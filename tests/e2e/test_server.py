@@ -1,0 +1,102 @@
+"""The real server process: `thunder serve` on a free port, driven by `thunder simulate`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.assets.test_feedback_assets import log
+from tests.conftest import REPO_ROOT
+from tests.deployed import deploy_tiny
+from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.serving.models import variant_for
+from thunder_dagster.serving.simulation import simulate
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(home, tmp_path):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    port = free_port()
+    log = tmp_path / "server.log"
+    command = [str(Path(sys.executable).parent / "thunder"), "serve", "--port", str(port)]
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [*command, "--challenger-share", "0.5"],
+            cwd=REPO_ROOT,
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if json.loads(response.read())["agents"].get("acme", {}).get("challenger"):
+                    break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"the server did not come up; its log:\n{log.read_text()[-3000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_simulated_users_get_answers_split_by_a_hash_stable_across_processes(home, server):
+    progress = []
+    summary = simulate(home, "acme", server, 40, 12, 1.0, 4, seed=0, echo=progress.append)
+    assert summary["queries"] == 40 and summary["failed"] == 0
+    assert summary["feedback_given"] == 40 and progress[-1] == "40/40 queries"
+    store = QueryStore.open(home.queries_db_url)
+    try:
+        now = datetime.now()
+        rows = store.outcomes("acme", now - timedelta(hours=1))
+        assert sum(len(outcome.scores) for outcome in rows) == 40
+        with store.engine.connect() as connection:
+            users = connection.exec_driver_sql(
+                "SELECT DISTINCT user_id, variant FROM query_logs"
+            ).all()
+    finally:
+        store.close()
+    # The server process split the users exactly as this process computes it.
+    assert users and all(variant == variant_for("acme", user, 0.5) for user, variant in users)
+    assert {variant for _, variant in users} == {"champion", "challenger"}
+
+
+def test_thunder_analyze_prints_the_decision_of_the_day_as_json(home):
+    store = QueryStore.open(home.queries_db_url)
+    log(store, 120, datetime(2026, 3, 3, 9), fallback=True, confidence=0.3)
+    store.close()
+    thunder = str(Path(sys.executable).parent / "thunder")
+    done = subprocess.run(
+        [thunder, "analyze", "acme", "--day", "2026-03-03"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    decision = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert decision["rule"] == "distillation"
+    assert decision["learning_rate"] == pytest.approx(2e-4)
+    assert decision["inputs"]["teacher_fallbacks"] == 120
+    assert decision["window_utc"] == ["2026-03-03T00:00:00", "2026-03-04T00:00:00"]

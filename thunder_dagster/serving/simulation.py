@@ -1,0 +1,130 @@
+"""Synthetic users for a live server: `thunder simulate`.
+
+Prompts are cut from the agent's own training data; each simulated user rates some answers,
+with a score that rises with the answer's confidence plus noise, so a more confident model
+earns more positive feedback. Standard library HTTP only: the server is the thing under test.
+"""
+
+import json
+import statistics
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from thunder_dagster.home import Home
+
+FALLBACK_PROMPTS = ("The ", "We ", "In the ", "Our ", "It is ")
+
+
+def prompts_for(home: Home, agent_id: str, count: int, rng: np.random.Generator) -> list[str]:
+    """Prompts of 8 to 40 characters from the agent's newest dataset, or stock openings."""
+    datasets = sorted(home.processed_dir(agent_id).glob("training_data_*.csv"))
+    texts = []
+    if datasets:
+        from thunder_dagster.modeling.text import dataset_documents
+
+        texts = [text for text in dataset_documents(datasets[-1]) if len(text) > 60]
+    prompts = []
+    for _ in range(count):
+        if not texts:
+            prompts.append(str(rng.choice(FALLBACK_PROMPTS)))
+            continue
+        text = texts[int(rng.integers(len(texts)))]
+        start = int(rng.integers(0, len(text) - 41))
+        prompts.append(text[start : start + int(rng.integers(8, 41))])
+    return prompts
+
+
+def score_for(confidence: float, rng: np.random.Generator) -> int:
+    return int(np.clip(round(1 + 4 * confidence + rng.normal(0, 0.8)), 1, 5))
+
+
+def _post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict | str]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def simulate(
+    home: Home,
+    agent_id: str,
+    base_url: str,
+    queries: int,
+    users: int,
+    feedback_rate: float,
+    concurrency: int,
+    seed: int,
+    echo=print,
+) -> dict:
+    rng = np.random.default_rng(seed)
+    base_url = base_url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as response:
+            health = json.loads(response.read())
+    except OSError as error:
+        raise RuntimeError(
+            f"no server at {base_url} ({error}): start one with `thunder serve` first"
+        ) from error
+    if agent_id not in health.get("agents", {}):
+        raise RuntimeError(
+            f"the server at {base_url} does not serve {agent_id!r}; it serves "
+            f"{', '.join(health.get('agents', {})) or 'no agent'}"
+        )
+    prompts = prompts_for(home, agent_id, queries, rng)
+    plan = [
+        (
+            prompt,
+            f"sim-user-{int(rng.integers(users))}",
+            float(rng.random()),
+            int(rng.integers(1 << 30)),
+        )
+        for prompt in prompts
+    ]
+
+    def one(step):
+        prompt, user, draw, feedback_seed = step
+        status, answer = _post(
+            f"{base_url}/v1/agents/{agent_id}/generate",
+            {"prompt": prompt, "max_tokens": 64, "temperature": 0.8, "user_id": user},
+        )
+        if status != 200:
+            return {"error": f"{status}: {answer}"}
+        rated = None
+        if draw < feedback_rate:
+            rated = score_for(answer["confidence"], np.random.default_rng(feedback_seed))
+            status, stored = _post(
+                f"{base_url}/v1/feedback", {"query_id": answer["query_id"], "score": rated}
+            )
+            if status != 200:
+                return {"error": f"feedback {status}: {stored}"}
+        return answer | {"score": rated}
+
+    results = []
+    with ThreadPoolExecutor(concurrency) as pool:
+        for number, result in enumerate(pool.map(one, plan), start=1):
+            results.append(result)
+            if number % max(1, queries // 10) == 0:
+                echo(f"{number}/{queries} queries")
+    answers = [r for r in results if "error" not in r]
+    errors = [r["error"] for r in results if "error" in r]
+    scores = [r["score"] for r in answers if r["score"] is not None]
+    return {
+        "agent_id": agent_id,
+        "queries": len(results),
+        "failed": len(errors),
+        "first_errors": errors[:3],
+        "variants": dict(Counter(f"{r['variant']} {r['model_version']}" for r in answers)),
+        "teacher_fallbacks": sum(1 for r in answers if r["fallback"]),
+        "mean_confidence": statistics.fmean(r["confidence"] for r in answers) if answers else 0.0,
+        "feedback_given": len(scores),
+        "positive_feedback": sum(1 for s in scores if s >= 4),
+        "next": f"thunder analyze {agent_id} --day <today> (or wait for the 02:00 schedule)",
+    }
