@@ -46,6 +46,8 @@ test: install lint
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/training.py --minutes 2 10
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.

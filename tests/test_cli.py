@@ -54,7 +54,7 @@ def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home):
 def test_generate_without_a_deployment_says_how_to_get_one(home):
     result = CliRunner().invoke(main, ["generate", "acme", "Hello"])
     assert result.exit_code == 1
-    assert "no deployment" in result.output and "thunder train AGENT_ID" in result.output
+    assert "no champion deployment" in result.output and "thunder train AGENT_ID" in result.output
 
 
 def test_train_needs_the_agent_folder(home):

@@ -3,8 +3,14 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.feedback.schema import utc_now
-from thunder_dagster.feedback.store import QueryRecord, QueryStore, UnknownQueryError
+from thunder_dagster.feedback.store import (
+    HEAD_REVISION,
+    MIGRATIONS,
+    QueryStore,
+    UnknownQueryError,
+)
 
 
 def record(agent="a", confidence=0.9, fallback=False, variant="champion", version="1.0.0", **kw):
@@ -38,6 +44,15 @@ def test_alembic_builds_the_schema_and_reopening_is_a_no_op(tmp_path):
     assert {"query_logs", "feedback", "analyses", "response_cache", "alembic_version"} <= tables
     assert again.stats("a", datetime(2000, 1, 1), datetime(2100, 1, 1)).total_queries == 1
     again.close()
+
+
+def test_the_head_revision_the_store_skips_alembic_at_is_alembics_own_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
 
 
 def test_stats_count_the_window_only(store):

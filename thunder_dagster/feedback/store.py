@@ -12,7 +12,18 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, case, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.orm import sessionmaker
 
 from thunder_dagster.feedback.records import (
@@ -26,6 +37,8 @@ from thunder_dagster.feedback.records import (
 from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision under migrations/versions; a test holds it to Alembic's own head.
+HEAD_REVISION = "0001"
 
 
 class UnknownQueryError(LookupError):
@@ -42,8 +55,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def current_revision(engine: Engine) -> str | None:
+    if not inspect(engine).has_table("alembic_version"):
+        return None
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the database behind `engine` to the newest Alembic revision."""
+    """Upgrade the database behind `engine` to the newest Alembic revision.
+
+    A database already at HEAD_REVISION is left alone without importing Alembic, which would
+    cost the model server most of its start-up time.
+    """
+    if current_revision(engine) == HEAD_REVISION:
+        return
     from alembic import command
     from alembic.config import Config
 
