@@ -131,3 +131,10 @@ def test_a_full_transformer_cache_keeps_generating_within_its_positions():
     produced, confidences = sample(decoder, [1] * 40, 3 * CONTEXT, 1.0, np.random.default_rng(0))
     assert len(produced) == 3 * CONTEXT and all(0 < c <= 1 for c in confidences)
     assert decoder.cached <= CONTEXT
+
+
+def test_an_empty_prompt_is_refused_rather_than_fed_to_onnxruntime():
+    model = tiny("gru")
+    step = session(export_step_onnx(model, "gru").SerializeToString())
+    with pytest.raises(ValueError, match="at least one token"):
+        StepDecoder(step, CONTEXT, bounded=False).start([])

@@ -53,6 +53,8 @@ class StepDecoder:
         self.state: dict = {}
 
     def start(self, ids: list[int]) -> np.ndarray:
+        if not ids:
+            raise ValueError("a prompt of at least one token is needed to start generating")
         self.ids = list(ids)
         window = self.ids[-self.context_length :] if self.bounded else self.ids
         return self._prefill(window)
@@ -82,6 +84,8 @@ class WindowDecoder:
         self.ids: list[int] = []
 
     def start(self, ids: list[int]) -> np.ndarray:
+        if not ids:
+            raise ValueError("a prompt of at least one token is needed to start generating")
         self.ids = list(ids)
         return self._logits()
 

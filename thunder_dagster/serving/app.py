@@ -7,7 +7,10 @@ champion, or from the challenger for the A/B share of users; when the answer's c
 under the threshold and the agent has a teacher, the teacher answers and the log says so.
 """
 
+import asyncio
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +36,7 @@ class ServerSettings:
     max_tokens: int = 1024
     reload_seconds: float = 0.5
     cache_ttl_seconds: int = 3600
+    workers: int = os.cpu_count() or 2
 
 
 class GenerateRequest(BaseModel):
@@ -65,8 +69,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         store = QueryStore.open(settings.query_db_url)
         pool = ModelPool(settings.deployments_root, settings.reload_seconds)
         pool.start()
-        state.update(store=store, pool=pool, writer=QueryLogWriter(store))
+        workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
+        state.update(store=store, pool=pool, writer=QueryLogWriter(store), workers=workers)
         yield
+        workers.shutdown(wait=True)
         pool.stop()
         state["writer"].close()
         store.close()
@@ -92,7 +98,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {"status": "ok", "agents": agents}
 
     @app.post("/v1/agents/{agent_id}/generate", response_model=GenerateResponse)
-    def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
+    async def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
+        # Generation runs on a pool of one thread per core, first come first served, so the
+        # event loop stays free to read requests: the default pool of 40 threads would have
+        # them all fight over the GIL and the cores.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(state["workers"], answer_request, agent_id, request)
+
+    def answer_request(agent_id: str, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
         if len(request.prompt) > settings.max_prompt_chars:
             raise HTTPException(
