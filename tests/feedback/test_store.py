@@ -3,6 +3,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
+from tests.services import postgres_database
 from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.feedback.schema import utc_now
 from thunder_dagster.feedback.store import (
@@ -27,11 +28,18 @@ def record(agent="a", confidence=0.9, fallback=False, variant="champion", versio
     )
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = QueryStore.open(f"sqlite:///{tmp_path}/queries.db")
-    yield opened
-    opened.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request, tmp_path):
+    """The same tests on the embedded SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        opened = QueryStore.open(f"sqlite:///{tmp_path}/queries.db")
+        yield opened
+        opened.close()
+        return
+    with postgres_database() as url:
+        opened = QueryStore.open(url)
+        yield opened
+        opened.close()
 
 
 def test_alembic_builds_the_schema_and_reopening_is_a_no_op(tmp_path):
