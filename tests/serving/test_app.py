@@ -157,3 +157,17 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
         assert "does not match the hash" in health["refused"]["champion"]
         assert health["champion"] in ("1.0.0", "1.1.0")
         assert ask(client).status_code == 200
+
+
+def test_the_server_imports_neither_dagster_nor_tensorflow_nor_the_store_at_start():
+    import json as json_module
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys; import thunder_dagster.cli, thunder_dagster.serving.app; "
+        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'dagster', 'mlflow', "
+        "'optuna', 'sqlalchemy', 'alembic') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    assert json_module.loads(out.stdout) == []

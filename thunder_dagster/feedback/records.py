@@ -1,5 +1,7 @@
 """The query log's records as plain values, importable without SQLAlchemy."""
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 
 POSITIVE_SCORE = 4
@@ -68,3 +70,15 @@ class VariantOutcome:
     model_version: str
     queries: int
     scores: tuple[int, ...]
+
+
+class UnknownQueryError(LookupError):
+    pass
+
+
+def new_query_id() -> str:
+    return uuid.uuid4().hex
+
+
+def cache_key(agent_id: str, model_version: str, prompt_key: str) -> str:
+    return hashlib.sha256(f"{agent_id}\0{model_version}\0{prompt_key}".encode()).hexdigest()

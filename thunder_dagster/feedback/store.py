@@ -5,9 +5,7 @@ fresh file and a months-old one end the same. Fine-tune rows are claimed by a co
 UPDATE, so each row is marked used by exactly one successful run.
 """
 
-import hashlib
 import logging
-import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -33,17 +31,16 @@ from thunder_dagster.feedback.records import (
     QueryRecord,
     QueryStats,
     TrainingExample,
+    UnknownQueryError,
     VariantOutcome,
+    cache_key,
+    new_query_id,
 )
 from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
 HEAD_REVISION = "0001"
-
-
-class UnknownQueryError(LookupError):
-    pass
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -315,11 +312,3 @@ class QueryStore:
                 delete(CachedResponse).where(CachedResponse.expires_at <= (now or utc_now()))
             )
             return result.rowcount
-
-
-def new_query_id() -> str:
-    return uuid.uuid4().hex
-
-
-def cache_key(agent_id: str, model_version: str, prompt_key: str) -> str:
-    return hashlib.sha256(f"{agent_id}\0{model_version}\0{prompt_key}".encode()).hexdigest()

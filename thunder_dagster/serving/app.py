@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from thunder_dagster.feedback.store import QueryRecord, QueryStore, UnknownQueryError, cache_key
+from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.serving.generation import LoadedModel, generate
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
@@ -66,16 +66,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        store = QueryStore.open(settings.query_db_url)
+        # The writer opens the store in its thread while the models load here.
+        writer = QueryLogWriter(settings.query_db_url)
         pool = ModelPool(settings.deployments_root, settings.reload_seconds)
         pool.start()
         workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
-        state.update(store=store, pool=pool, writer=QueryLogWriter(store), workers=workers)
+        state.update(pool=pool, writer=writer, workers=workers)
         yield
         workers.shutdown(wait=True)
         pool.stop()
-        state["writer"].close()
-        store.close()
+        writer.close()
 
     app = FastAPI(title="thunder-dagster model server", lifespan=lifespan)
 
@@ -152,7 +152,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
         """Greedy answers are cached per model version; sampled ones never are."""
-        store: QueryStore = state["store"]
+        store = state["writer"].store()
         key = None
         if request.temperature == 0:
             prompt_key = f"{request.prompt}\0{request.max_tokens}"
@@ -174,7 +174,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/feedback")
     def feedback(request: FeedbackRequest) -> dict:
-        store: QueryStore = state["store"]
+        store = state["writer"].store()
         try:
             store.add_feedback(request.query_id, request.score, request.comment)
         except UnknownQueryError:

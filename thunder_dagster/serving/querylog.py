@@ -1,17 +1,18 @@
 """Query logging off the request path: answers are queued and written in batches.
 
 A request gets its query id at once; the writer thread inserts the rows a moment later. Feedback
-that names an id still in the queue flushes the queue before it looks the id up.
+that names an id still in the queue flushes the queue before it looks the id up. The writer
+also opens the store, in its own thread, so the server answers /healthz without waiting for
+SQLAlchemy to import; whatever needs the store waits for `store()`.
 """
 
 import logging
 import queue
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
-from thunder_dagster.feedback.schema import utc_now
-from thunder_dagster.feedback.store import QueryRecord, QueryStore, new_query_id
+from thunder_dagster.feedback.records import QueryRecord, new_query_id
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -21,15 +22,26 @@ GATHER_SECONDS = 0.2
 
 
 class QueryLogWriter:
-    def __init__(self, store: QueryStore):
-        self.store = store
+    def __init__(self, url: str):
+        self.url = url
+        self._store = None
+        self._opened = threading.Event()
+        self._error: Exception | None = None
         self.pending: queue.Queue[tuple[str, QueryRecord, datetime] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="query-log-writer", daemon=True)
         self.thread.start()
 
+    def store(self, timeout: float = 60.0):
+        """The open QueryStore, once the writer thread has opened it."""
+        if not self._opened.wait(timeout):
+            raise TimeoutError(f"the query-log store at {self.url} did not open in {timeout} s")
+        if self._error is not None:
+            raise RuntimeError(f"the query-log store cannot open: {self._error}")
+        return self._store
+
     def submit(self, record: QueryRecord) -> str:
         query_id = new_query_id()
-        self.pending.put((query_id, record, utc_now()))
+        self.pending.put((query_id, record, datetime.now(UTC).replace(tzinfo=None)))
         return query_id
 
     def flush(self) -> None:
@@ -39,8 +51,19 @@ class QueryLogWriter:
     def close(self) -> None:
         self.pending.put(None)
         self.thread.join(timeout=10)
+        if self._store is not None:
+            self._store.close()
 
     def _run(self) -> None:
+        from thunder_dagster.feedback.store import QueryStore
+
+        try:
+            self._store = QueryStore.open(self.url)
+        except Exception as error:
+            self._error = error
+            log.exception("cannot open the query-log store at %s", self.url)
+        finally:
+            self._opened.set()
         while True:
             first = self.pending.get()
             batch = [first]
@@ -54,8 +77,8 @@ class QueryLogWriter:
                     break
             rows = [row for row in batch if row is not None]
             try:
-                if rows:
-                    self.store.log_queries(rows)
+                if rows and self._store is not None:
+                    self._store.log_queries(rows)
             except Exception:
                 log.exception("could not write %d query log rows", len(rows))
             finally:
