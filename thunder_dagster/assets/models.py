@@ -27,6 +27,24 @@ class TrainingConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the weights and the batches")
 
 
+def epoch_reporter(context, tracker, run: str | None, epochs: int):
+    """A callback that puts each finished epoch in the run log and in the MLflow run."""
+
+    def epoch_ended(epoch: Epoch) -> None:
+        context.log.info(
+            f"epoch {epoch.number + 1}/{epochs}: validation loss "
+            f"{epoch.validation_loss:.4f} nats/char, train loss {epoch.train_loss:.4f}, "
+            f"{epoch.seconds:.1f} s"
+        )
+        tracker.log_metrics(
+            run,
+            {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
+            step=epoch.number,
+        )
+
+    return epoch_ended
+
+
 @dg.asset(
     group_name="training",
     kinds={"keras", "mlflow"},
@@ -61,18 +79,7 @@ def keras_model(
     )
     tracker.log_params(run, tpe_trials.best_params | config.model_dump())
 
-    def epoch_ended(epoch: Epoch) -> None:
-        context.log.info(
-            f"epoch {epoch.number + 1}/{config.epochs}: validation loss "
-            f"{epoch.validation_loss:.4f} nats/char, train loss {epoch.train_loss:.4f}, "
-            f"{epoch.seconds:.1f} s"
-        )
-        tracker.log_metrics(
-            run,
-            {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
-            step=epoch.number,
-        )
-
+    epoch_ended = epoch_reporter(context, tracker, run, config.epochs)
     budget = Budget(
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,

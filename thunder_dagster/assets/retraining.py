@@ -7,13 +7,13 @@ from pydantic import Field
 from thunder_dagster.assets.checks import check_results
 from thunder_dagster.assets.deployments import registered_model_name
 from thunder_dagster.assets.exports import EXPORT_CHECKS
+from thunder_dagster.assets.models import epoch_reporter
 from thunder_dagster.assets.partitions import agents
 from thunder_dagster.assets.tuning import TRAINING_RETRY
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.feedback.records import TrainingExample
 from thunder_dagster.modeling.exports import ExportReport, export_and_verify
-from thunder_dagster.modeling.training import Epoch
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
@@ -80,17 +80,7 @@ def _retrain(
         )
         tracker.log_params(run, config.model_dump() | {"examples": len(examples)})
 
-        def epoch_ended(epoch: Epoch) -> None:
-            context.log.info(
-                f"epoch {epoch.number + 1}: validation loss {epoch.validation_loss:.4f}, "
-                f"train loss {epoch.train_loss:.4f}, {epoch.seconds:.1f} s"
-            )
-            tracker.log_metrics(
-                run,
-                {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
-                step=epoch.number,
-            )
-
+        epoch_ended = epoch_reporter(context, tracker, run, config.epochs)
         settings = RetrainSettings(
             learning_rate=config.learning_rate,
             epochs=config.epochs,

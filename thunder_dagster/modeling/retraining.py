@@ -105,6 +105,18 @@ def _save(
     return trained
 
 
+def _fit(model, data: EncodedText, context_length: int, settings: RetrainSettings, on_epoch):
+    """Epochs over the examples (an epoch covers the text about twice), best weights kept."""
+    budget = Budget(
+        epochs=settings.epochs,
+        steps_per_epoch=100_000,
+        batch_size=settings.batch_size,
+        max_seconds=settings.max_seconds,
+        validation_windows=256,
+    )
+    return train(model, data, context_length, budget, settings.seed, on_epoch, restore_best=True)
+
+
 def fine_tune(
     champion_dir: Path,
     examples: list[TrainingExample],
@@ -124,16 +136,7 @@ def fine_tune(
     model = compile_model(
         keras.saving.load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
     )
-    budget = Budget(
-        epochs=settings.epochs,
-        steps_per_epoch=100_000,
-        batch_size=settings.batch_size,
-        max_seconds=settings.max_seconds,
-        validation_windows=256,
-    )
-    history = train(
-        model, data, int(card["context_length"]), budget, settings.seed, on_epoch, restore_best=True
-    )
+    history = _fit(model, data, int(card["context_length"]), settings, on_epoch)
     extra = {"examples": len(examples), "learning_rate": settings.learning_rate}
     params = dict(card["params"])
     return _save(model, out_dir, card, params, data, history, "fine_tune", extra), data
@@ -165,21 +168,6 @@ def distill(
     keras.utils.set_random_seed(settings.seed)
     rate = STUDENT_BASE_RATE * settings.learning_rate / 1e-4
     model = compile_model(build_language_model(params, len(vocabulary)), rate)
-    budget = Budget(
-        epochs=settings.epochs,
-        steps_per_epoch=100_000,
-        batch_size=settings.batch_size,
-        max_seconds=settings.max_seconds,
-        validation_windows=256,
-    )
-    history = train(
-        model,
-        data,
-        int(params["context_length"]),
-        budget,
-        settings.seed,
-        on_epoch,
-        restore_best=True,
-    )
+    history = _fit(model, data, int(params["context_length"]), settings, on_epoch)
     extra = {"examples": len(examples), "learning_rate": rate, "teacher_examples": True}
     return _save(model, out_dir, card, params, data, history, "distillation", extra), data
