@@ -293,12 +293,18 @@ def analyze(agent_id: str, day) -> None:
     if day is None:
         day = datetime.now(ZoneInfo(ANALYSIS_TIMEZONE)) - timedelta(days=1)
     day_key = day.strftime("%Y-%m-%d")
-    result = run_job(
-        "daily_analysis_job",
-        agent_id,
-        partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day_key}),
-        tags={"thunder/day": day_key},
-    )
+    try:
+        result = run_job(
+            "daily_analysis_job",
+            agent_id,
+            partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day_key}),
+            tags={"thunder/day": day_key},
+        )
+    except dg.DagsterUnknownPartitionError as error:
+        raise click.BadParameter(
+            f"{day_key} is not a day the analysis covers: from 2026-01-01 up to today",
+            param_hint="--day",
+        ) from error
     if not result.success:
         _finish(result, "analyze")
     decision = result.output_for_node("training_triggers")

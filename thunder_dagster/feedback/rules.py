@@ -89,8 +89,8 @@ def _why_not(stats: QueryStats) -> str:
     if stats.teacher_fallbacks < DISTILL_MIN_FALLBACKS:
         distill.append(f"teacher_fallbacks {stats.teacher_fallbacks} < {DISTILL_MIN_FALLBACKS}")
     return (
-        f"no rule fired: fine-tune needs {'; '.join(missing)}; "
-        f"distillation needs {'; '.join(distill)}"
+        f"no rule fired: fine-tune held back by {', '.join(missing)}; "
+        f"distillation held back by {', '.join(distill)}"
     )
 
 
