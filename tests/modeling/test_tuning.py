@@ -1,8 +1,11 @@
+import multiprocessing
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 
+from tests.services import postgres_database
 from thunder_dagster.modeling import tuning
 from thunder_dagster.modeling.search import SearchSettings
 from thunder_dagster.modeling.text import encode_documents
@@ -112,3 +115,32 @@ def test_a_diverged_trial_is_failed_not_completed_and_the_search_goes_on(
     assert result.counts == {"FAIL": 1, "COMPLETE": 1}
     failed = next(t for t in result.trials if t.state == "FAIL")
     assert failed.value is None and failed.reason.startswith("diverged")
+
+
+def _worker(url: str, folder: str, trials: int) -> None:
+    search_data = encode_documents([TEXT])
+    tuning.run_search(search_data, settings(trials), url, "parallel", Path(folder) / "trials")
+
+
+@pytest.mark.integration
+def test_two_workers_on_postgresql_finish_exactly_the_studys_trials(tmp_path):
+    trials = 6
+    context = multiprocessing.get_context("spawn")
+    with postgres_database() as url:
+        workers = [
+            context.Process(target=_worker, args=(url, str(tmp_path), trials)) for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=600)
+        assert [worker.exitcode for worker in workers] == [0, 0]
+        study = optuna.load_study(study_name="parallel", storage=url)
+        counted = [t for t in study.get_trials() if tuning.SURPLUS_ATTR not in t.user_attrs]
+        assert tuning.counted_trials(study) == trials
+        assert [t.state for t in counted] == [optuna.trial.TrialState.COMPLETE] * trials
+        # The known-good configuration was queued once, and no two trials share their point.
+        points = [tuple(sorted(t.params.items())) for t in counted]
+        assert len(set(points)) == trials
+        assert sum(t.params == tuning.KNOWN_GOOD[0] for t in counted) <= 1
+        optuna.delete_study(study_name="parallel", storage=url)

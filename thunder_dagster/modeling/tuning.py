@@ -5,6 +5,7 @@ separate functions; the study lives in any SQLAlchemy database Optuna's RDBStora
 """
 
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -48,6 +49,34 @@ KNOWN_GOOD = (
 )
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 FAILURE_ATTR = "failure"
+SURPLUS_ATTR = "surplus"
+
+
+class SurplusTrialError(RuntimeError):
+    """Other workers have already taken every trial of the study's budget."""
+
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    return trial.state in FINISHED or (
+        trial.state == optuna.trial.TrialState.FAIL and FAILURE_ATTR in trial.user_attrs
+    )
+
+
+def claim(trial: optuna.Trial, limit: int) -> bool:
+    """Whether this trial is within the study's `limit` of trials.
+
+    Workers sharing a study (PostgreSQL storage) each run `study.optimize`; a trial counts
+    against the budget from the moment it runs, in the order of trial numbers, so the study
+    ends with exactly `limit` trials that count however many workers raced for them.
+    """
+    ahead = sum(
+        1
+        for other in trial.study.get_trials(deepcopy=False)
+        if other.number < trial.number
+        and SURPLUS_ATTR not in other.user_attrs
+        and (_counts(other) or other.state == optuna.trial.TrialState.RUNNING)
+    )
+    return ahead < limit
 
 
 def study_name(agent_id: str, dataset_version: str, settings: SearchSettings) -> str:
@@ -56,15 +85,26 @@ def study_name(agent_id: str, dataset_version: str, settings: SearchSettings) ->
 
 def open_storage(url: str, settings: SearchSettings) -> optuna.storages.RDBStorage:
     """RDBStorage with heartbeats: a trial whose worker died goes stale, fails and is retried."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=settings.heartbeat_seconds,
-        grace_period=settings.stale_after_seconds,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=2
-        ),
-    )
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=settings.heartbeat_seconds,
+                grace_period=settings.stale_after_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=2
+                ),
+            )
+        except (IntegrityError, ProgrammingError):
+            # Workers starting together on a new database race to create Optuna's tables;
+            # the loser finds them made a moment later.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _declared(settings: SearchSettings, vocab_size: int):
@@ -138,6 +178,9 @@ def objective(
 ) -> float:
     import keras
 
+    if not claim(trial, settings.trials):
+        trial.set_user_attr(SURPLUS_ATTR, f"the study already has its {settings.trials} trials")
+        raise SurplusTrialError(f"trial {trial.number}: the study already has its trials")
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings.seed + trial.number)
     params = {name: suggest(trial, name, distribution) for name, distribution in space.items()}
@@ -188,7 +231,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         params=dict(trial.params),
         seconds=seconds,
         validation_losses=list(trial.user_attrs.get("validation_losses", [])),
-        reason=trial.user_attrs.get(FAILURE_ATTR, ""),
+        reason=trial.user_attrs.get(FAILURE_ATTR, trial.user_attrs.get(SURPLUS_ATTR, "")),
     )
 
 
@@ -197,11 +240,7 @@ def counted_trials(study: optuna.Study) -> int:
 
     A trial failed because its worker went stale is not counted: its retry is queued instead.
     """
-    return sum(
-        trial.state in FINISHED
-        or (trial.state == optuna.trial.TrialState.FAIL and FAILURE_ATTR in trial.user_attrs)
-        for trial in study.get_trials(deepcopy=False)
-    )
+    return sum(_counts(trial) for trial in study.get_trials(deepcopy=False))
 
 
 def run_search(
@@ -222,32 +261,50 @@ def run_search(
     started = time.monotonic()
     deadline = started + settings.minutes * 60 if settings.minutes is not None else None
     storage = open_storage(storage_url, settings)
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="minimize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(
-            multivariate=True,
-            seed=settings.seed,
-            n_startup_trials=max(2, min(10, settings.trials // 3)),
-        ),
-        # Pruning from the first epoch on: a trial worse than the median at its first
-        # validation rarely catches up, and its minutes go to the final training instead.
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+
+    def sampler(seed: int) -> optuna.samplers.TPESampler:
+        return optuna.samplers.TPESampler(
+            multivariate=True, seed=seed, n_startup_trials=max(2, min(10, settings.trials // 3))
+        )
+
+    # Pruning from the first epoch on: a trial worse than the median at its first validation
+    # rarely catches up, and its minutes go to the final training instead.
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
         if settings.prune
-        else optuna.pruners.NopPruner(),
+        else optuna.pruners.NopPruner()
     )
     space = search_space(settings, data.vocab_size)
-    if not study.trials:
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="minimize",
+            sampler=sampler(settings.seed),
+            pruner=pruner,
+        )
+        # Only the worker whose create won (the study name is unique in the storage) queues
+        # the known-good configuration, so workers starting together never queue it twice.
         known_good = next((params for params in KNOWN_GOOD if fits(params, space)), None)
         if known_good is not None:
             study.enqueue_trial(known_good)
+    except optuna.exceptions.DuplicatedStudyError:
+        # A worker joining (or resuming) the study draws its own random stream: with the
+        # creator's seed it would suggest the creator's points again.
+        study = optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler(settings.seed + os.getpid()),
+            pruner=pruner,
+        )
     settled = (*FINISHED, optuna.trial.TrialState.FAIL)
     before = {trial.number for trial in study.get_trials(deepcopy=False, states=settled)}
     remaining = settings.trials - counted_trials(study)
 
     def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if SURPLUS_ATTR in trial.user_attrs:
+            study.stop()
+            return
         observer.trial_finished(_record(trial))
         if counted_trials(study) >= settings.trials:
             study.stop()
@@ -259,11 +316,15 @@ def run_search(
             ),
             n_trials=remaining,
             timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
-            catch=(NonFiniteLossError,),
+            catch=(NonFiniteLossError, SurplusTrialError),
             callbacks=[finished],
             gc_after_trial=True,
         )
-    trials = [_record(trial) for trial in study.get_trials(deepcopy=False)]
+    trials = [
+        _record(trial)
+        for trial in study.get_trials(deepcopy=False)
+        if SURPLUS_ATTR not in trial.user_attrs
+    ]
     completed = [trial for trial in trials if trial.state == "COMPLETE" and trial.value is not None]
     if not completed:
         raise RuntimeError(
