@@ -1,9 +1,6 @@
-import json
-import subprocess
-import sys
-
 import dagster as dg
 
+from tests.imports import loaded_after
 from thunder_dagster.definitions import defs
 
 
@@ -82,10 +79,5 @@ def test_the_graph_has_the_expected_shape():
 def test_importing_the_definitions_never_loads_the_heavy_libraries():
     # The import time itself is measured by bench/import_time.py; what keeps it short is that
     # none of these load with the code location.
-    probe = (
-        "import json, sys; import thunder_dagster.definitions; "
-        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'pymupdf', 'docx', 'mlflow', "
-        "'optuna', 'onnx', 'onnxruntime', 'tf2onnx') if m in sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    assert json.loads(out.stdout) == []
+    heavy = ("tensorflow", "keras", "pymupdf", "docx", "mlflow", "optuna", "onnx", "onnxruntime")
+    assert loaded_after(["thunder_dagster.definitions"], (*heavy, "tf2onnx")) == []

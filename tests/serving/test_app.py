@@ -5,6 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.deployed import deploy_tiny
+from tests.imports import loaded_after
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.serving.app import ServerSettings, create_app
 from thunder_dagster.serving.models import variant_for
@@ -160,14 +161,6 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
 
 
 def test_the_server_imports_neither_dagster_nor_tensorflow_nor_the_store_at_start():
-    import json as json_module
-    import subprocess
-    import sys
-
-    probe = (
-        "import json, sys; import thunder_dagster.cli, thunder_dagster.serving.app; "
-        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'dagster', 'mlflow', "
-        "'optuna', 'sqlalchemy', 'alembic') if m in sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    assert json_module.loads(out.stdout) == []
+    modules = ["thunder_dagster.cli", "thunder_dagster.serving.app"]
+    heavy = ("tensorflow", "keras", "dagster", "mlflow", "optuna", "sqlalchemy", "alembic")
+    assert loaded_after(modules, heavy) == []
