@@ -43,7 +43,8 @@ def release(
             f"{build_dir / ONNX_NAME} hashes to {actual[:12]}, not to the {onnx_sha256[:12]} "
             "its checks passed on; materialize onnx_model again before deploying"
         )
-    if (build_dir / STEP_NAME).is_file() and sha256_of(build_dir / STEP_NAME) != step_sha256:
+    has_step = (build_dir / STEP_NAME).is_file()
+    if has_step and sha256_of(build_dir / STEP_NAME) != step_sha256:
         raise UnverifiedArtefactError(
             f"{build_dir / STEP_NAME} does not hash to what its step_parity check passed on; "
             "materialize onnx_model again before deploying"
@@ -67,9 +68,7 @@ def release(
     staging = models_dir / f".{version}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (KERAS_NAME, ONNX_NAME, STEP_NAME):
-        if name == STEP_NAME and not (build_dir / name).is_file():
-            continue
+    for name in (KERAS_NAME, ONNX_NAME, *([STEP_NAME] if has_step else [])):
         shutil.copy2(build_dir / name, staging / name)
     card |= {"version": version, "build": str(build_dir), "change": change}
     registry = registry_version(version) if registry_version else None
@@ -84,8 +83,8 @@ def release(
         onnx_path=str(target / ONNX_NAME),
         onnx_sha256=actual,
         card_path=str(target / CARD_NAME),
-        step_path=str(target / STEP_NAME) if (target / STEP_NAME).is_file() else None,
-        step_sha256=sha256_of(target / STEP_NAME) if (target / STEP_NAME).is_file() else None,
+        step_path=str(target / STEP_NAME) if has_step else None,
+        step_sha256=step_sha256 if has_step else None,
         registry_version=registry,
         deployed_at=datetime.now(UTC).isoformat(),
     )

@@ -248,10 +248,6 @@ class QueryStore:
             for (variant, version), scores in sorted(grouped.items())
         ]
 
-    def agents(self) -> list[str]:
-        with self.sessions() as session:
-            return list(session.scalars(select(QueryLog.agent_id).distinct()))
-
     def record_analysis(
         self, agent_id: str, day: date, start: datetime, end: datetime, decision: str
     ) -> None:

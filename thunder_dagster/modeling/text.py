@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,13 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        # Built once per vocabulary: the server encodes every prompt with the same one.
+        return {token: number for number, token in enumerate(self.tokens)}
+
     def encode(self, text: str) -> np.ndarray:
-        index = {token: number for number, token in enumerate(self.tokens)}
+        index = self._index
         return np.fromiter((index.get(char, 0) for char in text), dtype=np.int32, count=len(text))
 
     def decode(self, ids: Sequence[int]) -> str:

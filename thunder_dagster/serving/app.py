@@ -153,19 +153,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
         """Greedy answers are cached per model version; sampled ones never are."""
         store = state["writer"].store()
-        key = None
-        if request.temperature == 0:
-            prompt_key = f"{request.prompt}\0{request.max_tokens}"
+        greedy = request.temperature == 0
+        prompt_key = f"{request.prompt}\0{request.max_tokens}"
+        if greedy:
             key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
             cached = store.cached_response(key)
             if cached is not None:
                 return cached.response, cached.confidence
         generation = generate(model, request.prompt, request.max_tokens, request.temperature)
-        if key is not None:
+        if greedy:
             store.cache_response(
                 model.deployment.agent_id,
                 model.deployment.version,
-                f"{request.prompt}\0{request.max_tokens}",
+                prompt_key,
                 generation.text,
                 generation.confidence,
                 timedelta(seconds=settings.cache_ttl_seconds),
