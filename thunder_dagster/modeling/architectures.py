@@ -104,6 +104,13 @@ def build_language_model(hp: dict, vocab_size: int) -> keras.Model:
     return keras.Model(tokens, logits, name=f"{hp['family']}_language_model")
 
 
+def load_model(path, compile: bool = True) -> keras.Model:
+    """Load a saved model.keras. Its custom objects (`thunder>gelu`, the layers) are registered
+    when this module is imported, which a fresh process (a Celery worker taking only the export
+    step) would otherwise not have done."""
+    return keras.saving.load_model(path, compile=compile)
+
+
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=0.01),

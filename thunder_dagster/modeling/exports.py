@@ -531,9 +531,9 @@ def check_step_graph(window_session, step_session, probe: np.ndarray) -> Check:
 
 def export_and_verify(trained, data, out_dir, with_latency: bool = True) -> ExportReport:
     """Load model.keras, write model.onnx (and step.onnx) beside it, and measure them."""
-    import keras
+    from thunder_dagster.modeling.architectures import load_model
 
-    model = keras.saving.load_model(trained.keras_path)
+    model = load_model(trained.keras_path)
     proto = export_onnx(model, trained.family)
     onnx_path = out_dir / "model.onnx"
     write_atomically(onnx_path, proto.SerializeToString())

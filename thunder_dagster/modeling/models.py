@@ -72,7 +72,9 @@ def train_best(
     keras.utils.set_random_seed(seed)
     warm = search.checkpoint if warm_start and search.checkpoint else None
     if warm is not None and Path(warm).is_file():
-        model = keras.saving.load_model(warm)
+        from thunder_dagster.modeling.architectures import load_model
+
+        model = load_model(warm)
     else:
         warm = None
         model = build_model(

@@ -126,7 +126,7 @@ def fine_tune(
 ) -> tuple[TrainedModel, EncodedText]:
     import keras
 
-    from thunder_dagster.modeling.architectures import compile_model
+    from thunder_dagster.modeling.architectures import compile_model, load_model
 
     card, vocabulary = _champion(champion_dir)
     data = examples_data(
@@ -134,7 +134,7 @@ def fine_tune(
     )
     keras.utils.set_random_seed(settings.seed)
     model = compile_model(
-        keras.saving.load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
+        load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
     )
     history = _fit(model, data, int(card["context_length"]), settings, on_epoch)
     extra = {"examples": len(examples), "learning_rate": settings.learning_rate}
