@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 export THUNDER_HOME ?= $(CURDIR)/.thunder
 export DAGSTER_HOME ?= $(THUNDER_HOME)/dagster
 
-.PHONY: install run dev test lint format bench lock clean
+.PHONY: install run run-prod dev dev-prod test lint format bench lock clean
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -26,6 +26,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## The main job on the embedded default, over the bundled sample agent.
 run: install
 	$(BIN)/thunder demo
+
+## The same main job on the production profile: Dagster on PostgreSQL, its steps on Celery
+## workers over Redis, MLflow as a server on PostgreSQL (deploy/profile.env, docs/DEPLOYMENT.md).
+run-prod: install
+	bash deploy/services.sh
+	set -a && THUNDER_HOME=$(CURDIR)/.thunder-prod && DAGSTER_HOME=$(CURDIR)/.thunder-prod/dagster \
+	  && . deploy/profile.env && set +a && $(BIN)/thunder prod run
 
 ## The Dagster UI with sensors and schedules running.
 dev: install
@@ -59,4 +66,4 @@ lock:
 	  /tmp/thunder-lock/bin/pip freeze --exclude thunder-dagster; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) .thunder .pytest_cache .ruff_cache
+	rm -rf $(VENV) .thunder .thunder-prod .pytest_cache .ruff_cache

@@ -17,7 +17,7 @@ def postgres_database():
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"thunder_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:

@@ -1,5 +1,6 @@
 """The `thunder` command: runs materializations through Dagster on the configured instance."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,15 +63,32 @@ def run_job(
     if not instance.has_dynamic_partition(agents.name, agent_id):
         instance.add_dynamic_partitions(agents.name, [agent_id])
     job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        **({"ops": ops} if ops else {}),
+    }
+    tags = {"thunder/launched_by": "cli", **(tags or {})}
+    if job.executor_def.name == "in_process":
+        return job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key or agent_id,
+            raise_on_error=False,
+            run_config=run_config,
+            tags=tags,
+        )
+    # Any other executor (Celery workers in the production profile) rebuilds the job in other
+    # processes: hand it over as a reconstructable job, which execute_in_process cannot.
+    key = partition_key or agent_id
+    tags = {**tags, "dagster/partition": str(key)}
+    if isinstance(key, dg.MultiPartitionKey):
+        tags.update({f"dagster/partition/{d}": k for d, k in key.keys_by_dimension.items()})
+    return dg.execute_job(
+        dg.build_reconstructable_job(
+            "thunder_dagster.definitions", "resolve_job", reconstructable_args=(job_name,)
+        ),
         instance=instance,
-        partition_key=partition_key or agent_id,
-        raise_on_error=False,
-        run_config={
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            **({"ops": ops} if ops else {}),
-        },
-        tags={"thunder/launched_by": "cli", **(tags or {})},
+        run_config=run_config,
+        tags=tags,
     )
 
 
@@ -103,6 +121,10 @@ def _finish(result, what: str) -> None:
     for event in result.all_events:
         if event.is_failure and event.step_key:
             click.echo(f"  {event.step_key}: {event.message}", err=True)
+            error = getattr(event.event_specific_data, "error", None)
+            while error is not None:  # the error itself, then what caused it
+                click.echo(f"    {error.message.strip().splitlines()[0]}", err=True)
+                error = error.cause
     sys.exit(1)
 
 
@@ -367,7 +389,10 @@ DEMO_PROMPT = "The bakery"
 def demo(agent_id: str, trials: int, minutes: float) -> None:
     """The main job on the bundled sample agent: its documents go through the whole graph to a
     deployed model, and the deployed model writes a sample."""
-    agent_id = _agent(agent_id)
+    _run_demo(_agent(agent_id), trials, minutes)
+
+
+def _run_demo(agent_id: str, trials: int, minutes: float) -> None:
     home = _home()
     home.create_agent(agent_id)
     copied = copy_sample_agent(home, agent_id)
@@ -377,3 +402,51 @@ def demo(agent_id: str, trials: int, minutes: float) -> None:
     if result.success:
         print_training_summary(home, agent_id, DEMO_PROMPT)
     _finish(result, "demo")
+
+
+@main.group()
+def prod() -> None:
+    """The production profile on this machine: Dagster on PostgreSQL, steps on Celery workers,
+    MLflow on PostgreSQL. Reads the variables of deploy/profile.env (docs/DEPLOYMENT.md)."""
+
+
+@contextlib.contextmanager
+def _profile_running():
+    from thunder_dagster.production import Profile, ProfileError, install_instance, running
+
+    try:
+        profile = Profile.from_environment()
+        home = _home()
+        install_instance(Path(os.environ["DAGSTER_HOME"]))
+        with running(profile, home.root, echo=click.echo) as processes:
+            yield processes
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@prod.command()
+def up() -> None:
+    """Start the MLflow server and the Celery workers and keep them running until Ctrl-C;
+    run `dagster-daemon run` and `dagster-webserver` beside it."""
+    import time
+
+    with _profile_running() as processes:
+        click.echo("running; Ctrl-C stops the workers and the MLflow server")
+        try:
+            while all(process.poll() is None for process in processes):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+        raise click.ClickException("a worker or the MLflow server exited; see $THUNDER_HOME/logs")
+
+
+@prod.command("run")
+@click.option("--agent", "agent_id", default="sample", show_default=True)
+@click.option("--trials", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--minutes", default=6.0, show_default=True, type=click.FloatRange(min=0.1))
+def prod_run(agent_id: str, trials: int, minutes: float) -> None:
+    """`thunder demo` on the production profile: start MLflow and the workers, run the main job
+    with its steps on the workers, then stop them."""
+    agent_id = _agent(agent_id)
+    with _profile_running():
+        _run_demo(agent_id, trials, minutes)

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from thunder_dagster import assets
+from thunder_dagster.executors import job_executor
 from thunder_dagster.jobs.feedback import (
     ab_test_job,
     ab_test_schedule,
@@ -44,7 +45,11 @@ defs = dg.Definitions(
         "tuning": TuningStorage(),
         "queries": QueryLogStore(),
     },
-    # Steps run in the run's own process: parsing is already isolated in worker processes, and
-    # a step process per asset would cost an interpreter start-up each on two cores.
-    executor=dg.in_process_executor,
+    # THUNDER_EXECUTOR: in the run's own process (the default) or on Celery workers.
+    executor=job_executor(),
 )
+
+
+def resolve_job(name: str) -> dg.JobDefinition:
+    """A job of `defs` by name: what the CLI's reconstructable jobs point at."""
+    return defs.resolve_job_def(name)

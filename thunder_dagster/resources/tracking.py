@@ -1,3 +1,5 @@
+import os
+
 import dagster as dg
 from pydantic import Field
 
@@ -15,8 +17,9 @@ class MlflowTracking(dg.ConfigurableResource):
 
     tracking_uri: str = Field(
         default="",
-        description="MLflow tracking URI (also the registry); empty means "
-        "sqlite:///$THUNDER_HOME/mlflow/mlflow.db. Pass a URI holding a password by EnvVar.",
+        description="MLflow tracking URI (also the registry); empty means the "
+        "MLFLOW_TRACKING_URI environment variable, else sqlite:///$THUNDER_HOME/mlflow/mlflow.db. "
+        "Pass a URI holding a password by EnvVar.",
     )
     experiment: str = Field(default="thunder-dagster", description="MLflow experiment name")
     ui_url: str = Field(
@@ -28,7 +31,11 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def tracker(self, home: Home, warn) -> Tracker:
         home.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        uri = self.tracking_uri or f"sqlite:///{home.mlflow_dir / 'mlflow.db'}"
+        uri = (
+            self.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+            or f"sqlite:///{home.mlflow_dir / 'mlflow.db'}"
+        )
         local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
         return Tracker(
             tracking_uri=uri,

@@ -1,3 +1,5 @@
+import os
+
 import dagster as dg
 from pydantic import Field
 
@@ -9,13 +11,15 @@ class TuningStorage(dg.ConfigurableResource):
 
     url: str = Field(
         default="",
-        description="SQLAlchemy URL of the Optuna storage; empty means "
-        "sqlite:///$THUNDER_HOME/optuna.db. Pass a URL holding a password by EnvVar.",
+        description="SQLAlchemy URL of the Optuna storage; empty means the THUNDER_OPTUNA_URL "
+        "environment variable, else sqlite:///$THUNDER_HOME/optuna.db. Pass a URL holding a "
+        "password by EnvVar.",
     )
 
     def storage_url(self, home: Home) -> str:
-        if self.url:
-            return self.url
+        url = self.url or os.environ.get("THUNDER_OPTUNA_URL", "").strip()
+        if url:
+            return url
         home.root.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{home.optuna_db}"
 

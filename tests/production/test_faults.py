@@ -1,0 +1,211 @@
+"""Faults the production profile survives, each against the real PostgreSQL instance and a
+real daemon: a daemon restarted while uploads arrive, the host of a run dying, PostgreSQL
+restarted under a run."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+
+from tests.conftest import REPO_ROOT, write
+from tests.production.conftest import kill_tree, start_daemon, stop_daemon, wait_for
+from thunder_dagster.cli import SAMPLE_AGENT_DIR, copy_sample_agent
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# The faults are the instance's and the daemon's: steps run in the run's process here, the
+# Celery workers have their own test.
+IN_PROCESS = {"THUNDER_EXECUTOR": "in_process", "THUNDER_SENSOR_INTERVAL": "2"}
+TRAIN = ["train", "sample", "--trials", "2", "--minutes", "0.5"]
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def fast_monitoring(home) -> None:
+    """The profile's instance, with the monitor polling every 2 s and slots freed after 5 s."""
+    config = home.dagster_home / "dagster.yaml"
+    text = config.read_text()
+    for old, new in (
+        ("poll_interval_seconds: 30", "poll_interval_seconds: 2"),
+        ("free_slots_after_run_end_seconds: 60", "free_slots_after_run_end_seconds: 5"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    config.write_text(text)
+
+
+def step_started(instance, run_id: str, step_key: str) -> bool:
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.STEP_START
+    ).records
+    return any(r.event_log_entry.step_key == step_key for r in records)
+
+
+def test_a_daemon_killed_and_restarted_while_uploads_arrive_loses_none_and_runs_none_twice(
+    profile_env, pg_instance, home, tmp_path
+):
+    log = tmp_path / "daemon.log"
+    agents = ["north", "south"]
+    daemon = start_daemon(log, IN_PROCESS)
+    try:
+        for round_ in range(3):
+            for agent in agents:
+                text = f"{agent} round {round_}: the proofing room runs warm today. " * 20
+                write(home.agent_dir(agent) / "reference" / f"r{round_}.txt", text)
+            time.sleep(4)
+            # SIGKILL: no clean shutdown, the tick in flight is lost with the process.
+            psutil.Process(daemon.pid).kill()
+            daemon.wait()
+            daemon = start_daemon(log, IN_PROCESS)
+
+        def settled():
+            runs = pg_instance.get_runs(dg.RunsFilter(job_name="ingest_job"))
+            if not runs or any(run.status not in FINISHED for run in runs):
+                return False
+            for agent in agents:
+                report = home.ingest_report_path(agent)
+                if not report.exists():
+                    return False
+                files = {entry["path"] for entry in json.loads(report.read_text())["files"]}
+                if files != {f"reference/r{i}.txt" for i in range(3)}:
+                    return False
+            return runs
+
+        runs = wait_for(settled, 240, "the uploads were not all ingested", log)
+        time.sleep(6)  # later ticks see nothing new
+        runs = pg_instance.get_runs(dg.RunsFilter(job_name="ingest_job"))
+    finally:
+        stop_daemon(daemon)
+    keys = [run.tags["dagster/run_key"] for run in runs]
+    assert len(keys) == len(set(keys)), keys
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    assert {run.tags["dagster/partition"] for run in runs} == set(agents)
+
+
+def test_a_run_whose_host_died_ends_at_its_max_runtime_and_runs_again(
+    profile_env, pg_instance, home, tmp_path
+):
+    fast_monitoring(home)
+    home.create_agent("sample")
+    copy_sample_agent(home, "sample")
+    pg_instance.add_dynamic_partitions("agents", ["sample"])
+    ops = {"tpe_trials": {"config": {"trials": 1, "minutes": 0.2}}}
+    ops["keras_model"] = {"config": {"minutes": 0.2}}
+    launch = subprocess.run(
+        [
+            *(str(Path(sys.executable).parent / "dagster"), "job", "launch"),
+            *("-w", "workspace.yaml", "-j", "pipeline_job"),
+            *("--config-json", json.dumps({"ops": ops})),
+            *("--tags", json.dumps({"dagster/partition": "sample", "dagster/max_runtime": "75"})),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **IN_PROCESS},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    (run,) = pg_instance.get_runs()
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(log, IN_PROCESS)
+    try:
+        wait_for(
+            lambda: step_started(pg_instance, run.run_id, "tpe_trials"),
+            180,
+            "the run never reached tpe_trials",
+            log,
+        )
+        # The host dies: the daemon, the code server and the run's process, all at once.
+        kill_tree(daemon.pid)
+        daemon.wait()
+        time.sleep(3)
+        assert pg_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        assert pg_instance.event_log_storage.get_concurrency_info("training").claimed_slots
+
+        daemon = start_daemon(log, IN_PROCESS)  # the host is back
+
+        def retried():
+            children = pg_instance.get_runs(
+                dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id})
+            )
+            return children if children and children[0].status in FINISHED else None
+
+        (retry,) = wait_for(retried, 300, "no retry of the dead run finished", log)
+    finally:
+        stop_daemon(daemon)
+    ended = pg_instance.get_run_by_id(run.run_id)
+    assert ended.status in {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    messages = [
+        record.event_log_entry.message or ""
+        for record in pg_instance.get_records_for_run(run_id=run.run_id).records
+    ]
+    assert any("maximum runtime of 75 seconds" in message for message in messages)
+    assert retry.status == dg.DagsterRunStatus.SUCCESS
+    assert json.loads((home.deployments_dir("sample") / "current.json").read_text())["version"]
+    # The dead run's slot in the training pool was given back.
+    wait_for(
+        lambda: pg_instance.event_log_storage.get_concurrency_info("training").claimed_slots == [],
+        30,
+        "the dead run's training slot was never freed",
+        log,
+    )
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Half-written files: the temporaries of atomic writes and unfinished release folders."""
+    return [
+        path for path in root.rglob(".*") if ".tmp-" in path.name or path.name.endswith(".staging")
+    ]
+
+
+def test_postgres_restarted_under_a_run_leaves_nothing_half_written(
+    profile_env, pg_instance, home, tmp_path
+):
+    assert SAMPLE_AGENT_DIR.is_dir()
+    home.create_agent("sample")
+    copy_sample_agent(home, "sample")
+    log = tmp_path / "train.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "thunder"), *TRAIN],
+            cwd=REPO_ROOT,
+            env={**os.environ, **IN_PROCESS},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        run = wait_for(lambda: (pg_instance.get_runs() or [None])[0], 120, "no run", log)
+        wait_for(
+            lambda: step_started(pg_instance, run.run_id, "tpe_trials"),
+            180,
+            "the run never reached tpe_trials",
+            log,
+        )
+        version = os.listdir("/etc/postgresql")[0]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            check=True,
+            timeout=120,
+        )
+        code = process.wait(timeout=420)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log.read_text()
+    status = pg_instance.get_run_by_id(run.run_id).status
+    if code == 0:
+        assert status == dg.DagsterRunStatus.SUCCESS
+    else:
+        # A clear error naming the step, and the run recorded as failed.
+        assert "FAILED" in output and ("tpe_trials" in output or "keras_model" in output), output
+    assert leftovers(home.root) == []
+    pointer = home.deployments_dir("sample") / "current.json"
+    if pointer.exists():
+        deployed = json.loads(pointer.read_text())
+        assert (home.root / "models" / "sample" / deployed["version"]).is_dir()
+    manifest = home.processed_dir("sample") / "dataset.json"
+    assert Path(json.loads(manifest.read_text())["path"]).is_file()
