@@ -1,0 +1,51 @@
+"""The daily schedule and the feedback sensor on the production profile's PostgreSQL instance,
+with the query logs in PostgreSQL too."""
+
+from datetime import datetime
+
+import dagster as dg
+import pytest
+
+from tests.assets.test_feedback_assets import log
+from thunder_dagster.definitions import defs
+from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.jobs.feedback import daily_analysis_schedule
+from thunder_dagster.sensors.feedback import retraining_sensor
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_the_daily_schedule_and_its_sensor_on_the_postgres_instance(profile_env, pg_instance, home):
+    store = QueryStore.open(profile_env["THUNDER_QUERY_DB_URL"])
+    try:
+        log(store, 60, datetime(2026, 3, 3, 9), score=5)
+    finally:
+        store.close()
+    pg_instance.add_dynamic_partitions("agents", ["acme"])
+
+    context = dg.build_schedule_context(
+        instance=pg_instance, scheduled_execution_time=datetime(2026, 3, 4, 2, 0)
+    )
+    (request,) = daily_analysis_schedule(context)
+    assert request.run_key == "analysis:acme:2026-03-03"
+
+    # The run the daemon would launch for that request, recorded in PostgreSQL; the resources
+    # read THUNDER_HOME and THUNDER_QUERY_DB_URL (the PostgreSQL store) from the environment.
+    result = defs.resolve_job_def("daily_analysis_job").execute_in_process(
+        instance=pg_instance,
+        partition_key=request.partition_key,
+        tags={"dagster/run_key": request.run_key},
+    )
+    assert result.success
+    (run,) = pg_instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/partition/agent"] == "acme"
+
+    tick = retraining_sensor(dg.build_sensor_context(instance=pg_instance))
+    (retrain,) = tick.run_requests
+    assert retrain.run_key == "fine_tune:acme:2026-03-03"
+    assert retrain.job_name == "fine_tune_job"
+    # The sensor's cursor survives in the instance it was built on: a second tick asks again
+    # with the same run key, which Dagster deduplicates.
+    again = retraining_sensor(dg.build_sensor_context(instance=pg_instance, cursor=tick.cursor))
+    assert [r.run_key for r in again.run_requests] in ([], [retrain.run_key])
