@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/instance_overhead.py
 	$(BIN)/python bench/training.py --minutes 2 10
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.
