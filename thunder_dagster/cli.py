@@ -133,6 +133,72 @@ def main() -> None:
     """thunder-dagster: documents in, a trained and deployed model out."""
 
 
+TRAINING_JOBS = {"training_job", "pipeline_job", "fine_tune_job", "distillation_job"}
+
+
+def _add_instance_state(statuses) -> str | None:
+    """Fill in the last training run and the latest trigger decision from the Dagster
+    instance; a sentence saying why not when the instance cannot be read."""
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    def when(timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            decisions = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("training_triggers")), limit=200
+            ).records
+            for status in statuses:
+                runs = instance.get_run_records(
+                    dg.RunsFilter(tags={"dagster/partition": status.agent_id}), limit=50
+                )
+                trainings = [r for r in runs if r.dagster_run.job_name in TRAINING_JOBS]
+                if trainings:
+                    latest = trainings[0]
+                    status.last_training = (
+                        f"{when(latest.create_timestamp.timestamp())} "
+                        f"{latest.dagster_run.job_name} {latest.dagster_run.status.value}"
+                    )
+                for record in decisions:
+                    metadata = record.asset_materialization.metadata
+                    agent = metadata.get("agent_id")
+                    if agent is not None and agent.value == status.agent_id:
+                        rule, day = metadata["rule"].value, metadata["day"].value
+                        status.pending_trigger = f"{rule} ({day})" if rule != "none" else None
+                        break
+    except Exception as error:
+        return f"the Dagster instance could not be read ({type(error).__name__}: {error})"
+    return None
+
+
+@main.command()
+@click.argument("agent_id", required=False)
+def status(agent_id: str | None) -> None:
+    """Each agent's state (or AGENT_ID's): documents, dataset version, champion and challenger,
+    the last training run and the latest trigger decision of the daily analysis."""
+    from thunder_dagster.status import agent_status, render_table
+
+    home = _home()
+    if agent_id is not None:
+        agent_id = _agent(agent_id)
+        _require_folder(home, agent_id)
+    agents = [agent_id] if agent_id else home.list_agents()
+    if not agents:
+        click.echo(f"no agents under {home.agents_dir}: put files under <agent_id>/reference/")
+        return
+    statuses = [agent_status(home, agent) for agent in agents]
+    problem = _add_instance_state(statuses)
+    click.echo(render_table([status.row() for status in statuses]))
+    for status in statuses:
+        for line in status.problems:
+            click.echo(f"{status.agent_id}: {line}", err=True)
+    if problem:
+        click.echo(f"(last training and triggers not shown: {problem})", err=True)
+
+
 @main.command()
 @click.argument("agent_id")
 def ingest(agent_id: str) -> None:

@@ -1,0 +1,68 @@
+"""`thunder status`: each agent's documents, dataset, champion and challenger from its files,
+the last training run and the latest trigger decision from the Dagster instance."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from tests.assets.test_feedback_assets import analyse, log
+from tests.conftest import REPO_ROOT, write
+from tests.deployed import deploy_tiny
+from thunder_dagster.cli import run_job
+from thunder_dagster.feedback.store import QueryStore
+
+
+def thunder(*args: str) -> subprocess.CompletedProcess:
+    """The real command in its own process: in this one, TensorFlow (loaded by deploy_tiny)
+    and click's output capture do not mix."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "thunder"), *args],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_status_shows_each_agent_from_its_files_and_the_instance(home):
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home.dagster_home / "dagster.yaml")
+    agent = home.create_agent("acme")
+    write(agent / "reference" / "a.txt", "The oven is switched on forty minutes early. " * 30)
+    write(agent / "reference" / "bad.docx", "not a zip")
+    assert run_job("ingest_job", "acme").success
+    deploy_tiny(home, "acme")
+    deploy_tiny(home, "acme", role="challenger", seed=1)
+    home.create_agent("empty")
+    store = QueryStore.open(home.queries_db_url)
+    log(store, 60, datetime(2026, 3, 3, 9), score=5)
+    store.close()
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        assert analyse(home, instance, "2026-03-03").success
+
+    result = thunder("status")
+    assert result.returncode == 0, result.stderr
+    header, _, acme, empty = result.stdout.splitlines()[:4]
+    assert header.split()[:4] == ["agent", "documents", "dataset", "champion"]
+    dataset = json.loads((home.processed_dir("acme") / "dataset.json").read_text())
+    assert acme.startswith("acme ")
+    assert "1 ok, 1 rejected" in acme and dataset["version"][:12] in acme
+    champion, challenger = (
+        json.loads((home.deployments_dir("acme") / n).read_text())["version"]
+        for n in ("current.json", "challenger.json")
+    )
+    assert f"{champion} (gru)" in acme and f"{challenger} (gru)" in acme
+    assert "pipeline_job" not in acme  # no training run yet
+    assert "fine_tune (2026-03-03)" in acme
+    assert empty.split()[0] == "empty" and set(empty.split()[1:]) == {"-"}
+
+    one = thunder("status", "acme")
+    assert one.returncode == 0 and "empty" not in one.stdout
+    missing = thunder("status", "ghost")
+    assert missing.returncode == 1 and "no folder" in missing.stderr

@@ -1,0 +1,79 @@
+"""What `thunder status` shows of each agent, read from THUNDER_HOME's files: documents, the
+dataset version, the champion and challenger. The CLI adds what only the Dagster instance
+knows (the last training run, the latest trigger decision)."""
+
+import json
+from dataclasses import dataclass, field
+
+from thunder_dagster.deployments.pointers import CHALLENGER_NAME, read_pointer
+from thunder_dagster.home import Home
+
+
+@dataclass
+class AgentStatus:
+    agent_id: str
+    documents: dict[str, int] = field(default_factory=dict)  # status -> count
+    dataset_version: str | None = None
+    dataset_rows: int | None = None
+    champion: str | None = None
+    challenger: str | None = None
+    last_training: str | None = None  # "<time> <status>", from the instance
+    pending_trigger: str | None = None  # "<rule> (<day>)", from the instance
+    problems: list[str] = field(default_factory=list)
+
+    def row(self) -> list[str]:
+        documents = ", ".join(f"{n} {s}" for s, n in self.documents.items() if n) or "-"
+        dataset = (
+            f"{self.dataset_version[:12]} ({self.dataset_rows} chunks)"
+            if self.dataset_version
+            else "-"
+        )
+        return [
+            self.agent_id,
+            documents,
+            dataset,
+            self.champion or "-",
+            self.challenger or "-",
+            self.last_training or "-",
+            self.pending_trigger or "-",
+        ]
+
+
+HEADERS = ["agent", "documents", "dataset", "champion", "challenger", "last training", "trigger"]
+
+
+def agent_status(home: Home, agent_id: str) -> AgentStatus:
+    """The file-based part of an agent's state; unreadable files are listed, not raised."""
+    status = AgentStatus(agent_id)
+    report_path = home.ingest_report_path(agent_id)
+    try:
+        if report_path.is_file():
+            status.documents = json.loads(report_path.read_text())["summary"]
+    except (ValueError, KeyError) as error:
+        status.problems.append(f"{report_path}: unreadable ({error})")
+    manifest = home.processed_dir(agent_id) / "dataset.json"
+    try:
+        if manifest.is_file():
+            dataset = json.loads(manifest.read_text())
+            status.dataset_version, status.dataset_rows = dataset["version"], dataset["rows"]
+    except (ValueError, KeyError) as error:
+        status.problems.append(f"{manifest}: unreadable ({error})")
+    deployments = home.deployments_dir(agent_id)
+    for role, name in (("champion", None), ("challenger", CHALLENGER_NAME)):
+        try:
+            pointer = read_pointer(deployments, name) if name else read_pointer(deployments)
+        except (ValueError, TypeError) as error:
+            status.problems.append(f"{deployments}: {role} pointer unreadable ({error})")
+            continue
+        if pointer is not None:
+            setattr(status, role, f"{pointer.version} ({pointer.family})")
+    return status
+
+
+def render_table(rows: list[list[str]], headers: list[str] = HEADERS) -> str:
+    """A plain aligned table for a terminal."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
