@@ -1,11 +1,7 @@
 """The real thing: the Dagster daemon, its sensor and its run queue, on a temporary THUNDER_HOME."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,43 +9,21 @@ import dagster as dg
 import pytest
 
 from tests.conftest import REPO_ROOT, write
+from tests.processes import start_daemon, stop_daemon, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 DEADLINE_SECONDS = 180
-
-
-def wait_for(predicate, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what} within {timeout:g} s; daemon log:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture
 def daemon(home, tmp_path):
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home.dagster_home / "dagster.yaml")
     log = tmp_path / "daemon.log"
-    env = {**os.environ, "THUNDER_SENSOR_INTERVAL": "2"}
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_daemon(log, {"THUNDER_SENSOR_INTERVAL": "2"})
     try:
         yield log
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_daemon(process)
 
 
 def test_dropped_files_become_a_dataset_through_the_daemon(home, corpus, daemon):

@@ -4,21 +4,15 @@ database of their own for each test, the profile's environment pointed at them."
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import dagster as dg
-import psutil
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.processes import BIN
 from tests.services import postgres_database
 
 REDIS_TEST_DB = 15
-BIN = Path(sys.executable).parent
 
 
 def flush_redis(url: str) -> None:
@@ -63,45 +57,3 @@ def profile_env(home, monkeypatch):
 def pg_instance(profile_env, home):
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
         yield instance
-
-
-def wait_for(predicate, timeout: float, what: str, *logs: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {log}:\n{log.read_text()[-3000:]}" for log in logs if log.exists())
-    pytest.fail(f"{what} within {timeout:g} s\n{tails}")
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant: a host dying takes all of them at once."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        root = psutil.Process(pid)
-        for process in [*root.children(recursive=True), root]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGKILL)
-
-
-def start_daemon(log: Path, env: dict | None = None) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_daemon(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_tree(process.pid)
-            process.wait()

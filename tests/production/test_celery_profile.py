@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.production.conftest import wait_for
+from tests.processes import wait_for
 from tests.services import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -81,14 +82,6 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             from thunder_dagster.celery_app import app
 
             app.control.cancel_consumer("dagster", destination=[hostname], reply=True, timeout=10)
-            wait_for(
-                lambda: pg_instance.get_runs()[0].status == dg.DagsterRunStatus.STARTED,
-                30,
-                "the run did not start",
-                log,
-            )
-            import time
-
             time.sleep(8)  # well inside the search: the first trial is training
             (pool_process,) = worker_main_process(hostname).children()
             pool_process.send_signal(signal.SIGKILL)
