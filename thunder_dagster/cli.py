@@ -139,12 +139,9 @@ TRAINING_JOBS = {"training_job", "pipeline_job", "fine_tune_job", "distillation_
 def _add_instance_state(statuses) -> str | None:
     """Fill in the last training run and the latest trigger decision from the Dagster
     instance; a sentence saying why not when the instance cannot be read."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     import dagster as dg
-
-    def when(timestamp: float) -> str:
-        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     try:
         with dg.DagsterInstance.get() as instance:
@@ -159,7 +156,7 @@ def _add_instance_state(statuses) -> str | None:
                 if trainings:
                     latest = trainings[0]
                     status.last_training = (
-                        f"{when(latest.create_timestamp.timestamp())} "
+                        f"{latest.create_timestamp.astimezone(UTC):%Y-%m-%d %H:%M UTC} "
                         f"{latest.dagster_run.job_name} {latest.dagster_run.status.value}"
                     )
                 for record in decisions:

@@ -5,7 +5,7 @@ knows (the last training run, the latest trigger decision)."""
 import json
 from dataclasses import dataclass, field
 
-from thunder_dagster.deployments.pointers import CHALLENGER_NAME, read_pointer
+from thunder_dagster.deployments.pointers import POINTER_NAMES, read_pointer
 from thunder_dagster.home import Home
 
 
@@ -59,9 +59,9 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
     except (ValueError, KeyError) as error:
         status.problems.append(f"{manifest}: unreadable ({error})")
     deployments = home.deployments_dir(agent_id)
-    for role, name in (("champion", None), ("challenger", CHALLENGER_NAME)):
+    for role in ("champion", "challenger"):
         try:
-            pointer = read_pointer(deployments, name) if name else read_pointer(deployments)
+            pointer = read_pointer(deployments, POINTER_NAMES[role])
         except (ValueError, TypeError) as error:
             status.problems.append(f"{deployments}: {role} pointer unreadable ({error})")
             continue
