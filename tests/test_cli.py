@@ -69,3 +69,4 @@ def test_training_ops_split_the_minutes_between_search_and_training():
         "tpe_trials": {"config": {"trials": 4, "minutes": 3.0}},
         "keras_model": {"config": {"minutes": 7.0}},
     }
+    assert training_ops(None, None, parallel=2)["tpe_trials"] == {"config": {"parallel": 2}}

@@ -229,11 +229,17 @@ def copy_sample_agent(home: Home, agent_id: str) -> int:
 SEARCH_SHARE = 0.3
 
 
-def training_ops(trials: int | None, minutes: float | None, epochs: int | None = None) -> dict:
+def training_ops(
+    trials: int | None,
+    minutes: float | None,
+    epochs: int | None = None,
+    parallel: int | None = None,
+) -> dict:
     """Run config for the training assets: 30% of the minutes search, 70% train the best.
 
     The final training continues the best trial's model, so the search's best minutes are not
     lost; the other trials' are, and the short budgets leave most time to the winner.
+    `parallel` search steps share the study (and each has the search's minutes).
     """
     search, final = {}, {}
     if trials is not None:
@@ -243,6 +249,8 @@ def training_ops(trials: int | None, minutes: float | None, epochs: int | None =
         final["minutes"] = round(minutes * (1 - SEARCH_SHARE), 3)
     if epochs is not None:
         search["epochs"] = epochs
+    if parallel is not None:
+        search["parallel"] = parallel
     return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}
 
 
@@ -455,12 +463,12 @@ def demo(agent_id: str, trials: int, minutes: float) -> None:
     _run_demo(_agent(agent_id), trials, minutes)
 
 
-def _run_demo(agent_id: str, trials: int, minutes: float) -> None:
+def _run_demo(agent_id: str, trials: int, minutes: float, parallel: int | None = None) -> None:
     home = _home()
     home.create_agent(agent_id)
     copied = copy_sample_agent(home, agent_id)
     click.echo(f"THUNDER_HOME={home.root}; sample agent {agent_id!r}: {copied} file(s) copied")
-    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes))
+    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes, parallel=parallel))
     print_ingest_summary(home, agent_id)
     if result.success:
         print_training_summary(home, agent_id, DEMO_PROMPT)
@@ -482,7 +490,7 @@ def _profile_running():
         home = _home()
         install_instance(Path(os.environ["DAGSTER_HOME"]))
         with running(profile, home.root, echo=click.echo) as processes:
-            yield processes
+            yield profile, processes
     except ProfileError as error:
         raise click.ClickException(str(error)) from error
 
@@ -493,7 +501,7 @@ def up() -> None:
     run `dagster-daemon run` and `dagster-webserver` beside it."""
     import time
 
-    with _profile_running() as processes:
+    with _profile_running() as (_, processes):
         click.echo("running; Ctrl-C stops the workers and the MLflow server")
         try:
             while all(process.poll() is None for process in processes):
@@ -509,7 +517,7 @@ def up() -> None:
 @click.option("--minutes", default=6.0, show_default=True, type=click.FloatRange(min=0.1))
 def prod_run(agent_id: str, trials: int, minutes: float) -> None:
     """`thunder demo` on the production profile: start MLflow and the workers, run the main job
-    with its steps on the workers, then stop them."""
+    with its steps on the workers (as many search steps as workers), then stop them."""
     agent_id = _agent(agent_id)
-    with _profile_running():
-        _run_demo(agent_id, trials, minutes)
+    with _profile_running() as (profile, _):
+        _run_demo(agent_id, trials, minutes, parallel=profile.workers)

@@ -24,6 +24,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_TEMPLATE = REPO_ROOT / "deploy" / "dagster.yaml"
 BIN = Path(sys.executable).parent
+TRAINING_POOL = "training"
 
 # The variables the profile reads; `thunder prod check` says which are missing.
 REQUIRED = (
@@ -206,6 +207,21 @@ def mlflow_command(profile: Profile, artifacts: Path) -> list[str]:
     ]
 
 
+def set_pool_limit(pool: str, limit: int) -> None:
+    """As many `training` steps at once as there are workers, so parallel search steps (and
+    trainings of different agents) each get one; the instance's default limit is 1."""
+    result = subprocess.run(
+        [str(BIN / "dagster"), "instance", "concurrency", "set", pool, str(limit)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ProfileError(
+            f"could not set the {pool!r} pool's limit on the instance in $DAGSTER_HOME: "
+            f"{(result.stderr or result.stdout).strip()[-500:]}"
+        )
+
+
 def _healthy(uri: str) -> bool:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=2) as response:
@@ -251,6 +267,8 @@ def running(profile: Profile, home_root: Path, echo=print) -> Iterator[list[subp
         for index in range(1, profile.workers + 1):
             processes.append(start_worker(f"w{index}", home_root / "logs"))
         echo(f"{profile.workers} Celery worker(s) on {_display(profile.broker)}")
+        set_pool_limit(TRAINING_POOL, profile.workers)
+        echo(f"pool {TRAINING_POOL!r}: {profile.workers} step(s) at a time")
         yield processes
     finally:
         for process in reversed(processes):

@@ -16,11 +16,14 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.processes import wait_for
+from tests.production.test_faults import SEARCH_STEP
 from tests.services import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-STEP_MESSAGE = "Executing steps tpe_trials in celery worker"
-PROD_RUN = ["prod", "run", "--trials", "3", "--minutes", "1.0"]
+STEP_MESSAGE = f"Executing steps {SEARCH_STEP}["
+TRIALS = 3
+# 45 s of search per step: room for the killed trial to go stale (30 s) and run again.
+PROD_RUN = ["prod", "run", "--trials", str(TRIALS), "--minutes", "2.5"]
 
 
 def free_port() -> int:
@@ -40,6 +43,10 @@ def worker_main_process(hostname: str) -> psutil.Process:
             ):
                 return process
     raise AssertionError(f"no worker process for {hostname}")
+
+
+def worker_of(event) -> str:
+    return event.dagster_event.engine_event_data.metadata["Celery worker"].value
 
 
 def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
@@ -64,7 +71,8 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             )
         try:
 
-            def tpe_started():
+            def search_started():
+                """The engine events of search steps handed to a worker, oldest first."""
                 records = pg_instance.get_records_for_run(
                     run_id=runs[0].run_id if (runs := pg_instance.get_runs()) else "none",
                     of_type=dg.DagsterEventType.ENGINE_EVENT,
@@ -72,17 +80,24 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
                 return [
                     r.event_log_entry
                     for r in records
-                    if (r.event_log_entry.message or "").endswith(STEP_MESSAGE)
+                    if STEP_MESSAGE in (r.event_log_entry.message or "")
                 ]
 
-            (started,) = wait_for(tpe_started, 300, "tpe_trials never started on a worker", log)
-            hostname = started.dagster_event.engine_event_data.metadata["Celery worker"].value
+            # Two search steps, one on each worker, run trials of the one study.
+            first, second = wait_for(
+                lambda: len(started := search_started()) >= 2 and started,
+                300,
+                "two search steps never started on the workers",
+                log,
+            )
+            hostname = worker_of(first)
+            assert worker_of(second) != hostname
             # The worker stops taking work, then the process running the step dies, as under
             # the OOM killer: the step's message goes back to the queue for the other worker.
             from thunder_dagster.celery_app import app
 
             app.control.cancel_consumer("dagster", destination=[hostname], reply=True, timeout=10)
-            time.sleep(8)  # well inside the search: the first trial is training
+            time.sleep(8)  # well inside the search: the first trials are training
             (pool_process,) = worker_main_process(hostname).children()
             pool_process.send_signal(signal.SIGKILL)
             assert process.wait(timeout=480) == 0, log.read_text()[-4000:]
@@ -94,11 +109,25 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
         assert "demo: run" in output and "succeeded" in output
         (run,) = pg_instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        executions = tpe_started()
-        workers = [
-            e.dagster_event.engine_event_data.metadata["Celery worker"].value for e in executions
-        ]
-        assert len(workers) == 2 and workers[0] == hostname and workers[1] != hostname
+        # The killed step ran again, on the other worker.
+        executions = search_started()
+        killed = [e for e in executions if e.step_key == first.step_key]
+        assert [worker_of(e) for e in killed] == [hostname, worker_of(second)]
+        # Together the steps finished exactly the study's trials: none lost with the killed
+        # step, none run twice.
+        import optuna
+
+        from thunder_dagster.modeling.tuning import counted_trials
+
+        (study,) = optuna.get_all_study_summaries(profile_env["THUNDER_OPTUNA_URL"])
+        assert (
+            counted_trials(
+                optuna.load_study(
+                    study_name=study.study_name, storage=profile_env["THUNDER_OPTUNA_URL"]
+                )
+            )
+            == TRIALS
+        )
         # Every step ran on a worker, none in the run's own process.
         step_workers = {
             r.event_log_entry.step_key
@@ -111,7 +140,10 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             "documents",
             "chunks",
             "training_dataset",
-            "tpe_trials",
+            "tpe_trials.plan_search",
+            f"{SEARCH_STEP}[0]",
+            f"{SEARCH_STEP}[1]",
+            "tpe_trials.collect_search",
             "keras_model",
             "onnx_model",
             "deployment",

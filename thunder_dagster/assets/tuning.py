@@ -1,6 +1,9 @@
 import json
+import os
+import socket
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -40,6 +43,13 @@ class SearchConfig(dg.Config):
     context_lengths: list[int] = Field(default=[32, 64, 128], description="Contexts to search")
     prune: bool = Field(default=True, description="Stop trials worse than the median early")
     seed: int = Field(default=0, description="Seed of the sampler and of every trial")
+    parallel: int = Field(
+        default=1,
+        ge=1,
+        description="Search steps that run trials of the one study at once; a multi-process "
+        "executor (Celery) spreads them over its workers. Needs a server database for the study "
+        "(THUNDER_OPTUNA_URL) and as many slots in the training pool.",
+    )
 
     def settings(self) -> SearchSettings:
         unknown = sorted(set(self.families) - set(FAMILIES))
@@ -77,7 +87,10 @@ def encoded_dataset(dataset: TrainingDataset, validation_fraction: float) -> Enc
 
 
 class RunLogObserver(TrialObserver):
-    """A line per epoch and per trial in the run log, and a child MLflow run per trial."""
+    """A line per epoch and per trial in the run log, and a child MLflow run per trial.
+
+    The counts are the whole study's, so parallel search steps each report the shared progress.
+    """
 
     def __init__(self, log, tracker: Tracker, parent: str | None, settings: SearchSettings):
         self.log = log
@@ -93,21 +106,25 @@ class RunLogObserver(TrialObserver):
         elapsed = time.monotonic() - self.started
         left = self.settings.minutes * 60 - elapsed if self.settings.minutes else None
         if self.done:
+            # The study's pace: every step started at about the same time.
             by_trials = elapsed / self.done * (self.settings.trials - self.done)
             left = by_trials if left is None else min(left, by_trials)
         best = "none yet" if self.best is None else f"{self.best:.4f}"
         eta = "" if left is None else f", about {max(0.0, left) / 60:.1f} min left"
         return f"best so far {best}; {elapsed / 60:.1f} min elapsed{eta}"
 
+    def _of(self) -> str:
+        return f"{min(self.done + 1, self.settings.trials)}/{self.settings.trials}"
+
     def trial_started(self, number: int, params: dict) -> None:
-        self.log.info(f"trial {number} ({self.done + 1}/{self.settings.trials}) starts: {params}")
+        self.log.info(f"trial {number} ({self._of()}) starts: {params}")
         run = self.tracker.start_run(f"trial {number}", {"trial": str(number)}, self.parent)
         self.tracker.log_params(run, params)
         self.runs[number] = run
 
     def epoch_ended(self, number: int, epoch: Epoch) -> None:
         self.log.info(
-            f"trial {number} ({self.done + 1}/{self.settings.trials}) epoch "
+            f"trial {number} ({self._of()}) epoch "
             f"{epoch.number + 1}/{self.settings.budget.epochs}: validation loss "
             f"{epoch.validation_loss:.4f}, train loss {epoch.train_loss:.4f}, "
             f"{epoch.seconds:.1f} s; {self._progress()}"
@@ -118,13 +135,16 @@ class RunLogObserver(TrialObserver):
             step=epoch.number,
         )
 
-    def trial_finished(self, record: TrialRecord) -> None:
-        self.done += 1
+    def trial_finished(self, record: TrialRecord, counted: int) -> None:
+        self.done = max(self.done, counted)
         if record.state == "COMPLETE" and record.value is not None:
             self.best = record.value if self.best is None else min(self.best, record.value)
         value = "-" if record.value is None else f"{record.value:.4f}"
         reason = f" ({record.reason})" if record.reason else ""
-        self.log.info(f"trial {record.number} {record.state}{reason}: {value}; {self._progress()}")
+        self.log.info(
+            f"trial {record.number} {record.state}{reason}: {value}; "
+            f"{counted}/{self.settings.trials} trials done; {self._progress()}"
+        )
         run = self.runs.get(record.number)
         if record.value is not None:
             self.tracker.log_metrics(run, {"final_validation_loss": record.value})
@@ -166,31 +186,54 @@ def _trials_table(result: SearchResult) -> dg.MarkdownMetadataValue:
     )
 
 
-@dg.asset(
-    group_name="training",
-    kinds={"optuna", "keras", "mlflow"},
-    partitions_def=agents,
-    pool="training",
-    retry_policy=TRAINING_RETRY,
-)
-def tpe_trials(
-    context: dg.AssetExecutionContext,
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every search step of one materialization works on."""
+
+    agent_id: str
+    dataset: TrainingDataset
+    settings: SearchSettings
+    validation_fraction: float
+    study: str
+    checkpoint_dir: str
+    mlflow_parent: str | None
+    steps: int
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """What one search step settled, and where it ran."""
+
+    index: int
+    settled: list[int]
+    host: str
+    seconds: float
+
+
+@dg.op(out={"plan": dg.Out(SearchPlan), "steps": dg.DynamicOut(int)})
+def plan_search(
+    context: dg.OpExecutionContext,
     config: SearchConfig,
     training_dataset: TrainingDataset,
     thunder: ThunderHome,
     tracking: MlflowTracking,
     tuning: TuningStorage,
-) -> dg.Output[SearchResult]:
-    """The Optuna TPE study over model family, context and seed 002's space, one per dataset
-    version; a retried run resumes it. Best trials' models: models/<agent>/trials/<study>/."""
-    from thunder_dagster.modeling.plots import optimization_history
-    from thunder_dagster.modeling.tuning import run_search, study_name
+):
+    """Create the study (or find it, to resume) and the MLflow parent run; fan out the steps."""
+    from thunder_dagster.modeling.tuning import open_study, study_name
 
     home = thunder.home()
     agent_id = context.partition_key
     settings = config.settings()
     data = encoded_dataset(training_dataset, config.validation_fraction)
     name = study_name(agent_id, training_dataset.version, settings)
+    storage = tuning.storage_url(home)
+    if config.parallel > 1 and storage.startswith("sqlite"):
+        context.log.warning(
+            f"parallel: {config.parallel} search steps on SQLite ({tuning.display_url(home)}); "
+            "Optuna advises a server database for parallel studies. Set THUNDER_OPTUNA_URL."
+        )
+    open_study(storage, name, settings, data.vocab_size)
     tracker = tracking.tracker(home, context.log.warning)
     parent = tracker.start_run(
         f"tpe_trials {agent_id}",
@@ -204,43 +247,128 @@ def tpe_trials(
     tracker.log_params(parent, config.model_dump() | {"vocab_size": data.vocab_size})
     context.log.info(
         f"study {name} on {tuning.display_url(home)}: {settings.trials} trials within "
-        f"{settings.minutes} min; {len(data.train)} training and {len(data.validation)} "
-        f"validation characters, {data.vocab_size} tokens"
+        f"{settings.minutes} min in {config.parallel} step(s); {len(data.train)} training and "
+        f"{len(data.validation)} validation characters, {data.vocab_size} tokens"
     )
+    yield dg.Output(
+        SearchPlan(
+            agent_id=agent_id,
+            dataset=training_dataset,
+            settings=settings,
+            validation_fraction=config.validation_fraction,
+            study=name,
+            checkpoint_dir=str(home.models_dir(agent_id) / "trials" / name),
+            mlflow_parent=parent,
+            steps=config.parallel,
+        ),
+        "plan",
+    )
+    for index in range(config.parallel):
+        yield dg.DynamicOutput(index, output_name="steps", mapping_key=str(index))
+
+
+@dg.op(pool="training", retry_policy=TRAINING_RETRY)
+def search_trials(
+    context: dg.OpExecutionContext,
+    plan: SearchPlan,
+    index: int,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    tuning: TuningStorage,
+) -> SearchStep:
+    """Run trials of the shared study until it holds its trials or the minutes run out; a
+    retried step resumes the study, and a trial its dead attempt held is run again."""
+    from thunder_dagster.modeling.tuning import search
+
+    home = thunder.home()
+    started = time.monotonic()
+    data = encoded_dataset(plan.dataset, plan.validation_fraction)
+    tracker = tracking.tracker(home, context.log.warning)
+    settled = search(
+        data,
+        plan.settings,
+        tuning.storage_url(home),
+        plan.study,
+        Path(plan.checkpoint_dir),
+        RunLogObserver(context.log, tracker, plan.mlflow_parent, plan.settings),
+    )
+    host = f"{socket.gethostname()}:{os.getpid()}"
+    context.log.info(f"search step {index + 1}/{plan.steps} on {host} settled trials {settled}")
+    return SearchStep(index, settled, host, time.monotonic() - started)
+
+
+@dg.op
+def collect_search(
+    context: dg.OpExecutionContext,
+    plan: SearchPlan,
+    steps: list[SearchStep],
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    tuning: TuningStorage,
+) -> dg.Output[SearchResult]:
+    """The study's trials and its best, with the tables and the plot the UI shows."""
+    from thunder_dagster.modeling.plots import optimization_history
+    from thunder_dagster.modeling.tuning import study_result
+
+    home = thunder.home()
+    tracker = tracking.tracker(home, context.log.warning)
+    ran_now = [number for step in steps for number in step.settled]
     try:
-        result = run_search(
-            data,
-            settings,
-            tuning.storage_url(home),
-            name,
-            home.models_dir(agent_id) / "trials" / name,
-            RunLogObserver(context.log, tracker, parent, settings),
+        result = study_result(
+            tuning.storage_url(home), plan.study, plan.settings, Path(plan.checkpoint_dir), ran_now
         )
     except Exception:
-        tracker.end_run(parent, "FAILED")
+        tracker.end_run(plan.mlflow_parent, "FAILED")
         raise
-    result = replace(result, validation_fraction=config.validation_fraction)
-    tracker.log_metrics(parent, {"best_validation_loss": result.best_value})
-    tracker.end_run(parent)
+    result = replace(result, validation_fraction=plan.validation_fraction)
+    tracker.log_metrics(plan.mlflow_parent, {"best_validation_loss": result.best_value})
+    tracker.end_run(plan.mlflow_parent)
     plot = optimization_history(
         [{"number": t.number, "state": t.state, "value": t.value} for t in result.trials],
-        title=f"{agent_id}: TPE optimization history",
+        title=f"{plan.agent_id}: TPE optimization history",
     )
     metadata = {
-        "study": name,
+        "study": plan.study,
         "storage": tuning.display_url(home),
-        "dataset_version": training_dataset.version,
+        "dataset_version": plan.dataset.version,
         "best_trial": result.best_number,
         "best_validation_loss": dg.MetadataValue.float(result.best_value),
         "best_params": dg.MetadataValue.json(result.best_params),
         "trial_states": dg.MetadataValue.json(result.counts),
         "trials_run_now": len(result.ran_now),
+        "search_steps": markdown_table(
+            ["step", "ran on", "trials settled", "minutes"],
+            [
+                [step.index + 1, step.host, len(step.settled), f"{step.seconds / 60:.1f}"]
+                for step in sorted(steps, key=lambda step: step.index)
+            ],
+        ),
         "trials": _trials_table(result),
         "optimization_history": image(plot, "optimization history"),
         "mlflow_tracking": "available" if tracker.available else f"off: {tracker.failure}",
     }
-    url = tracker.run_url(parent)
+    url = tracker.run_url(plan.mlflow_parent)
     if url:
         metadata["mlflow_run"] = dg.MetadataValue.url(url)
     context.log.info(f"best trial {result.best_number}: {json.dumps(result.best_params)}")
     return dg.Output(result, metadata=metadata)
+
+
+def _search_ops(config: dict) -> dict:
+    """The asset's config (the launchpad's form) is the planning step's."""
+    return {"plan_search": {"config": config}}
+
+
+@dg.graph_asset(
+    group_name="training",
+    kinds={"optuna", "keras", "mlflow"},
+    partitions_def=agents,
+    config=dg.ConfigMapping(_search_ops, SearchConfig.to_fields_dict()),
+)
+def tpe_trials(training_dataset: TrainingDataset) -> SearchResult:
+    """The Optuna TPE study over model family, context and seed 002's space, one per dataset
+    version, run by `parallel` search steps on the shared study; a retried run resumes it.
+    Best trials' models: models/<agent>/trials/<study>/."""
+    plan, steps = plan_search(training_dataset)
+    settled = steps.map(lambda index: search_trials(plan, index))
+    return collect_search(plan, settled.collect())

@@ -71,5 +71,5 @@ class TrialObserver:
     def epoch_ended(self, number: int, epoch: Epoch) -> None:
         pass
 
-    def trial_finished(self, record: TrialRecord) -> None:
-        pass
+    def trial_finished(self, record: TrialRecord, counted: int) -> None:
+        """`counted`: the trials the whole study has settled, this one included."""

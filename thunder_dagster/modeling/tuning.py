@@ -235,6 +235,10 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
+def _running(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
 def counted_trials(study: optuna.Study) -> int:
     """Trials that are done for good: completed, pruned, or failed by their own training.
 
@@ -243,83 +247,119 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(_counts(trial) for trial in study.get_trials(deepcopy=False))
 
 
-def run_search(
+def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(
+        multivariate=True, seed=seed, n_startup_trials=max(2, min(10, settings.trials // 3))
+    )
+
+
+def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
+    # Pruning from the first epoch on: a trial worse than the median at its first validation
+    # rarely catches up, and its minutes go to the final training instead.
+    if settings.prune:
+        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(storage_url: str, name: str, settings: SearchSettings, vocab_size: int):
+    """The study `name`, created with its known-good first trial if the storage lacks it.
+
+    Only the process whose create won (the study name is unique in the storage) queues the
+    known-good configuration, so search steps starting together never queue it twice. A process
+    joining (or resuming) the study draws its own random stream: with the creator's seed it
+    would suggest the creator's points again.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url, settings)
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="minimize",
+            sampler=_sampler(settings, settings.seed),
+            pruner=_pruner(settings),
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=_sampler(settings, settings.seed + os.getpid()),
+            pruner=_pruner(settings),
+        )
+    space = search_space(settings, vocab_size)
+    known_good = next((params for params in KNOWN_GOOD if fits(params, space)), None)
+    if known_good is not None:
+        study.enqueue_trial(known_good)
+    return study
+
+
+def search(
     data: EncodedText,
     settings: SearchSettings,
     storage_url: str,
     name: str,
     checkpoint_dir: Path,
     observer: TrialObserver | None = None,
-) -> SearchResult:
-    """Run the study until it holds `settings.trials` finished trials or the minutes run out.
+) -> list[int]:
+    """Run trials of the study until it holds `settings.trials` counted trials or the minutes
+    run out; return the numbers of the trials this call settled.
 
-    A study of the same name continues where it stopped: finished trials are never redone,
-    and a trial left running by a killed worker is failed once stale and queued again.
+    Any number of processes may call this on one study (in a server database): together they
+    finish exactly `settings.trials`. A study of the same name continues where it stopped:
+    finished trials are never redone, and a trial left running by a killed process is failed
+    once stale and queued again.
     """
     observer = observer or TrialObserver()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    started = time.monotonic()
-    deadline = started + settings.minutes * 60 if settings.minutes is not None else None
-    storage = open_storage(storage_url, settings)
-
-    def sampler(seed: int) -> optuna.samplers.TPESampler:
-        return optuna.samplers.TPESampler(
-            multivariate=True, seed=seed, n_startup_trials=max(2, min(10, settings.trials // 3))
-        )
-
-    # Pruning from the first epoch on: a trial worse than the median at its first validation
-    # rarely catches up, and its minutes go to the final training instead.
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-        if settings.prune
-        else optuna.pruners.NopPruner()
-    )
+    deadline = time.monotonic() + settings.minutes * 60 if settings.minutes is not None else None
+    study = open_study(storage_url, name, settings, data.vocab_size)
     space = search_space(settings, data.vocab_size)
-    try:
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            direction="minimize",
-            sampler=sampler(settings.seed),
-            pruner=pruner,
-        )
-        # Only the worker whose create won (the study name is unique in the storage) queues
-        # the known-good configuration, so workers starting together never queue it twice.
-        known_good = next((params for params in KNOWN_GOOD if fits(params, space)), None)
-        if known_good is not None:
-            study.enqueue_trial(known_good)
-    except optuna.exceptions.DuplicatedStudyError:
-        # A worker joining (or resuming) the study draws its own random stream: with the
-        # creator's seed it would suggest the creator's points again.
-        study = optuna.load_study(
-            study_name=name,
-            storage=storage,
-            sampler=sampler(settings.seed + os.getpid()),
-            pruner=pruner,
-        )
-    settled = (*FINISHED, optuna.trial.TrialState.FAIL)
-    before = {trial.number for trial in study.get_trials(deepcopy=False, states=settled)}
-    remaining = settings.trials - counted_trials(study)
+    settled: list[int] = []
 
     def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if SURPLUS_ATTR in trial.user_attrs:
             study.stop()
             return
-        observer.trial_finished(_record(trial))
-        if counted_trials(study) >= settings.trials:
+        settled.append(trial.number)
+        counted = counted_trials(study)
+        observer.trial_finished(_record(trial), counted)
+        if counted >= settings.trials:
             study.stop()
 
-    if remaining > 0:
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    while (remaining := settings.trials - counted_trials(study)) > 0 and left() != 0:
         study.optimize(
             lambda trial: objective(
                 trial, data, settings, space, checkpoint_dir, observer, deadline
             ),
             n_trials=remaining,
-            timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+            timeout=left(),
             catch=(NonFiniteLossError, SurplusTrialError),
             callbacks=[finished],
             gc_after_trial=True,
         )
+        if not _running(study):
+            continue
+        # Other processes hold the study's last trials. Wait for them: a trial of a live
+        # process settles; one of a dead process goes stale, fails, and its retry is queued
+        # for this loop to run, so that no trial is lost.
+        time.sleep(min(settings.heartbeat_seconds, left() or settings.heartbeat_seconds))
+        optuna.storages.fail_stale_trials(study)
+    return settled
+    return settled
+
+
+def study_result(
+    storage_url: str,
+    name: str,
+    settings: SearchSettings,
+    checkpoint_dir: Path,
+    ran_now: list[int],
+) -> SearchResult:
+    """What the study holds: its trials and the best of them, whose model was kept."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_url, settings))
     trials = [
         _record(trial)
         for trial in study.get_trials(deepcopy=False)
@@ -340,6 +380,19 @@ def run_search(
         best_value=best.value,
         best_params=best.params,
         trials=trials,
-        ran_now=sorted({trial.number for trial in trials} - before),
+        ran_now=sorted(ran_now),
         checkpoint=str(checkpoint) if checkpoint.exists() else None,
     )
+
+
+def run_search(
+    data: EncodedText,
+    settings: SearchSettings,
+    storage_url: str,
+    name: str,
+    checkpoint_dir: Path,
+    observer: TrialObserver | None = None,
+) -> SearchResult:
+    """`search` in this process, then the study's result."""
+    ran_now = search(data, settings, storage_url, name, checkpoint_dir, observer)
+    return study_result(storage_url, name, settings, checkpoint_dir, ran_now)
