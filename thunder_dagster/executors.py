@@ -56,6 +56,15 @@ def executor_name() -> str:
     return name
 
 
+def search_parallelism() -> int:
+    """The default number of `tpe_trials` search steps: one per Celery worker (THUNDER_WORKERS)
+    on the production profile, one in process, where steps run one after the other."""
+    workers = os.environ.get("THUNDER_WORKERS", "").strip()
+    if executor_name() != "celery" or not workers.isdigit() or int(workers) < 1:
+        return 1
+    return int(workers)
+
+
 def broker_urls() -> tuple[str, str]:
     """The broker and result-backend URLs; the backend defaults to the broker (Redis)."""
     broker = os.environ.get(BROKER_ENV, "").strip()

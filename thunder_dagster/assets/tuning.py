@@ -11,6 +11,7 @@ from pydantic import Field
 from thunder_dagster.assets.partitions import agents
 from thunder_dagster.assets.plots import image, markdown_table
 from thunder_dagster.documents.datasets import TrainingDataset
+from thunder_dagster.executors import search_parallelism
 from thunder_dagster.modeling.search import (
     SearchResult,
     SearchSettings,
@@ -44,11 +45,12 @@ class SearchConfig(dg.Config):
     prune: bool = Field(default=True, description="Stop trials worse than the median early")
     seed: int = Field(default=0, description="Seed of the sampler and of every trial")
     parallel: int = Field(
-        default=1,
+        default=search_parallelism(),
         ge=1,
-        description="Search steps that run trials of the one study at once; a multi-process "
-        "executor (Celery) spreads them over its workers. Needs a server database for the study "
-        "(THUNDER_OPTUNA_URL) and as many slots in the training pool.",
+        description="Search steps that run trials of the one study at once; the Celery executor "
+        "spreads them over its workers. Needs a server database for the study "
+        "(THUNDER_OPTUNA_URL) and as many slots in the training pool. Default: THUNDER_WORKERS "
+        "on the Celery executor, else 1.",
     )
 
     def settings(self) -> SearchSettings:
