@@ -1,6 +1,7 @@
 """The feedback loop in process: daily analysis, its schedule and sensor, fine-tune and
 distillation to a challenger, the A/B result and promotion, the cleanup."""
 
+import base64
 import json
 from datetime import datetime, timedelta
 
@@ -250,6 +251,10 @@ def test_a_significantly_better_challenger_is_promoted(home, store):
         assert result.success
         (check,) = result.get_asset_check_evaluations()
         assert check.passed
+        tested = result.asset_materializations_for_node("ab_test_result")[0].metadata
+        plot = tested["comparison"].value
+        assert plot.startswith("![A/B comparison](data:image/png;base64,")
+        assert base64.b64decode(plot.split(",", 1)[1].rstrip(")"))[:4] == b"\x89PNG"
         assert read_pointer(home.deployments_dir("acme")).version == "1.1.0"
         promoted = result.asset_materializations_for_node("champion_promotion")[0].metadata
         assert promoted["champion_version"].value == "1.1.0"

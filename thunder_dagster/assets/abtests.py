@@ -5,7 +5,7 @@ from pydantic import Field
 
 from thunder_dagster.assets.deployments import registered_model_name
 from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.plots import markdown_table
+from thunder_dagster.assets.plots import image, markdown_table
 from thunder_dagster.deployments.pointers import (
     CHALLENGER_NAME,
     NoChallengerError,
@@ -87,6 +87,21 @@ def ab_test_result(
         ]
         for s in (result.champion, result.challenger)
     ]
+    from thunder_dagster.modeling.plots import ab_comparison
+
+    plot = ab_comparison(
+        [
+            {
+                "label": f"{s.variant} {s.model_version}",
+                "positive_rate": s.positive_rate,
+                "positive_rate_ci": s.positive_rate_ci,
+                "mean_score": s.mean_score,
+                "mean_score_ci": s.mean_score_ci,
+            }
+            for s in (result.champion, result.challenger)
+        ],
+        title=f"{agent_id}: {result.decision} (p = {result.positive_rate_p_value:.3g})",
+    )
     yield dg.Output(
         result,
         metadata={
@@ -107,6 +122,7 @@ def ab_test_result(
                 ],
                 rows,
             ),
+            "comparison": image(plot, "A/B comparison"),
         },
     )
     yield dg.AssetCheckResult(

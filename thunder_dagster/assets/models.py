@@ -1,3 +1,5 @@
+import time
+
 import dagster as dg
 from pydantic import Field
 
@@ -27,14 +29,23 @@ class TrainingConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the weights and the batches")
 
 
-def epoch_reporter(context, tracker, run: str | None, epochs: int):
-    """A callback that puts each finished epoch in the run log and in the MLflow run."""
+def epoch_reporter(context, tracker, run: str | None, epochs: int, minutes: float | None = None):
+    """A callback that puts each finished epoch in the run log and in the MLflow run, with the
+    best loss so far and the time left (by the epochs' pace, capped by the minutes)."""
+    started = time.monotonic()
+    best = float("inf")
 
     def epoch_ended(epoch: Epoch) -> None:
+        nonlocal best
+        best = min(best, epoch.validation_loss)
+        elapsed = time.monotonic() - started
+        left = elapsed / (epoch.number + 1) * (epochs - epoch.number - 1)
+        if minutes is not None:
+            left = min(left, max(0.0, minutes * 60 - elapsed))
         context.log.info(
             f"epoch {epoch.number + 1}/{epochs}: validation loss "
             f"{epoch.validation_loss:.4f} nats/char, train loss {epoch.train_loss:.4f}, "
-            f"{epoch.seconds:.1f} s"
+            f"{epoch.seconds:.1f} s; best so far {best:.4f}, at most {left / 60:.1f} min left"
         )
         tracker.log_metrics(
             run,
@@ -79,7 +90,7 @@ def keras_model(
     )
     tracker.log_params(run, tpe_trials.best_params | config.model_dump())
 
-    epoch_ended = epoch_reporter(context, tracker, run, config.epochs)
+    epoch_ended = epoch_reporter(context, tracker, run, config.epochs, config.minutes)
     budget = Budget(
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,

@@ -80,7 +80,7 @@ def _retrain(
         )
         tracker.log_params(run, config.model_dump() | {"examples": len(examples)})
 
-        epoch_ended = epoch_reporter(context, tracker, run, config.epochs)
+        epoch_ended = epoch_reporter(context, tracker, run, config.epochs, config.max_minutes)
         settings = RetrainSettings(
             learning_rate=config.learning_rate,
             epochs=config.epochs,

@@ -1,4 +1,5 @@
-"""PNG plots for asset metadata and MLflow: loss curves and the optimization history."""
+"""PNG plots for asset metadata and MLflow: loss curves, the optimization history and the A/B
+comparison."""
 
 import io
 
@@ -58,3 +59,42 @@ def optimization_history(trials: list[dict], title: str = "") -> bytes:
     if best:
         axes.step(*zip(*best, strict=True), where="post", color="tab:red", label="best so far")
     return _png(figure, axes)
+
+
+def ab_comparison(variants: list[dict], title: str = "") -> bytes:
+    """Each variant's positive rate and mean score (1-5) with their 95% intervals, side by side.
+
+    A variant: {"label", "positive_rate", "positive_rate_ci", "mean_score", "mean_score_ci"}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rates, scores) = plt.subplots(1, 2, figsize=PLOT_SIZE)
+    labels = [variant["label"] for variant in variants]
+    colours = ["tab:blue", "tab:orange", "tab:green"][: len(variants)]
+    for axes, key, ylabel, limit in (
+        (rates, "positive_rate", "positive rate", (0, 1)),
+        (scores, "mean_score", "mean score", (1, 5)),
+    ):
+        values = [variant[key] for variant in variants]
+        errors = [
+            [
+                value - variant[f"{key}_ci"][0]
+                for value, variant in zip(values, variants, strict=True)
+            ],
+            [
+                variant[f"{key}_ci"][1] - value
+                for value, variant in zip(values, variants, strict=True)
+            ],
+        ]
+        axes.bar(labels, values, yerr=errors, capsize=6, color=colours)
+        axes.set_ylim(*limit)
+        axes.set_ylabel(f"{ylabel} (95% interval)")
+        axes.grid(alpha=0.3, axis="y")
+    figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
