@@ -293,6 +293,7 @@ def search_trials(
         plan.study,
         Path(plan.checkpoint_dir),
         RunLogObserver(context.log, tracker, plan.mlflow_parent, plan.settings),
+        worker=index,
     )
     host = f"{socket.gethostname()}:{os.getpid()}"
     context.log.info(f"search step {index + 1}/{plan.steps} on {host} settled trials {settled}")

@@ -261,13 +261,16 @@ def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(storage_url: str, name: str, settings: SearchSettings, vocab_size: int):
+def open_study(
+    storage_url: str, name: str, settings: SearchSettings, vocab_size: int, worker: int | None = 0
+):
     """The study `name`, created with its known-good first trial if the storage lacks it.
 
     Only the process whose create won (the study name is unique in the storage) queues the
     known-good configuration, so search steps starting together never queue it twice. A process
-    joining (or resuming) the study draws its own random stream: with the creator's seed it
-    would suggest the creator's points again.
+    joining (or resuming) the study draws its own random stream, seeded by its `worker` number
+    (None: by its process id): with the creator's seed it would suggest the creator's points
+    again. Worker 0 continues the creator's stream, so a one-step search repeats exactly.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url, settings)
@@ -283,7 +286,7 @@ def open_study(storage_url: str, name: str, settings: SearchSettings, vocab_size
         return optuna.load_study(
             study_name=name,
             storage=storage,
-            sampler=_sampler(settings, settings.seed + os.getpid()),
+            sampler=_sampler(settings, settings.seed + (os.getpid() if worker is None else worker)),
             pruner=_pruner(settings),
         )
     space = search_space(settings, vocab_size)
@@ -300,6 +303,7 @@ def search(
     name: str,
     checkpoint_dir: Path,
     observer: TrialObserver | None = None,
+    worker: int | None = None,
 ) -> list[int]:
     """Run trials of the study until it holds `settings.trials` counted trials or the minutes
     run out; return the numbers of the trials this call settled.
@@ -311,7 +315,7 @@ def search(
     """
     observer = observer or TrialObserver()
     deadline = time.monotonic() + settings.minutes * 60 if settings.minutes is not None else None
-    study = open_study(storage_url, name, settings, data.vocab_size)
+    study = open_study(storage_url, name, settings, data.vocab_size, worker)
     space = search_space(settings, data.vocab_size)
     settled: list[int] = []
 
