@@ -125,6 +125,8 @@ def test_the_whole_graph_turns_sample_documents_into_a_deployed_verified_model(t
     assert exported["keras_predict_ms_batch_64"].value > 0
     tracker = trained.tracker()
     assert tracker.alias_version("thunder-sample", "champion") == pointer.registry_version == "1"
+    deployed = result.asset_materializations_for_node("deployment")[0].metadata
+    assert deployed["mlflow_model_version"].value.endswith("/#/models/thunder-sample/versions/1")
     sample = generate(load_deployed(trained.home.deployments_dir("sample")), "The ", 40, seed=0)
     assert len(sample.text) == 40 and 0 < sample.confidence <= 1
 

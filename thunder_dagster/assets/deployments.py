@@ -91,4 +91,7 @@ def deployment(
     url = tracker.run_url(keras_model.mlflow_run_id)
     if url:
         metadata["mlflow_run"] = dg.MetadataValue.url(url)
+    url = tracker.model_version_url(model_name, released.registry_version)
+    if url:
+        metadata["mlflow_model_version"] = dg.MetadataValue.url(url)
     return dg.Output(released, metadata=metadata)

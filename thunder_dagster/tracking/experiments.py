@@ -114,6 +114,12 @@ class Tracker:
             return None
         return f"{self.ui_url.rstrip('/')}/#/experiments/{self._experiment_id}/runs/{run_id}"
 
+    def model_version_url(self, model_name: str, version: str | None) -> str | None:
+        """The registered model version's page in the MLflow UI."""
+        if version is None or not self.ui_url:
+            return None
+        return f"{self.ui_url.rstrip('/')}/#/models/{model_name}/versions/{version}"
+
     def register(
         self, model_name: str, run_id: str | None, artifact_path: str, tags: dict[str, str]
     ) -> str | None:
