@@ -99,7 +99,7 @@ class RunProgress:
 
     def _follow(self) -> None:
         run_id, count, cursor = None, None, None
-        running, message = "", ""
+        running, message, shown = "", "", None
         while True:
             stopping = self.stop.wait(self.every)
             try:
@@ -132,10 +132,11 @@ class RunProgress:
                     running, message = key, ""
                 elif event is None and entry.user_message:
                     running, message = key, entry.user_message.splitlines()[0]
-            width = shutil.get_terminal_size((100, 20)).columns
-            self.stream.write("\r\x1b[2K" + render(count, running, message, width))
-            self.stream.flush()
-            self.drawn = True
+            line = render(count, running, message, shutil.get_terminal_size((100, 20)).columns)
+            if line != shown:  # redraw only what changed
+                self.stream.write("\r\x1b[2K" + line)
+                self.stream.flush()
+                shown, self.drawn = line, True
             if stopping:
                 return
 
