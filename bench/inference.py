@@ -11,13 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from thunder_dagster.modeling.architectures import build_language_model, compile_model
-from thunder_dagster.modeling.exports import (
-    DIRECT_FAMILIES,
-    _tf2onnx,
-    export_onnx,
-    mean_milliseconds,
-    session,
-)
+from thunder_dagster.modeling.graphs import DIRECT_FAMILIES, _tf2onnx, export_onnx
+from thunder_dagster.modeling.verification import mean_milliseconds, session
 
 VOCAB = 65
 CONFIGS = {

@@ -38,11 +38,12 @@ PROMPT = "ROMEO: What light through yonder window breaks? It is the east"
 
 
 def deploy(home, family: str, hidden: int, context: int) -> None:
+    from thunder_dagster.deployments.registry import NoRegistry
     from thunder_dagster.deployments.releases import release
-    from thunder_dagster.documents.datasets import write_atomically
+    from thunder_dagster.files import sha256_of, write_atomically
     from thunder_dagster.modeling.architectures import build_language_model, compile_model
-    from thunder_dagster.modeling.exports import export_onnx, export_step_onnx
-    from thunder_dagster.modeling.models import sha256_of
+    from thunder_dagster.modeling.cards import CardMetrics, ModelCard
+    from thunder_dagster.modeling.graphs import export_onnx, export_step_onnx
 
     hp = {
         "family": family,
@@ -60,14 +61,21 @@ def deploy(home, family: str, hidden: int, context: int) -> None:
     write_atomically(build / "model.onnx", export_onnx(model, family).SerializeToString())
     step = export_step_onnx(model, family)
     write_atomically(build / "step.onnx", step.SerializeToString())
-    card = {"agent_id": "bench", "family": family, "params": hp, "context_length": context}
-    (build / "card.json").write_text(json.dumps(card | {"vocab": list(VOCAB), "files": {}}))
+    ModelCard(
+        agent_id="bench",
+        family=family,
+        params=hp,
+        context_length=context,
+        vocab=VOCAB,
+        metrics=CardMetrics(validation_loss=float("nan"), unigram_loss=float("nan")),
+    ).write(build)
     release(
         home.models_dir("bench"),
         home.deployments_dir("bench"),
         "bench",
         build,
         sha256_of(build / "model.onnx"),
+        NoRegistry(),
         step_sha256=sha256_of(build / "step.onnx"),
     )
 

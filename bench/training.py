@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from thunder_dagster.cli import SEARCH_SHARE
+from thunder_dagster.jobs.training import SEARCH_SHARE
 from thunder_dagster.modeling.models import train_best
 from thunder_dagster.modeling.search import SearchSettings
 from thunder_dagster.modeling.text import encode_documents, sequential_windows, unigram_loss

@@ -63,7 +63,7 @@ def test_train_needs_the_agent_folder(home):
 
 
 def test_training_ops_split_the_minutes_between_search_and_training():
-    from thunder_dagster.cli import training_ops
+    from thunder_dagster.jobs.training import training_ops
 
     assert training_ops(4, 10.0) == {
         "tpe_trials": {"config": {"trials": 4, "minutes": 3.0}},

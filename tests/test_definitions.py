@@ -39,7 +39,7 @@ def test_the_graph_has_the_expected_shape():
         "training_job",
         "pipeline_job",
         "rollback_job",
-        "prompt_training",
+        "prompt_training_job",
         "daily_analysis_job",
         "fine_tune_job",
         "distillation_job",
@@ -48,9 +48,9 @@ def test_the_graph_has_the_expected_shape():
     }
     assert {sensor.name for sensor in repository.sensor_defs} == {
         "upload_sensor",
-        "failure_recorder",
+        "run_failure_sensor",
         "training_sensor",
-        "prompt_followup",
+        "prompt_followup_sensor",
         "retraining_sensor",
     }
     schedules = {schedule.name: schedule for schedule in repository.schedule_defs}

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
-from thunder_dagster.cli import copy_sample_agent
-from thunder_dagster.progress import StepCount, render
+from thunder_dagster.runtime.progress import StepCount, render
+from thunder_dagster.samples import copy_sample_agent
 
 
 def test_an_unresolved_mapped_step_counts_as_the_copies_seen():

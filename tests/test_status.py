@@ -14,8 +14,8 @@ import dagster as dg
 from tests.assets.test_feedback_assets import analyse, log
 from tests.conftest import REPO_ROOT, write
 from tests.deployed import deploy_tiny
-from thunder_dagster.cli import run_job
 from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.runtime.launch import run_job
 
 
 def thunder(*args: str) -> subprocess.CompletedProcess:
@@ -55,7 +55,7 @@ def test_status_shows_each_agent_from_its_files_and_the_instance(home):
     assert "1 ok, 1 rejected" in acme and dataset["version"][:12] in acme
     champion, challenger = (
         json.loads((home.deployments_dir("acme") / n).read_text())["version"]
-        for n in ("current.json", "challenger.json")
+        for n in ("champion.json", "challenger.json")
     )
     assert f"{champion} (gru)" in acme and f"{challenger} (gru)" in acme
     assert "pipeline_job" not in acme  # no training run yet

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import click
 
+from thunder_dagster import settings
 from thunder_dagster.home import CATEGORIES, Home, InvalidAgentIdError, validate_agent_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_AGENT_DIR = REPO_ROOT / "samples" / "agent"
 
 
 def _home() -> Home:
     """THUNDER_HOME, with DAGSTER_HOME beneath it holding the repo's dagster.yaml."""
     home = Home.resolve()
-    os.environ["THUNDER_HOME"] = str(home.root)
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home.dagster_home)))
+    # Set for the run and step processes Dagster starts, which resolve the same home.
+    os.environ[settings.HOME.name] = str(home.root)
+    dagster_home = Path(os.environ.setdefault(settings.DAGSTER_HOME.name, str(home.dagster_home)))
     dagster_home.mkdir(parents=True, exist_ok=True)
     instance_config = dagster_home / "dagster.yaml"
     if not instance_config.exists() and (REPO_ROOT / "dagster.yaml").exists():
@@ -42,64 +43,6 @@ def _require_folder(home: Home, agent_id: str) -> None:
         )
 
 
-def run_job(
-    job_name: str,
-    agent_id: str,
-    instance=None,
-    tags: dict[str, str] | None = None,
-    ops: dict | None = None,
-    partition_key=None,
-):
-    """Execute a partitioned job for one agent on the configured instance, so the UI shows it.
-
-    No run key: this always starts a new run, also for content whose earlier run failed. On a
-    terminal a progress bar over the run's steps replaces Dagster's INFO lines (the run's log
-    keeps them all); piped output keeps the lines.
-    """
-    import dagster as dg
-
-    from thunder_dagster.assets.partitions import agents
-    from thunder_dagster.definitions import defs
-    from thunder_dagster.progress import RunProgress, progress_tag
-
-    instance = instance or dg.DagsterInstance.get()
-    if not instance.has_dynamic_partition(agents.name, agent_id):
-        instance.add_dynamic_partitions(agents.name, [agent_id])
-    job = defs.resolve_job_def(job_name)
-    bar = sys.stderr.isatty()
-    run_config = {
-        "loggers": {"console": {"config": {"log_level": "WARNING" if bar else "INFO"}}},
-        **({"ops": ops} if ops else {}),
-    }
-    tag = progress_tag()
-    tags = {"thunder/launched_by": "cli", tag[0]: tag[1], **(tags or {})}
-    progress = RunProgress(instance, tag, sys.stderr) if bar else contextlib.nullcontext()
-    with progress:
-        if job.executor_def.name == "in_process":
-            return job.execute_in_process(
-                instance=instance,
-                partition_key=partition_key or agent_id,
-                raise_on_error=False,
-                run_config=run_config,
-                tags=tags,
-            )
-        # Any other executor (Celery workers in the production profile) rebuilds the job in
-        # other processes: hand it over as a reconstructable job, which execute_in_process
-        # cannot.
-        key = partition_key or agent_id
-        tags = {**tags, "dagster/partition": str(key)}
-        if isinstance(key, dg.MultiPartitionKey):
-            tags.update({f"dagster/partition/{d}": k for d, k in key.keys_by_dimension.items()})
-        return dg.execute_job(
-            dg.build_reconstructable_job(
-                "thunder_dagster.definitions", "resolve_job", reconstructable_args=(job_name,)
-            ),
-            instance=instance,
-            run_config=run_config,
-            tags=tags,
-        )
-
-
 def print_ingest_summary(home: Home, agent_id: str) -> None:
     report_path = home.ingest_report_path(agent_id)
     if not report_path.exists():
@@ -115,24 +58,28 @@ def print_ingest_summary(home: Home, agent_id: str) -> None:
         )
         click.echo(f"  {entry['status']:8} {entry['path']}  ({detail})")
     click.echo(f"report: {report_path}")
-    manifest = home.processed_dir(agent_id) / "dataset.json"
-    if manifest.exists():
-        dataset = json.loads(manifest.read_text())
-        click.echo(f"dataset {dataset['version']}: {dataset['rows']} chunks in {dataset['path']}")
+    from thunder_dagster.documents.datasets import latest_dataset
+
+    dataset = latest_dataset(home.processed_dir(agent_id))
+    if dataset is not None:
+        click.echo(f"dataset {dataset.version}: {dataset.rows} chunks in {dataset.path}")
+
+
+def launch(job_name: str, agent_id: str, **options):
+    from thunder_dagster.runtime.launch import run_job
+
+    return run_job(job_name, agent_id, **options)
 
 
 def _finish(result, what: str) -> None:
     if result.success:
         click.echo(f"{what}: run {result.run_id} succeeded")
         return
+    from thunder_dagster.runtime.launch import failure_report
+
     click.echo(f"{what}: run {result.run_id} FAILED", err=True)
-    for event in result.all_events:
-        if event.is_failure and event.step_key:
-            click.echo(f"  {event.step_key}: {event.message}", err=True)
-            error = getattr(event.event_specific_data, "error", None)
-            while error is not None:  # the error itself, then what caused it
-                click.echo(f"    {error.message.strip().splitlines()[0]}", err=True)
-                error = error.cause
+    for line in failure_report(result):
+        click.echo(line, err=True)
     sys.exit(1)
 
 
@@ -144,18 +91,38 @@ def main() -> None:
 TRAINING_JOBS = {"training_job", "pipeline_job", "fine_tune_job", "distillation_job"}
 
 
+def _add_trigger_decisions(home: Home, statuses) -> str | None:
+    """Fill in each agent's latest trigger decision from the query-log store's analyses; a
+    sentence saying why not when the store cannot be read."""
+    from thunder_dagster import settings
+    from thunder_dagster.feedback.rules import Decision
+    from thunder_dagster.feedback.store import QueryStore
+
+    url = settings.QUERY_DB_URL.value() or home.queries_db_url
+    if not settings.QUERY_DB_URL.is_set() and not home.queries_db.exists():
+        return None
+    try:
+        with QueryStore.open(url) as store:
+            for status in statuses:
+                analysis = store.latest_analysis(status.agent_id)
+                if analysis is not None:
+                    change = Decision.from_json(analysis.decision).change
+                    if change != "none":
+                        status.pending_trigger = f"{change} ({analysis.day.isoformat()})"
+    except Exception as error:
+        return f"the query-log store could not be read ({type(error).__name__}: {error})"
+    return None
+
+
 def _add_instance_state(statuses) -> str | None:
-    """Fill in the last training run and the latest trigger decision from the Dagster
-    instance; a sentence saying why not when the instance cannot be read."""
+    """Fill in the last training run from the Dagster instance; a sentence saying why not when
+    the instance cannot be read."""
     from datetime import UTC
 
     import dagster as dg
 
     try:
         with dg.DagsterInstance.get() as instance:
-            decisions = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("training_triggers")), limit=200
-            ).records
             for status in statuses:
                 runs = instance.get_run_records(
                     dg.RunsFilter(tags={"dagster/partition": status.agent_id}), limit=50
@@ -167,13 +134,6 @@ def _add_instance_state(statuses) -> str | None:
                         f"{latest.create_timestamp.astimezone(UTC):%Y-%m-%d %H:%M UTC} "
                         f"{latest.dagster_run.job_name} {latest.dagster_run.status.value}"
                     )
-                for record in decisions:
-                    metadata = record.asset_materialization.metadata
-                    agent = metadata.get("agent_id")
-                    if agent is not None and agent.value == status.agent_id:
-                        rule, day = metadata["rule"].value, metadata["day"].value
-                        status.pending_trigger = f"{rule} ({day})" if rule != "none" else None
-                        break
     except Exception as error:
         return f"the Dagster instance could not be read ({type(error).__name__}: {error})"
     return None
@@ -196,12 +156,15 @@ def status(agent_id: str | None) -> None:
         return
     statuses = [agent_status(home, agent) for agent in agents]
     problem = _add_instance_state(statuses)
+    store_problem = _add_trigger_decisions(home, statuses)
     click.echo(render_table([status.row() for status in statuses]))
     for status in statuses:
         for line in status.problems:
             click.echo(f"{status.agent_id}: {line}", err=True)
     if problem:
-        click.echo(f"(last training and triggers not shown: {problem})", err=True)
+        click.echo(f"(last training not shown: {problem})", err=True)
+    if store_problem:
+        click.echo(f"(trigger decisions not shown: {store_problem})", err=True)
 
 
 @main.command()
@@ -214,73 +177,31 @@ def ingest(agent_id: str) -> None:
     agent_id = _agent(agent_id)
     home = _home()
     _require_folder(home, agent_id)
-    result = run_job("ingest_job", agent_id)
+    result = launch("ingest_job", agent_id)
     print_ingest_summary(home, agent_id)
     _finish(result, "ingest")
 
 
-def copy_sample_agent(home: Home, agent_id: str) -> int:
-    """Copy the bundled sample documents into the agent's folders, leaving unchanged files be."""
-    copied = 0
-    for source in sorted(SAMPLE_AGENT_DIR.rglob("*")):
-        if not source.is_file():
-            continue
-        target = home.agent_dir(agent_id) / source.relative_to(SAMPLE_AGENT_DIR)
-        if target.exists() and target.read_bytes() == source.read_bytes():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        copied += 1
-    return copied
-
-
-SEARCH_SHARE = 0.3
-
-
-def training_ops(
-    trials: int | None,
-    minutes: float | None,
-    epochs: int | None = None,
-    parallel: int | None = None,
-) -> dict:
-    """Run config for the training assets: 30% of the minutes search, 70% train the best.
-
-    The final training continues the best trial's model, so the search's best minutes are not
-    lost; the other trials' are, and the short budgets leave most time to the winner.
-    `parallel` search steps share the study (and each has the search's minutes).
-    """
-    search, final = {}, {}
-    if trials is not None:
-        search["trials"] = trials
-    if minutes is not None:
-        search["minutes"] = round(minutes * SEARCH_SHARE, 3)
-        final["minutes"] = round(minutes * (1 - SEARCH_SHARE), 3)
-    if epochs is not None:
-        search["epochs"] = epochs
-    if parallel is not None:
-        search["parallel"] = parallel
-    return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}
-
-
 def print_training_summary(home: Home, agent_id: str, prompt: str | None = None) -> None:
     from thunder_dagster.deployments.pointers import read_pointer
+    from thunder_dagster.modeling.cards import ModelCard
 
     deployment = read_pointer(home.deployments_dir(agent_id))
     if deployment is None:
         click.echo(f"agent {agent_id}: nothing deployed")
         return
-    card = json.loads(Path(deployment.card_path).read_text())
-    onnx = card.get("onnx", {})
+    card = ModelCard.read(deployment.model_dir)
+    loss = card.onnx.validation_loss if card.onnx else card.metrics.validation_loss
     click.echo(
         f"deployed {agent_id} {deployment.version} ({deployment.family}, registry version "
-        f"{deployment.registry_version}): validation loss {onnx.get('validation_loss', 0):.4f} "
-        f"nats/char, unigram baseline {card['metrics']['unigram_loss']:.4f}"
+        f"{deployment.registry_version}): validation loss {loss:.4f} "
+        f"nats/char, unigram baseline {card.metrics.unigram_loss:.4f}"
     )
     click.echo(f"  model: {deployment.onnx_path}")
-    if card.get("mlflow_run_id"):
+    if card.mlflow_run_id:
         click.echo(
-            f"  MLflow run {card['mlflow_run_id']} in {home.mlflow_dir} "
-            f"(mlflow ui --backend-store-uri sqlite:///{home.mlflow_dir / 'mlflow.db'})"
+            f"  MLflow run {card.mlflow_run_id} in {home.mlflow_dir} "
+            f"(mlflow ui --backend-store-uri {home.mlflow_db_url})"
         )
     if prompt is not None:
         from thunder_dagster.serving.generation import generate, load_deployed
@@ -300,7 +221,9 @@ def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
     agent_id = _agent(agent_id)
     home = _home()
     _require_folder(home, agent_id)
-    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes))
+    from thunder_dagster.jobs.training import training_ops
+
+    result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes))
     print_ingest_summary(home, agent_id)
     if result.success:
         print_training_summary(home, agent_id)
@@ -387,7 +310,7 @@ def analyze(agent_id: str, day) -> None:
 
     import dagster as dg
 
-    from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE
+    from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE
 
     agent_id = _agent(agent_id)
     _home()
@@ -395,7 +318,7 @@ def analyze(agent_id: str, day) -> None:
         day = datetime.now(ZoneInfo(ANALYSIS_TIMEZONE)) - timedelta(days=1)
     day_key = day.strftime("%Y-%m-%d")
     try:
-        result = run_job(
+        result = launch(
             "daily_analysis_job",
             agent_id,
             partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day_key}),
@@ -416,7 +339,7 @@ def analyze(agent_id: str, day) -> None:
                 "agent_id": agent_id,
                 "day": day_key,
                 "window_utc": [stats.window_start.isoformat(), stats.window_end.isoformat()],
-                "rule": decision.rule,
+                "rule": decision.change,
                 "inputs": decision.inputs,
                 "reason": decision.reason,
                 "learning_rate": decision.learning_rate,
@@ -474,9 +397,12 @@ def demo(agent_id: str, trials: int, minutes: float) -> None:
 def _run_demo(agent_id: str, trials: int, minutes: float, parallel: int | None = None) -> None:
     home = _home()
     home.create_agent(agent_id)
+    from thunder_dagster.jobs.training import training_ops
+    from thunder_dagster.samples import copy_sample_agent
+
     copied = copy_sample_agent(home, agent_id)
     click.echo(f"THUNDER_HOME={home.root}; sample agent {agent_id!r}: {copied} file(s) copied")
-    result = run_job("pipeline_job", agent_id, ops=training_ops(trials, minutes, parallel=parallel))
+    result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes, parallel=parallel))
     print_ingest_summary(home, agent_id)
     if result.success:
         print_training_summary(home, agent_id, DEMO_PROMPT)
@@ -491,12 +417,12 @@ def prod() -> None:
 
 @contextlib.contextmanager
 def _profile_running():
-    from thunder_dagster.production import Profile, ProfileError, install_instance, running
+    from thunder_dagster.runtime.production import Profile, ProfileError, install_instance, running
 
     try:
         profile = Profile.from_environment()
         home = _home()
-        install_instance(Path(os.environ["DAGSTER_HOME"]))
+        install_instance(Path(settings.DAGSTER_HOME.value()))
         with running(profile, home.root, echo=click.echo) as processes:
             yield profile, processes
     except ProfileError as error:

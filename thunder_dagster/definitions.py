@@ -1,7 +1,6 @@
 import dagster as dg
 
 from thunder_dagster import assets
-from thunder_dagster.executors import job_executor
 from thunder_dagster.jobs.feedback import (
     ab_test_job,
     ab_test_schedule,
@@ -12,14 +11,17 @@ from thunder_dagster.jobs.feedback import (
 )
 from thunder_dagster.jobs.ingest import ingest_job
 from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
-from thunder_dagster.jobs.training import pipeline_job, prompt_training, rollback_job, training_job
-from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.resources.queries import QueryLogStore
-from thunder_dagster.resources.tracking import MlflowTracking
-from thunder_dagster.resources.tuning import TuningStorage
-from thunder_dagster.sensors.failures import failure_recorder
+from thunder_dagster.jobs.training import (
+    pipeline_job,
+    prompt_training_job,
+    rollback_job,
+    training_job,
+)
+from thunder_dagster.resources.bundle import build_resources
+from thunder_dagster.runtime.executors import job_executor
+from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.feedback import retraining_sensor
-from thunder_dagster.sensors.training import prompt_followup, training_sensor
+from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
 from thunder_dagster.sensors.uploads import upload_sensor
 
 defs = dg.Definitions(
@@ -30,7 +32,7 @@ defs = dg.Definitions(
         training_job,
         pipeline_job,
         rollback_job,
-        prompt_training,
+        prompt_training_job,
         daily_analysis_job,
         fine_tune_job,
         distillation_job,
@@ -38,13 +40,14 @@ defs = dg.Definitions(
         cleanup_job,
     ],
     schedules=[daily_analysis_schedule, ab_test_schedule, cleanup_schedule],
-    sensors=[upload_sensor, failure_recorder, training_sensor, prompt_followup, retraining_sensor],
-    resources={
-        "thunder": ThunderHome(),
-        "tracking": MlflowTracking(),
-        "tuning": TuningStorage(),
-        "queries": QueryLogStore(),
-    },
+    sensors=[
+        upload_sensor,
+        run_failure_sensor,
+        training_sensor,
+        prompt_followup_sensor,
+        retraining_sensor,
+    ],
+    resources=build_resources(),
     # THUNDER_EXECUTOR: in the run's own process (the default) or on Celery workers.
     executor=job_executor(),
 )

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from thunder_dagster import settings
+
 CATEGORIES = ("work_product", "communication", "reference")
 AGENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -23,7 +25,7 @@ def validate_agent_id(agent_id: str) -> str:
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("THUNDER_HOME") or ".thunder").absolute()
+    return Path(settings.HOME.value()).absolute()
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ class Home:
     @property
     def mlflow_dir(self) -> Path:
         return self.root / "mlflow"
+
+    @property
+    def mlflow_db_url(self) -> str:
+        """The embedded MLflow backend store; production names a server instead."""
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def optuna_db(self) -> Path:

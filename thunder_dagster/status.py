@@ -5,7 +5,8 @@ knows (the last training run, the latest trigger decision)."""
 import json
 from dataclasses import dataclass, field
 
-from thunder_dagster.deployments.pointers import POINTER_NAMES, read_pointer
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.documents.datasets import latest_dataset
 from thunder_dagster.home import Home
 
 
@@ -51,17 +52,16 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
             status.documents = json.loads(report_path.read_text())["summary"]
     except (ValueError, KeyError) as error:
         status.problems.append(f"{report_path}: unreadable ({error})")
-    manifest = home.processed_dir(agent_id) / "dataset.json"
     try:
-        if manifest.is_file():
-            dataset = json.loads(manifest.read_text())
-            status.dataset_version, status.dataset_rows = dataset["version"], dataset["rows"]
-    except (ValueError, KeyError) as error:
-        status.problems.append(f"{manifest}: unreadable ({error})")
+        dataset = latest_dataset(home.processed_dir(agent_id))
+        if dataset is not None:
+            status.dataset_version, status.dataset_rows = dataset.version, dataset.rows
+    except (ValueError, TypeError) as error:
+        status.problems.append(f"{home.processed_dir(agent_id)}: dataset unreadable ({error})")
     deployments = home.deployments_dir(agent_id)
     for role in ("champion", "challenger"):
         try:
-            pointer = read_pointer(deployments, POINTER_NAMES[role])
+            pointer = read_pointer(deployments, role)
         except (ValueError, TypeError) as error:
             status.problems.append(f"{deployments}: {role} pointer unreadable ({error})")
             continue

@@ -2,33 +2,30 @@
 distillation to a challenger, the A/B result and promotion, the cleanup."""
 
 import base64
-import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from tests.deployed import deploy_tiny
 from thunder_dagster.assets import abtests, feedback, retraining
-from thunder_dagster.deployments.pointers import CHALLENGER_NAME, read_pointer
+from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.jobs.feedback import daily_analysis_schedule
 from thunder_dagster.jobs.maintenance import cleanup_job
-from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.modeling.cards import ModelCard
+from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.sensors.feedback import retraining_sensor
+from thunder_dagster.tracking.registry import MlflowRegistry
 
 PHRASES = ["the cat sat on the mat. ", "a dog ran to the park. ", "the sun is out today. "]
 
 
 def resources(home):
-    return {
-        "thunder": ThunderHome(root=str(home.root)),
-        "queries": QueryLogStore(),
-        "tracking": MlflowTracking(),
-    }
+    return build_resources(str(home.root))
 
 
 def log(store, n, at, agent="acme", score=None, **fields):
@@ -95,20 +92,24 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
         first = decision_of(analyse(home, instance, "2026-03-03"))
-        assert first["rule"] == "fine_tune" and first["learning_rate"] == pytest.approx(1e-4)
-        tick = retraining_sensor(dg.build_sensor_context(instance=instance))
+        assert first["change"] == "fine_tune" and first["learning_rate"] == pytest.approx(1e-4)
+        queries = {"queries": resources(home)["queries"]}
+        with dg.build_sensor_context(instance=instance, resources=queries) as context:
+            tick = retraining_sensor(context)
         (request,) = tick.run_requests
         assert request.run_key == "fine_tune:acme:2026-03-03"
         assert request.job_name == "fine_tune_job" and request.partition_key == "acme"
         config = request.run_config["ops"]["fine_tuned_model"]["config"]
         assert config["learning_rate"] == pytest.approx(1e-4)
         again = decision_of(analyse(home, instance, "2026-03-03"))
-        assert {k: again[k] for k in ("rule", "reason", "learning_rate")} == {
-            k: first[k] for k in ("rule", "reason", "learning_rate")
+        assert {k: again[k] for k in ("change", "reason", "learning_rate")} == {
+            k: first[k] for k in ("change", "reason", "learning_rate")
         }
         # The second materialization asks for the same run key: Dagster starts no second run.
-        context = dg.build_sensor_context(instance=instance, cursor=tick.cursor)
-        (repeated,) = retraining_sensor(context).run_requests
+        with dg.build_sensor_context(
+            instance=instance, cursor=tick.cursor, resources=queries
+        ) as context:
+            (repeated,) = retraining_sensor(context).run_requests
         assert repeated.run_key == request.run_key
 
 
@@ -116,11 +117,11 @@ def test_after_missed_days_the_analysis_covers_everything_since_the_last_one(hom
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
         quiet = decision_of(analyse(home, instance, "2026-03-01"))
-        assert quiet["rule"] == "none" and quiet["reason"].startswith("not enough data")
+        assert quiet["change"] == "none" and quiet["reason"].startswith("not enough data")
         # 2 and 3 March were never analysed; their answers count on 4 March.
         log(store, 60, datetime(2026, 3, 2, 12), score=5, confidence=0.9)
         decided = decision_of(analyse(home, instance, "2026-03-04"))
-        assert decided["rule"] == "fine_tune" and decided["learning_rate"] == pytest.approx(5e-5)
+        assert decided["change"] == "fine_tune" and decided["learning_rate"] == pytest.approx(5e-5)
         stats = (
             analyse(home, instance, "2026-03-04")
             .asset_materializations_for_node("query_log_stats")[0]
@@ -133,38 +134,54 @@ def test_after_missed_days_the_analysis_covers_everything_since_the_last_one(hom
 FINE_TUNE = {"learning_rate": 0.02, "epochs": 3, "batch_size": 8, "max_minutes": 2.0}
 
 
+class RegistryFailingOnce(MlflowRegistry):
+    """A registry whose first registration fails as a full disk would; the marker file is the
+    state, since resources are immutable."""
+
+    def __init__(self, tracker, marker: Path):
+        super().__init__(tracker)
+        self.marker = marker
+
+    def register(self, *args, **kwargs):
+        calls = self.marker.read_text() if self.marker.exists() else ""
+        self.marker.write_text(calls + "call\n")
+        if not calls:
+            raise OSError("disk full (injected)")
+        return super().register(*args, **kwargs)
+
+
+class TrackingWithFlakyRegistry(MlflowTracking):
+    marker: str
+
+    def registry(self, tracker):
+        return RegistryFailingOnce(tracker, Path(self.marker))
+
+
 def test_a_failed_and_retried_fine_tune_marks_its_rows_once_and_deploys_a_challenger(
-    home, store, monkeypatch
+    home, store, tmp_path
 ):
     deploy_tiny(home, "acme")
     ids = log(store, 80, datetime(2026, 3, 3), score=lambda i: 5 if i % 4 else 2)
     well_rated = {query_id for i, query_id in enumerate(ids) if i % 4}
-    calls = []
-    real_release = retraining.release
-
-    def release_failing_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise OSError("disk full (injected)")
-        return real_release(*args, **kwargs)
-
-    monkeypatch.setattr(retraining, "release", release_failing_once)
+    marker = tmp_path / "registrations"
+    flaky = resources(home)
+    flaky["tracking"] = TrackingWithFlakyRegistry(thunder=flaky["thunder"], marker=str(marker))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
         result = dg.materialize(
             [retraining.fine_tuned_model],
             partition_key="acme",
             instance=instance,
-            resources=resources(home),
+            resources=flaky,
             run_config={"ops": {"fine_tuned_model": {"config": FINE_TUNE}}},
         )
-    assert result.success and len(calls) == 2
+    assert result.success and marker.read_text().count("call") == 2
     assert set(store.used_by(result.run_id)) == well_rated
     assert store.fine_tune_examples("acme", 1000) == []
-    challenger = read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME)
+    challenger = read_pointer(home.deployments_dir("acme"), "challenger")
     assert challenger.version == "1.0.1"
-    card = json.loads(open(challenger.card_path).read())
-    assert card["change"] == "fine_tune" and card["examples"] == len(well_rated)
+    card = ModelCard.read(challenger.model_dir)
+    assert card.change == "fine_tune" and card.examples == len(well_rated)
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
     assert all(checks.values()) and len(checks) == 4
 
@@ -208,10 +225,10 @@ def test_distillation_trains_a_smaller_student_on_confident_teacher_answers(home
             },
         )
     assert result.success
-    challenger = read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME)
-    card = json.loads(open(challenger.card_path).read())
-    assert challenger.version == "1.1.0" and card["change"] == "distillation"
-    assert card["params"]["hidden_size"] == 32 and card["examples"] == 120
+    challenger = read_pointer(home.deployments_dir("acme"), "challenger")
+    card = ModelCard.read(challenger.model_dir)
+    assert challenger.version == "1.1.0" and card.change == "distillation"
+    assert card.params["hidden_size"] == 32 and card.examples == 120
 
 
 def ab_run(home, instance, selection=None):
@@ -258,7 +275,7 @@ def test_a_significantly_better_challenger_is_promoted(home, store):
         assert read_pointer(home.deployments_dir("acme")).version == "1.1.0"
         promoted = result.asset_materializations_for_node("champion_promotion")[0].metadata
         assert promoted["champion_version"].value == "1.1.0"
-        assert read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME) is None
+        assert read_pointer(home.deployments_dir("acme"), "challenger") is None
 
 
 def test_a_challenger_no_better_is_retired_and_promotion_refuses_to_run_alone(home, store):
@@ -271,7 +288,7 @@ def test_a_challenger_no_better_is_retired_and_promotion_refuses_to_run_alone(ho
         (check,) = result.get_asset_check_evaluations()
         assert not check.passed
         assert not result.asset_materializations_for_node("champion_promotion")
-        assert read_pointer(home.deployments_dir("acme"), CHALLENGER_NAME) is None
+        assert read_pointer(home.deployments_dir("acme"), "challenger") is None
         assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
         deploy_tiny(home, "acme", seed=2, role="challenger")
         alone = ab_run(home, instance, selection=["champion_promotion"])

@@ -1,4 +1,3 @@
-import json
 import shutil
 
 import dagster as dg
@@ -7,19 +6,20 @@ import pytest
 from onnx import numpy_helper
 
 from thunder_dagster.assets.datasets import training_dataset
-from thunder_dagster.assets.deployments import deployment
+from thunder_dagster.assets.deployments import DeploymentConfig, deployment
 from thunder_dagster.assets.documents import chunks, documents
 from thunder_dagster.assets.exports import onnx_model
 from thunder_dagster.assets.models import keras_model
 from thunder_dagster.assets.tuning import tpe_trials
-from thunder_dagster.cli import SAMPLE_AGENT_DIR
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.home import Home
 from thunder_dagster.jobs.training import rollback_job
-from thunder_dagster.modeling import exports
-from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.resources.tracking import MlflowTracking
-from thunder_dagster.resources.tuning import TuningStorage
+from thunder_dagster.modeling.cards import ModelCard
+from thunder_dagster.modeling.exports import export_and_verify
+from thunder_dagster.modeling.graphs import export_onnx
+from thunder_dagster.modeling.text import encoded_dataset
+from thunder_dagster.resources.bundle import build_resources
+from thunder_dagster.samples import SAMPLE_AGENT_DIR
 from thunder_dagster.serving.generation import generate, load_deployed
 from thunder_dagster.tracking.experiments import Tracker
 
@@ -60,11 +60,7 @@ class Trained:
             selection=selection,
             partition_key="sample",
             instance=self.instance,
-            resources={
-                "thunder": ThunderHome(root=str(self.home.root)),
-                "tracking": MlflowTracking(),
-                "tuning": TuningStorage(),
-            },
+            resources=self.resources(),
             run_config={
                 "ops": {
                     name: config
@@ -75,8 +71,11 @@ class Trained:
             raise_on_error=False,
         )
 
+    def resources(self) -> dict:
+        return build_resources(str(self.home.root))
+
     def tracker(self) -> Tracker:
-        return MlflowTracking().tracker(self.home, print)
+        return self.resources()["tracking"].tracker(print)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +108,12 @@ def test_the_whole_graph_turns_sample_documents_into_a_deployed_verified_model(t
     }
     pointer = read_pointer(trained.home.deployments_dir("sample"))
     assert pointer.version == "1.0.0"
-    card = json.loads(open(pointer.card_path).read())
-    assert card["context_length"] == 64 and card["vocab"][0] == "\ufffd"
-    step_files = {"step.onnx"} if card["family"] in ("gru", "transformer") else set()
-    assert set(card["files"]) == {"model.keras", "model.onnx", *step_files}
+    card = ModelCard.read(pointer.model_dir)
+    assert card.context_length == 64 and card.vocab[0] == "\ufffd"
+    step_files = {"step.onnx"} if card.family in ("gru", "transformer") else set()
+    assert set(card.files) == {"model.keras", "model.onnx", *step_files}
     assert (pointer.step_sha256 is not None) == bool(step_files)
-    assert card["onnx"]["validation_loss"] < card["metrics"]["unigram_loss"]
+    assert card.onnx.validation_loss < card.metrics.unigram_loss
     search = result.asset_materializations_for_node("tpe_trials")[0].metadata
     assert search["trial_states"].value == {"COMPLETE": 2}
     assert "data:image/png;base64," in search["optimization_history"].value
@@ -139,22 +138,32 @@ def test_a_rerun_resumes_the_finished_study_without_new_trials(trained):
     assert metadata["trial_states"].value == {"COMPLETE": 2}
 
 
-def test_a_perturbed_export_fails_parity_and_blocks_the_deployment(trained, monkeypatch):
-    real_export = exports.export_onnx
-
+def test_a_perturbed_export_fails_parity_and_blocks_the_deployment(trained, tmp_path):
     def perturbed(model, family):
-        proto = real_export(model, family)
+        proto = export_onnx(model, family)
         largest = max(proto.graph.initializer, key=lambda tensor: int(np.prod(tensor.dims)))
         weights = numpy_helper.to_array(largest).copy()
         weights += np.random.default_rng(0).normal(0, 0.5, weights.shape).astype(weights.dtype)
         largest.CopyFrom(numpy_helper.from_array(weights, largest.name))
         return proto
 
-    monkeypatch.setattr(exports, "export_onnx", perturbed)
-    result = trained.materialize(selection=["onnx_model", "deployment"])
-    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["parity"] is False
-    assert result.asset_materializations_for_node("deployment") == []
+    model = trained.first.output_for_node("keras_model")
+    dataset = trained.first.output_for_node("training_dataset")
+    data = encoded_dataset(dataset, model.validation_fraction)
+    out = tmp_path / "perturbed"
+    report = export_and_verify(model, data, out, with_latency=False, export=perturbed)
+    checks = {check.name: check.passed for check in report.checks}
+    assert checks["parity"] is False and not report.passed
+    context = dg.build_asset_context(partition_key="sample", instance=trained.instance)
+    with pytest.raises(dg.Failure, match=r"failed its checks \['parity'"):
+        deployment(
+            context,
+            DeploymentConfig(),
+            report,
+            model,
+            trained.resources()["thunder"],
+            trained.resources()["tracking"],
+        )
     assert read_pointer(trained.home.deployments_dir("sample")).version == "1.0.0"
 
 
@@ -167,10 +176,7 @@ def test_rollback_restores_the_previous_version_and_its_champion_alias(trained):
     assert tracker.alias_version("thunder-sample", "champion") == "2"
     result = rollback_job.execute_in_process(
         run_config={"ops": {"roll_back_champion": {"config": {"agent_id": "sample"}}}},
-        resources={
-            "thunder": ThunderHome(root=str(trained.home.root)),
-            "tracking": MlflowTracking(),
-        },
+        resources=trained.resources(),
         instance=trained.instance,
     )
     assert result.success and result.output_for_node("roll_back_champion") == "1.0.0"

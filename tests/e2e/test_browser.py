@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.e2e.test_server import free_port
 from tests.processes import BIN, kill_tree, wait_for
-from thunder_dagster.cli import copy_sample_agent
+from thunder_dagster.samples import copy_sample_agent
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

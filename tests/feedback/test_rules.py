@@ -29,7 +29,7 @@ def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
 )
 def test_the_fine_tune_rule_at_its_boundaries(positive, confidence, fallbacks, fires):
     decision = decide(stats(positive=positive, confidence=confidence, fallbacks=fallbacks))
-    assert (decision.rule == "fine_tune") is fires
+    assert (decision.change == "fine_tune") is fires
     assert decision.inputs["positive_feedback"] == positive
 
 
@@ -44,7 +44,7 @@ def test_the_fine_tune_rule_at_its_boundaries(positive, confidence, fallbacks, f
 )
 def test_the_distillation_rule_at_its_boundaries(total, fallbacks, fires):
     decision = decide(stats(total=total, fallbacks=fallbacks, positive=0))
-    assert (decision.rule == "distillation") is fires
+    assert (decision.change == "distillation") is fires
     if not fires:
         assert "no rule fired" in decision.reason
 
@@ -60,7 +60,7 @@ def test_the_learning_rate_table(confidence, rate):
 
 def test_no_queries_is_not_enough_data_with_that_reason():
     decision = decide(stats(total=0, confidence=0.0))
-    assert decision.rule == "none" and not decision.fires
+    assert decision.change == "none" and not decision.fires
     assert decision.reason.startswith("not enough data")
 
 

@@ -3,16 +3,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from thunder_dagster.modeling.architectures import FAMILIES, build_language_model, compile_model
+from thunder_dagster.modeling.architectures import build_language_model, compile_model
 from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
-from thunder_dagster.modeling.exports import (
-    check_step_graph,
-    export_onnx,
-    export_step_onnx,
-    session,
-    verify,
-)
+from thunder_dagster.modeling.graphs import export_onnx, export_step_onnx
+from thunder_dagster.modeling.space import FAMILIES
 from thunder_dagster.modeling.text import unigram_loss
+from thunder_dagster.modeling.verification import check_step_graph, session, verify
 
 VOCAB = 30
 CONTEXT = 16

@@ -8,8 +8,9 @@ import pytest
 from tests.services import postgres_database
 from thunder_dagster.modeling import tuning
 from thunder_dagster.modeling.search import SearchSettings
+from thunder_dagster.modeling.space import KNOWN_GOOD
 from thunder_dagster.modeling.text import encode_documents
-from thunder_dagster.modeling.training import Budget, NonFiniteLossError
+from thunder_dagster.modeling.training import Budget, NonFiniteLossError, train
 
 TEXT = "The baker bakes bread at dawn; the oven is hot and the dough is risen. " * 60
 
@@ -70,7 +71,7 @@ def test_a_known_good_configuration_runs_first_when_it_fits_the_space(tmp_path, 
         context_lengths=(64,),
     )
     result = tuning.run_search(data, fitting, f"sqlite:///{tmp_path / 'o.db'}", "k", tmp_path)
-    assert result.trials[0].params == tuning.KNOWN_GOOD[0]
+    assert result.trials[0].params == KNOWN_GOOD[0]
 
 
 def test_a_resumed_study_never_redoes_finished_trials_and_retries_a_dead_workers_trial(
@@ -96,21 +97,22 @@ def test_a_resumed_study_never_redoes_finished_trials_and_retries_a_dead_workers
     assert retried[0].params == orphan.params
 
 
-def test_a_diverged_trial_is_failed_not_completed_and_the_search_goes_on(
-    tmp_path, data, monkeypatch
-):
-    real_train = tuning.train
+def test_a_diverged_trial_is_failed_not_completed_and_the_search_goes_on(tmp_path, data):
     calls = []
 
     def diverging_first(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise NonFiniteLossError("epoch 0: train loss nan, validation loss nan")
-        return real_train(*args, **kwargs)
+        return train(*args, **kwargs)
 
-    monkeypatch.setattr(tuning, "train", diverging_first)
     result = tuning.run_search(
-        data, settings(2), f"sqlite:///{tmp_path / 'o.db'}", "n", tmp_path / "trials"
+        data,
+        settings(2),
+        f"sqlite:///{tmp_path / 'o.db'}",
+        "n",
+        tmp_path / "trials",
+        trainer=diverging_first,
     )
     assert result.counts == {"FAIL": 1, "COMPLETE": 1}
     failed = next(t for t in result.trials if t.state == "FAIL")
@@ -142,5 +144,5 @@ def test_two_workers_on_postgresql_finish_exactly_the_studys_trials(tmp_path):
         # The known-good configuration was queued once, and no two trials share their point.
         points = [tuple(sorted(t.params.items())) for t in counted]
         assert len(set(points)) == trials
-        assert sum(t.params == tuning.KNOWN_GOOD[0] for t in counted) <= 1
+        assert sum(t.params == KNOWN_GOOD[0] for t in counted) <= 1
         optuna.delete_study(study_name="parallel", storage=url)

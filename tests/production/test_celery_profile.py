@@ -37,8 +37,8 @@ def worker_main_process(hostname: str) -> psutil.Process:
     name = hostname.split("@")[0]
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "thunder_dagster.celery_app" in cmdline and f"{name}@%h" in cmdline:
-            if process.parent() and "thunder_dagster.celery_app" not in (
+        if "thunder_dagster.runtime.celery_app" in cmdline and f"{name}@%h" in cmdline:
+            if process.parent() and "thunder_dagster.runtime.celery_app" not in (
                 process.parent().cmdline() or []
             ):
                 return process
@@ -94,7 +94,7 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             assert worker_of(second) != hostname
             # The worker stops taking work, then the process running the step dies, as under
             # the OOM killer: the step's message goes back to the queue for the other worker.
-            from thunder_dagster.celery_app import app
+            from thunder_dagster.runtime.celery_app import app
 
             app.control.cancel_consumer("dagster", destination=[hostname], reply=True, timeout=10)
             time.sleep(8)  # well inside the search: the first trials are training
@@ -148,7 +148,7 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             "onnx_model",
             "deployment",
         } <= step_workers
-        current = json.loads((home.deployments_dir("sample") / "current.json").read_text())
+        current = json.loads((home.deployments_dir("sample") / "champion.json").read_text())
         assert current["version"] == "1.0.0"
         # The MLflow server (stopped with the profile) kept the registry in PostgreSQL.
         import mlflow

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, write
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
-from thunder_dagster.cli import SAMPLE_AGENT_DIR, copy_sample_agent
+from thunder_dagster.samples import SAMPLE_AGENT_DIR, copy_sample_agent
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 # The faults are the instance's and the daemon's: steps run in the run's process here, the
@@ -167,7 +167,7 @@ def test_a_run_whose_host_died_ends_at_its_max_runtime_and_runs_again(
         ).records
     ]
     assert retry.status == dg.DagsterRunStatus.SUCCESS, failures
-    assert json.loads((home.deployments_dir("sample") / "current.json").read_text())["version"]
+    assert json.loads((home.deployments_dir("sample") / "champion.json").read_text())["version"]
     # The dead run's slot in the training pool was given back.
     wait_for(
         lambda: pg_instance.event_log_storage.get_concurrency_info("training").claimed_slots == [],
@@ -225,7 +225,7 @@ def test_postgres_restarted_under_a_run_leaves_nothing_half_written(
         # A clear error naming the step, and the run recorded as failed.
         assert "FAILED" in output and ("tpe_trials" in output or "keras_model" in output), output
     assert leftovers(home.root) == []
-    pointer = home.deployments_dir("sample") / "current.json"
+    pointer = home.deployments_dir("sample") / "champion.json"
     if pointer.exists():
         deployed = json.loads(pointer.read_text())
         assert (home.root / "models" / "sample" / deployed["version"]).is_dir()

@@ -10,6 +10,7 @@ from tests.assets.test_feedback_assets import log
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.jobs.feedback import daily_analysis_schedule
+from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.sensors.feedback import retraining_sensor
 
 pytestmark = [pytest.mark.integration]
@@ -41,11 +42,16 @@ def test_the_daily_schedule_and_its_sensor_on_the_postgres_instance(profile_env,
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition/agent"] == "acme"
 
-    tick = retraining_sensor(dg.build_sensor_context(instance=pg_instance))
+    queries = {"queries": build_resources()["queries"]}
+    with dg.build_sensor_context(instance=pg_instance, resources=queries) as context:
+        tick = retraining_sensor(context)
     (retrain,) = tick.run_requests
     assert retrain.run_key == "fine_tune:acme:2026-03-03"
     assert retrain.job_name == "fine_tune_job"
     # The sensor's cursor survives in the instance it was built on: a second tick asks again
     # with the same run key, which Dagster deduplicates.
-    again = retraining_sensor(dg.build_sensor_context(instance=pg_instance, cursor=tick.cursor))
+    with dg.build_sensor_context(
+        instance=pg_instance, cursor=tick.cursor, resources=queries
+    ) as context:
+        again = retraining_sensor(context)
     assert [r.run_key for r in again.run_requests] in ([], [retrain.run_key])

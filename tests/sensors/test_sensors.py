@@ -5,10 +5,10 @@ import dagster as dg
 import pytest
 
 from tests.conftest import write
-from thunder_dagster.cli import run_job
 from thunder_dagster.definitions import defs
 from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.sensors.failures import failure_recorder
+from thunder_dagster.runtime.launch import run_job
+from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.uploads import upload_sensor
 
 T0 = 1_700_000_000_000_000_000
@@ -179,13 +179,13 @@ def test_a_failed_run_is_recorded_beside_the_agents_report(home):
             event for event in result.all_events if event.event_type_value == "PIPELINE_FAILURE"
         )
         context = dg.build_run_status_sensor_context(
-            sensor_name="failure_recorder",
+            sensor_name="run_failure_sensor",
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             dagster_event=failure,
             resources={"thunder": ThunderHome(root=str(home.root))},
         ).for_run_failure()
-        failure_recorder(context)
+        run_failure_sensor(context)
     (record,) = [
         json.loads(line) for line in home.failure_log_path("acme").read_text().splitlines()
     ]

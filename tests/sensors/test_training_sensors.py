@@ -2,14 +2,17 @@ import shutil
 
 import dagster as dg
 
-from thunder_dagster.cli import SAMPLE_AGENT_DIR, run_job
-from thunder_dagster.jobs.training import prompt_training
+from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.sensors.training import prompt_followup, training_sensor
+from thunder_dagster.runtime.launch import run_job
+from thunder_dagster.samples import SAMPLE_AGENT_DIR
+from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
 
 
-def evaluate(instance, cursor=None) -> dg.SensorResult:
-    return training_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+def evaluate(instance, home, cursor=None) -> dg.SensorResult:
+    resources = {"thunder": ThunderHome(root=str(home.root))}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return training_sensor(context)
 
 
 def test_training_is_requested_once_per_dataset_version_when_every_category_has_a_document(
@@ -24,12 +27,12 @@ def test_training_is_requested_once_per_dataset_version_when_every_category_has_
     with dg.instance_for_test() as instance:
         for agent_id in ("full", "partial"):
             assert run_job("ingest_job", agent_id, instance=instance).success
-        first = evaluate(instance)
+        first = evaluate(instance, home)
         assert [r.partition_key for r in first.run_requests] == ["full"]
         request = first.run_requests[0]
         assert request.run_key.startswith("train:full:")
         assert request.tags["thunder/trigger"] == "dataset"
-        again = evaluate(instance, first.cursor)
+        again = evaluate(instance, home, first.cursor)
         assert again.run_requests == []
         skipped = again.skip_reason.skip_message
         assert "partial: no document yet in work_product, communication" in skipped
@@ -40,21 +43,21 @@ def test_a_fresh_dataset_waits_out_the_debounce(home, monkeypatch):
     shutil.copytree(SAMPLE_AGENT_DIR, home.agent_dir("full"))
     with dg.instance_for_test() as instance:
         assert run_job("ingest_job", "full", instance=instance).success
-        result = evaluate(instance)
+        result = evaluate(instance, home)
         assert result.run_requests == []
         assert "younger than the debounce" in result.skip_reason.skip_message
 
 
 def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(home):
     with dg.instance_for_test() as instance:
-        result = prompt_training.execute_in_process(
+        result = prompt_training_job.execute_in_process(
             run_config={
                 "ops": {
                     "prompt_document": {
                         "config": {
                             "agent_id": "bakery",
                             "prompt_text": "Bread wants a hot oven.",
-                            "model_type": "gru",
+                            "family": "gru",
                             "priority": 5,
                         }
                     }
@@ -69,12 +72,12 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
         assert instance.has_dynamic_partition("agents", "bakery")
         success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
         context = dg.build_run_status_sensor_context(
-            sensor_name="prompt_followup",
+            sensor_name="prompt_followup_sensor",
             dagster_event=success,
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
         )
-        request = prompt_followup(context)
+        request = prompt_followup_sensor(context)
         assert request.partition_key == "bakery"
         assert request.tags["dagster/priority"] == "5"
         assert request.run_config == {"ops": {"tpe_trials": {"config": {"families": ["gru"]}}}}
@@ -82,7 +85,7 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
 
 def test_an_empty_prompt_fails_with_the_field_named(home):
     with dg.instance_for_test() as instance:
-        result = prompt_training.execute_in_process(
+        result = prompt_training_job.execute_in_process(
             run_config={
                 "ops": {"prompt_document": {"config": {"agent_id": "bakery", "prompt_text": " "}}}
             },

@@ -147,7 +147,7 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
             handle.seek(100)
             handle.write(b"\x00" * 16)
         # Touch the pointer so the watcher loads it again, now with the damaged file.
-        pointer = home.deployments_dir("acme") / "current.json"
+        pointer = home.deployments_dir("acme") / "champion.json"
         pointer.write_text(pointer.read_text())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -3,21 +3,16 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.assets.deployments import registered_model_name
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.plots import image, markdown_table
-from thunder_dagster.deployments.pointers import (
-    CHALLENGER_NAME,
-    NoChallengerError,
-    promote,
-    read_pointer,
-    retire,
-)
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.deployments.releases import NoChallengerError, promote, retire
 from thunder_dagster.feedback.abtest import AbResult, compare
 from thunder_dagster.feedback.records import VariantOutcome
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
+from thunder_dagster.runtime.errors import failing_on
+from thunder_dagster.runtime.metadata import image, markdown_table
+from thunder_dagster.runtime.partitions import agents
 
 
 class AbTestConfig(dg.Config):
@@ -46,15 +41,18 @@ def ab_test_result(
     context: dg.AssetExecutionContext,
     config: AbTestConfig,
     thunder: ThunderHome,
+    tracking: MlflowTracking,
     queries: QueryLogStore,
 ):
-    """Champion against challenger since the challenger was deployed: positive rate and mean
-    score per variant with 95% intervals, a two-sided test, and the decision (promote, retire,
-    or continue until both have the minimum sample). A retired challenger stops serving here."""
+    """Champion against challenger since the challenger was deployed, and the decision.
+
+    Positive rate and mean score per variant with 95% intervals and a two-sided test; promote,
+    retire, or continue until both have the minimum sample. A retired challenger stops serving
+    here; a promoted one is champion_promotion's to move."""
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
-    champion, challenger = read_pointer(deployments), read_pointer(deployments, CHALLENGER_NAME)
+    champion, challenger = read_pointer(deployments), read_pointer(deployments, "challenger")
     if champion is None or challenger is None:
         raise dg.Failure(
             f"{agent_id}: an A/B test needs a champion and a challenger; "
@@ -62,11 +60,8 @@ def ab_test_result(
             allow_retries=False,
         )
     since = datetime.fromisoformat(challenger.deployed_at).replace(tzinfo=None)
-    store = queries.open(home)
-    try:
+    with queries.open() as store:
         outcomes = store.outcomes(agent_id, since)
-    finally:
-        store.close()
     result: AbResult = compare(
         _outcome(outcomes, "champion", champion.version),
         _outcome(outcomes, "challenger", challenger.version),
@@ -74,7 +69,7 @@ def ab_test_result(
         config.alpha,
     )
     if result.decision == "retire":
-        retire(deployments)
+        retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
         context.log.info(f"{agent_id} challenger {challenger.version} retired: {result.reason}")
     rows = [
         [
@@ -134,54 +129,34 @@ def ab_test_result(
     )
 
 
-def latest_ab_metadata(instance, agent_id: str) -> dict | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ab_test_result"), asset_partitions=[agent_id]),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
-
-
-@dg.asset(
-    group_name="feedback",
-    kinds={"mlflow"},
-    partitions_def=agents,
-    deps=["ab_test_result"],
-)
+@dg.asset(group_name="feedback", kinds={"mlflow"}, partitions_def=agents)
 def champion_promotion(
-    context: dg.AssetExecutionContext, thunder: ThunderHome, tracking: MlflowTracking
+    context: dg.AssetExecutionContext,
+    ab_test_result: AbResult,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """The challenger made champion: the pointer and the MLflow alias move, only when the
-    latest A/B result says promote for the challenger that is deployed now."""
+    """The challenger made champion, when the A/B result says promote.
+
+    The pointer and the MLflow alias move together, and only for the challenger that A/B
+    result was about and that is deployed now."""
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
-    challenger = read_pointer(deployments, CHALLENGER_NAME)
-    latest = latest_ab_metadata(context.instance, agent_id)
+    challenger = read_pointer(deployments, "challenger")
+    tested = ab_test_result.challenger.model_version
     # The blocking check only guards this asset inside the run that evaluated it; a run of this
-    # asset alone must find the same verdict on the latest result.
-    if (
-        challenger is None
-        or latest is None
-        or latest.get("decision") != "promote"
-        or (latest.get("challenger_version") != challenger.version)
-    ):
+    # asset alone must find the same verdict in the latest result.
+    if challenger is None or ab_test_result.decision != "promote" or tested != challenger.version:
         raise dg.Failure(
-            f"{agent_id}: not promoted; the latest A/B result is "
-            f"{latest and latest.get('decision')!r} for challenger "
-            f"{latest and latest.get('challenger_version')}, deployed challenger "
+            f"{agent_id}: not promoted; the latest A/B result is {ab_test_result.decision!r} "
+            f"for challenger {tested}, deployed challenger "
             f"{challenger and challenger.version}",
             allow_retries=False,
         )
-    try:
-        promoted = promote(deployments)
-    except NoChallengerError as error:
-        raise dg.Failure(str(error), allow_retries=False) from error
-    tracker = tracking.tracker(home, context.log.warning)
-    tracker.set_alias(registered_model_name(agent_id), "champion", promoted.registry_version)
-    context.log.info(f"{agent_id} {promoted.version} promoted to champion")
+    with failing_on(NoChallengerError):
+        move = promote(deployments, tracking.registry(tracking.tracker(context.log.warning)))
+    context.log.info(f"promoted {move.describe()}")
     return dg.MaterializeResult(
-        metadata={"champion_version": promoted.version, "reason": latest.get("reason", "")}
+        metadata={"champion_version": move.deployment.version, "reason": ab_test_result.reason}
     )

@@ -1,9 +1,5 @@
 import dagster as dg
-import pandas as pd
 
-from thunder_dagster.assets.checks import check_results
-from thunder_dagster.assets.documents import IO_RETRY
-from thunder_dagster.assets.partitions import agents
 from thunder_dagster.documents.datasets import (
     COLUMNS,
     TrainingDataset,
@@ -13,6 +9,9 @@ from thunder_dagster.documents.datasets import (
 )
 from thunder_dagster.home import CATEGORIES
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.metadata import check_results
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import IO_RETRY
 
 DATASET_CHECKS = ("not_empty", "chunks_within_size", "unique_chunk_ids")
 PREVIEW_ROWS = 5
@@ -45,7 +44,7 @@ def _preview(path: str) -> dg.TableMetadataValue:
         dg.AssetCheckSpec(name, asset="training_dataset", blocking=True) for name in DATASET_CHECKS
     ],
 )
-def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, thunder: ThunderHome):
+def training_dataset(context: dg.AssetExecutionContext, chunks, thunder: ThunderHome):
     """The agent's chunks as a CSV: agents/<agent>/processed/training_data_<UTC timestamp>.csv.
 
     Versioned by content: the same chunks give the same version and no new file.
@@ -58,10 +57,7 @@ def training_dataset(context: dg.AssetExecutionContext, chunks: pd.DataFrame, th
         home.processed_dir(agent_id),
     )
     context.log.info(f"dataset {dataset.version}: {dataset.rows} chunks at {dataset.path}")
-    categories = {
-        category: int(chunks.loc[chunks["category"] == category, "document_id"].nunique())
-        for category in CATEGORIES
-    }
+    categories = {category: dataset.categories.get(category, 0) for category in CATEGORIES}
     yield dg.Output(
         dataset,
         metadata={

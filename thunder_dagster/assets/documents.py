@@ -1,8 +1,6 @@
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
-from thunder_dagster.assets.partitions import agents
 from thunder_dagster.documents.datasets import COLUMNS
 from thunder_dagster.documents.extraction import ExtractionLimits
 from thunder_dagster.documents.ingest import (
@@ -13,9 +11,10 @@ from thunder_dagster.documents.ingest import (
 )
 from thunder_dagster.documents.isolation import WorkerLimits
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import IO_RETRY
 
 MB = 1024 * 1024
-IO_RETRY = dg.RetryPolicy(max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class IngestConfig(dg.Config):
@@ -105,8 +104,10 @@ def documents(
 
 
 @dg.asset(group_name="ingest", kinds={"pandas"}, partitions_def=agents)
-def chunks(documents: DocumentSet) -> dg.Output[pd.DataFrame]:
+def chunks(documents: DocumentSet) -> dg.Output:
     """Each document's text cut into 512-character chunks with 50 characters of overlap."""
+    import pandas as pd
+
     frame = pd.DataFrame.from_records(list(iter_chunk_rows(documents)), columns=list(COLUMNS))
     return dg.Output(
         frame,

@@ -1,13 +1,13 @@
 import dagster as dg
 
-from thunder_dagster.assets.checks import check_results
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.tuning import encoded_dataset
 from thunder_dagster.documents.datasets import TrainingDataset
-from thunder_dagster.modeling.exports import ExportReport, export_and_verify
-from thunder_dagster.modeling.models import TrainedModel, read_card, write_card
-
-EXPORT_CHECKS = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
+from thunder_dagster.modeling.cards import ONNX_NAME, STEP_NAME, ExportSummary, ModelCard
+from thunder_dagster.modeling.models import TrainedModel
+from thunder_dagster.modeling.reports import EXPORT_CHECKS, ExportReport
+from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
+from thunder_dagster.runtime.errors import failing_on
+from thunder_dagster.runtime.metadata import check_results
+from thunder_dagster.runtime.partitions import agents
 
 
 @dg.asset(
@@ -21,35 +21,34 @@ EXPORT_CHECKS = ("parity", "finite_outputs", "better_than_unigram", "step_parity
 def onnx_model(
     context: dg.AssetExecutionContext, keras_model: TrainedModel, training_dataset: TrainingDataset
 ):
-    """The model as ONNX (tokens int32 [batch, context] -> logits [batch, context, vocab]),
-    model.onnx beside model.keras; blocked unless it matches Keras and beats the unigram loss."""
+    """The model as ONNX, beside model.keras, verified before anything deploys it.
+
+    tokens int32 [batch, context] -> logits [batch, context, vocab]; the deployment is blocked
+    unless it matches Keras, stays finite and beats the unigram baseline."""
     import onnx
 
-    data = encoded_dataset(training_dataset, keras_model.validation_fraction)
+    from thunder_dagster.modeling.exports import export_and_verify
+
+    with failing_on(DatasetTooSmallError):
+        data = encoded_dataset(training_dataset, keras_model.validation_fraction)
     report: ExportReport = export_and_verify(keras_model, data, keras_model.keras_path.parent)
     ops = sorted({node.op_type for node in onnx.load(report.onnx_path).graph.node})
-    card = read_card(keras_model.model_dir)
-    card["files"]["model.onnx"] = report.onnx_sha256
-    if report.step_sha256 is not None:
-        card["files"]["step.onnx"] = report.step_sha256
-    card["onnx"] = {
-        "input": {
-            "name": "tokens",
-            "dtype": "int32",
-            "shape": ["batch", keras_model.context_length],
-        },
-        "output": {
-            "name": "logits",
-            "dtype": "float32",
-            "shape": ["batch", keras_model.context_length, len(keras_model.vocab)],
-        },
-        "step_graph": report.step_path is not None,
-        "validation_loss": report.onnx_validation_loss,
-        "parity_max_abs_difference": report.parity.max_abs_difference,
-        "latency_ms": report.latency_ms,
-        "checks": {check.name: check.passed for check in report.checks},
-    }
-    write_card(keras_model.model_dir, card)
+    card = ModelCard.read(keras_model.model_dir)
+    card.with_files({ONNX_NAME: report.onnx_sha256, STEP_NAME: report.step_sha256}).replace(
+        onnx=ExportSummary(
+            validation_loss=report.onnx_validation_loss,
+            parity_max_abs_difference=report.parity.max_abs_difference,
+            latency_ms=report.latency_ms,
+            step_graph=report.step_path is not None,
+            checks={check.name: check.passed for check in report.checks},
+            input={"name": "tokens", "dtype": "int32", "shape": ["batch", card.context_length]},
+            output={
+                "name": "logits",
+                "dtype": "float32",
+                "shape": ["batch", card.context_length, len(card.vocab)],
+            },
+        )
+    ).write(keras_model.model_dir)
     context.log.info(
         f"{report.onnx_path}: validation loss {report.onnx_validation_loss:.4f}, parity "
         f"{report.parity.max_abs_difference:.1e}, latency {report.latency_ms}"

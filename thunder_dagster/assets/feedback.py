@@ -3,12 +3,11 @@ from datetime import date, datetime
 
 import dagster as dg
 
-from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE, agent_days
-from thunder_dagster.assets.plots import markdown_table
 from thunder_dagster.feedback.records import QueryStats
 from thunder_dagster.feedback.rules import Decision, analysis_window, decide
-from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.runtime.metadata import markdown_table
+from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agent_days
 
 
 @dataclass(frozen=True)
@@ -27,20 +26,17 @@ def agent_and_day(context: dg.AssetExecutionContext) -> tuple[str, date]:
 
 @dg.asset(group_name="feedback", kinds={"sql"}, partitions_def=agent_days)
 def query_log_stats(
-    context: dg.AssetExecutionContext, thunder: ThunderHome, queries: QueryLogStore
+    context: dg.AssetExecutionContext, queries: QueryLogStore
 ) -> dg.Output[WindowStats]:
     """Seed 004's statistics of an agent's answers over the day (and over any days the
     schedule missed since the last analysis): totals, confidence, fallbacks, feedback."""
     agent_id, day = agent_and_day(context)
-    store = queries.open(thunder.home())
-    try:
+    with queries.open() as store:
         previous = store.last_analysis_before(agent_id, day)
         start, end = analysis_window(
             day, ANALYSIS_TIMEZONE, previous.window_end if previous else None
         )
         stats = store.stats(agent_id, start, end)
-    finally:
-        store.close()
     values = stats.as_dict()
     context.log.info(f"{agent_id} {day}: {values} over [{start}, {end}) UTC")
     return dg.Output(
@@ -60,14 +56,12 @@ def query_log_stats(
 def training_triggers(
     context: dg.AssetExecutionContext,
     query_log_stats: WindowStats,
-    thunder: ThunderHome,
     queries: QueryLogStore,
 ) -> dg.Output[Decision]:
     """Which retraining rule fired for the agent and day (fine_tune, distillation or none),
     its inputs, the reason and the learning rate from the confidence table."""
     decision = decide(query_log_stats.stats)
-    store = queries.open(thunder.home())
-    try:
+    with queries.open() as store:
         store.record_analysis(
             query_log_stats.agent_id,
             date.fromisoformat(query_log_stats.day),
@@ -75,15 +69,13 @@ def training_triggers(
             query_log_stats.window_end,
             decision.to_json(),
         )
-    finally:
-        store.close()
     context.log.info(
-        f"{query_log_stats.agent_id} {query_log_stats.day}: {decision.rule}: {decision.reason}"
+        f"{query_log_stats.agent_id} {query_log_stats.day}: {decision.change}: {decision.reason}"
     )
     return dg.Output(
         decision,
         metadata={
-            "rule": decision.rule,
+            "change": decision.change,
             "fires": decision.fires,
             "reason": decision.reason,
             "learning_rate": dg.MetadataValue.float(decision.learning_rate),

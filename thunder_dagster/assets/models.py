@@ -1,20 +1,23 @@
-import time
-
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.plots import image
-from thunder_dagster.assets.tuning import TRAINING_RETRY, encoded_dataset
 from thunder_dagster.documents.datasets import TrainingDataset
+from thunder_dagster.modeling.cards import LOSS_CURVES_NAME
 from thunder_dagster.modeling.models import TrainedModel, save_model, train_best
 from thunder_dagster.modeling.search import SearchResult
-from thunder_dagster.modeling.training import Budget, Epoch
+from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
+from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
+from thunder_dagster.runtime.configs import BudgetConfig
+from thunder_dagster.runtime.errors import failing_on
+from thunder_dagster.runtime.metadata import image, links, tracking_state
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.tracking.progress import epoch_reporter
 
 
-class TrainingConfig(dg.Config):
+class TrainingConfig(BudgetConfig):
     epochs: int = Field(default=50, ge=1, description="Most epochs of the final training")
     minutes: float = Field(default=4.0, gt=0, description="Wall-clock budget of the training")
     steps_per_epoch: int = Field(default=100, ge=1, description="Batches per epoch")
@@ -29,38 +32,11 @@ class TrainingConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the weights and the batches")
 
 
-def epoch_reporter(context, tracker, run: str | None, epochs: int, minutes: float | None = None):
-    """A callback that puts each finished epoch in the run log and in the MLflow run, with the
-    best loss so far and the time left (by the epochs' pace, capped by the minutes)."""
-    started = time.monotonic()
-    best = float("inf")
-
-    def epoch_ended(epoch: Epoch) -> None:
-        nonlocal best
-        best = min(best, epoch.validation_loss)
-        elapsed = time.monotonic() - started
-        left = elapsed / (epoch.number + 1) * (epochs - epoch.number - 1)
-        if minutes is not None:
-            left = min(left, max(0.0, minutes * 60 - elapsed))
-        context.log.info(
-            f"epoch {epoch.number + 1}/{epochs}: validation loss "
-            f"{epoch.validation_loss:.4f} nats/char, train loss {epoch.train_loss:.4f}, "
-            f"{epoch.seconds:.1f} s; best so far {best:.4f}, at most {left / 60:.1f} min left"
-        )
-        tracker.log_metrics(
-            run,
-            {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
-            step=epoch.number,
-        )
-
-    return epoch_ended
-
-
 @dg.asset(
     group_name="training",
     kinds={"keras", "mlflow"},
     partitions_def=agents,
-    pool="training",
+    pool=TRAINING_POOL,
     retry_policy=TRAINING_RETRY,
 )
 def keras_model(
@@ -71,14 +47,17 @@ def keras_model(
     thunder: ThunderHome,
     tracking: MlflowTracking,
 ) -> dg.Output[TrainedModel]:
-    """The search's best configuration trained on the training split: model.keras and card.json
-    under models/<agent>/builds/<dataset version>-<run>/."""
+    """The search's best configuration trained on the training split.
+
+    model.keras and its card under models/<agent>/builds/<dataset version>-<run>/, with loss
+    curves and the MLflow run."""
     from thunder_dagster.modeling.plots import loss_curves
 
     home = thunder.home()
     agent_id = context.partition_key
-    data = encoded_dataset(training_dataset, tpe_trials.validation_fraction)
-    tracker = tracking.tracker(home, context.log.warning)
+    with failing_on(DatasetTooSmallError):
+        data = encoded_dataset(training_dataset, tpe_trials.validation_fraction)
+    tracker = tracking.tracker(context.log.warning)
     run = tracker.start_run(
         f"keras_model {agent_id}",
         {
@@ -90,7 +69,7 @@ def keras_model(
     )
     tracker.log_params(run, tpe_trials.best_params | config.model_dump())
 
-    epoch_ended = epoch_reporter(context, tracker, run, config.epochs, config.minutes)
+    epoch_ended = epoch_reporter(context.log.info, tracker, run, config.epochs, config.minutes)
     budget = Budget(
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
@@ -124,7 +103,7 @@ def keras_model(
     plot = loss_curves(
         trained.epochs, trained.unigram_loss, title=f"{agent_id}: {trained.family} model"
     )
-    (model_dir / "loss_curves.png").write_bytes(plot)
+    (model_dir / LOSS_CURVES_NAME).write_bytes(plot)
     tracker.log_metrics(
         run, {"best_validation_loss": trained.validation_loss, "unigram_loss": trained.unigram_loss}
     )
@@ -148,9 +127,7 @@ def keras_model(
         "dataset_version": training_dataset.version,
         "loss_curves": image(plot, "loss curves"),
         "parameters": model.count_params(),
-        "mlflow_tracking": "available" if tracker.available else f"off: {tracker.failure}",
+        "mlflow_tracking": tracking_state(tracker),
+        **links(mlflow_run=tracker.run_url(run)),
     }
-    url = tracker.run_url(run)
-    if url:
-        metadata["mlflow_run"] = dg.MetadataValue.url(url)
     return dg.Output(trained, metadata=metadata)

@@ -4,48 +4,45 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.assets.checks import check_results
-from thunder_dagster.assets.deployments import registered_model_name
-from thunder_dagster.assets.exports import EXPORT_CHECKS
-from thunder_dagster.assets.models import epoch_reporter
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.tuning import TRAINING_RETRY
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.feedback.records import TrainingExample
-from thunder_dagster.modeling.exports import ExportReport, export_and_verify
+from thunder_dagster.modeling.reports import EXPORT_CHECKS, ExportReport
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
+from thunder_dagster.runtime.configs import BudgetConfig
+from thunder_dagster.runtime.metadata import check_results, links
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.tracking.progress import epoch_reporter
 
 
-class FineTuneConfig(dg.Config):
+class FineTuneConfig(BudgetConfig):
     learning_rate: float = Field(default=1e-4, gt=0, description="From the daily rules' table")
     dataset_limit: int = Field(default=1000, ge=1, description="Most rated answers to use")
-    epochs: int = Field(default=3, ge=1)
-    batch_size: int = Field(default=4, ge=1)
+    epochs: int = Field(default=3, ge=1, description="Most epochs over the examples")
+    batch_size: int = Field(default=4, ge=1, description="Windows per batch")
     validation_split: float = Field(default=0.2, gt=0, lt=1, description="Examples held out")
     max_minutes: float = Field(default=10.0, gt=0, description="Wall-clock budget")
-    seed: int = 0
 
 
-class DistillationConfig(dg.Config):
+class DistillationConfig(BudgetConfig):
     learning_rate: float = Field(
         default=1e-4, gt=0, description="From the daily rules' table; scales the student's rate"
     )
     sample_limit: int = Field(default=500, ge=1, description="Most teacher answers to use")
     teacher_confidence_threshold: float = Field(default=0.8, ge=0, le=1)
-    epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    validation_split: float = Field(default=0.2, gt=0, lt=1)
+    epochs: int = Field(default=20, ge=1, description="Most epochs over the examples")
+    batch_size: int = Field(default=32, ge=1, description="Windows per batch")
+    validation_split: float = Field(default=0.2, gt=0, lt=1, description="Examples held out")
     max_minutes: float = Field(default=5.0, gt=0, description="Wall-clock budget")
-    seed: int = 0
 
 
 def _retrain(
     context: dg.AssetExecutionContext,
-    kind: str,
-    config: dg.Config,
+    change: str,
+    config: FineTuneConfig | DistillationConfig,
     thunder: ThunderHome,
     tracking: MlflowTracking,
     queries: QueryLogStore,
@@ -55,6 +52,7 @@ def _retrain(
 ):
     """Select examples, train, export and verify, and release a challenger when every check
     passes. Too little data or no champion fails the step without a retry."""
+    from thunder_dagster.modeling.exports import export_and_verify
     from thunder_dagster.modeling.retraining import NotEnoughDataError, RetrainSettings
 
     home = thunder.home()
@@ -62,25 +60,26 @@ def _retrain(
     champion = read_pointer(home.deployments_dir(agent_id))
     if champion is None:
         raise dg.Failure(
-            f"{agent_id} has no champion to {kind}: deploy one first", allow_retries=False
+            f"{agent_id} has no champion to {change}: deploy one first", allow_retries=False
         )
-    store = queries.open(home)
-    try:
+    with queries.open() as store:
         examples = select(store, agent_id)
-        context.log.info(f"{kind} of {agent_id} {champion.version} on {len(examples)} examples")
-        tracker = tracking.tracker(home, context.log.warning)
+        context.log.info(f"{change} of {agent_id} {champion.version} on {len(examples)} examples")
+        tracker = tracking.tracker(context.log.warning)
         run = tracker.start_run(
-            f"{kind} {agent_id}",
+            f"{change} {agent_id}",
             {
                 "agent_id": agent_id,
                 "parent_version": champion.version,
                 "dagster_run_id": context.run.run_id,
-                "change": kind,
+                "change": change,
             },
         )
         tracker.log_params(run, config.model_dump() | {"examples": len(examples)})
 
-        epoch_ended = epoch_reporter(context, tracker, run, config.epochs, config.max_minutes)
+        epoch_ended = epoch_reporter(
+            context.log.info, tracker, run, config.epochs, config.max_minutes
+        )
         settings = RetrainSettings(
             learning_rate=config.learning_rate,
             epochs=config.epochs,
@@ -89,7 +88,7 @@ def _retrain(
             max_seconds=config.max_minutes * 60,
             seed=config.seed,
         )
-        build = home.models_dir(agent_id) / "builds" / f"{kind}-{context.run.run_id[:8]}"
+        build = home.models_dir(agent_id) / "builds" / f"{change}-{context.run.run_id[:8]}"
         try:
             trained, data = trainer(
                 Path(champion.model_dir), examples, build, settings, epoch_ended
@@ -108,38 +107,28 @@ def _retrain(
         }
         tracker.log_metrics(run, {"onnx_validation_loss": report.onnx_validation_loss})
         if report.passed:
-            model_name = registered_model_name(agent_id)
-
-            def register(version: str) -> str | None:
-                tracker.log_artifacts(run, build, "model")
-                return tracker.register(model_name, run, "model", {"semver": version})
-
-            released = release(
+            move = release(
                 home.models_dir(agent_id),
                 home.deployments_dir(agent_id),
                 agent_id,
                 build,
                 report.onnx_sha256,
-                change=kind,
+                tracking.registry(tracker),
+                change=change,
                 role="challenger",
-                registry_version=register,
                 step_sha256=report.step_sha256,
+                run_id=run,
             )
-            tracker.set_alias(model_name, "challenger", released.registry_version)
-            context.log.info(f"{agent_id} {released.version} deployed as the challenger")
-            metadata["challenger_version"] = released.version
+            context.log.info(f"deployed {move.describe()}")
+            metadata["challenger_version"] = move.deployment.version
             if after_release is not None:
                 metadata |= after_release(store, examples)
         else:
             failed = [check.name for check in report.checks if not check.passed]
-            context.log.warning(f"{kind} of {agent_id} failed {failed}: nothing is deployed")
+            context.log.warning(f"{change} of {agent_id} failed {failed}: nothing is deployed")
             metadata["challenger_version"] = "none"
         tracker.end_run(run, "FINISHED" if report.passed else "FAILED")
-        url = tracker.run_url(run)
-        if url:
-            metadata["mlflow_run"] = dg.MetadataValue.url(url)
-    finally:
-        store.close()
+        metadata |= links(mlflow_run=tracker.run_url(run))
     yield dg.Output(report, metadata=metadata)
     yield from check_results(report.checks)
 
@@ -152,7 +141,7 @@ def _export_checks(asset: str) -> list[dg.AssetCheckSpec]:
     group_name="retraining",
     kinds={"keras", "onnx", "mlflow"},
     partitions_def=agents,
-    pool="training",
+    pool=TRAINING_POOL,
     retry_policy=TRAINING_RETRY,
     check_specs=_export_checks("fine_tuned_model"),
 )
@@ -163,8 +152,10 @@ def fine_tuned_model(
     tracking: MlflowTracking,
     queries: QueryLogStore,
 ):
-    """The champion trained further on its well-rated answers (score >= 4, not yet used),
-    released as the challenger (a patch version) when it passes the ONNX checks."""
+    """The champion trained further on its well-rated answers, released as the challenger.
+
+    Answers scored 4 or more and not used before; a patch version, released only when it
+    passes the ONNX checks."""
     from thunder_dagster.modeling.retraining import fine_tune
 
     def mark(store, examples: list[TrainingExample]) -> dict:
@@ -189,7 +180,7 @@ def fine_tuned_model(
     group_name="retraining",
     kinds={"keras", "onnx", "mlflow"},
     partitions_def=agents,
-    pool="training",
+    pool=TRAINING_POOL,
     retry_policy=TRAINING_RETRY,
     check_specs=_export_checks("distilled_model"),
 )
@@ -200,8 +191,9 @@ def distilled_model(
     tracking: MlflowTracking,
     queries: QueryLogStore,
 ):
-    """A smaller student trained on the teacher's confident answers (confidence >= 0.8),
-    released as the challenger when it passes the ONNX checks."""
+    """A smaller student trained on the teacher's confident answers, released as the challenger.
+
+    Teacher answers of confidence 0.8 or more; released only when it passes the ONNX checks."""
     from thunder_dagster.modeling.retraining import distill
 
     yield from _retrain(

@@ -8,29 +8,24 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.assets.plots import image, markdown_table
 from thunder_dagster.documents.datasets import TrainingDataset
-from thunder_dagster.executors import search_parallelism
-from thunder_dagster.modeling.search import (
-    SearchResult,
-    SearchSettings,
-    TrialObserver,
-    TrialRecord,
-)
-from thunder_dagster.modeling.text import EncodedText, dataset_documents, encode_documents
-from thunder_dagster.modeling.training import Budget, Epoch
+from thunder_dagster.modeling.search import SearchResult, SearchSettings
+from thunder_dagster.modeling.space import CONTEXT_LENGTHS, FAMILIES
+from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
+from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.resources.tuning import TuningStorage
-from thunder_dagster.tracking.experiments import Tracker
+from thunder_dagster.runtime.configs import BudgetConfig
+from thunder_dagster.runtime.errors import failing_on
+from thunder_dagster.runtime.executors import search_parallelism
+from thunder_dagster.runtime.metadata import image, links, markdown_table, tracking_state
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.tracking.progress import RunLogObserver
 
-FAMILIES = ["gru", "conv", "transformer"]
-# Seed 000's workers made three attempts; a retried step resumes the study where it stopped.
-TRAINING_RETRY = dg.RetryPolicy(max_retries=2, delay=5)
 
-
-class SearchConfig(dg.Config):
+class SearchConfig(BudgetConfig):
     trials: int = Field(default=12, ge=1, description="Finished trials the study should hold")
     minutes: float = Field(default=4.0, gt=0, description="Wall-clock budget of the search")
     epochs: int = Field(default=3, ge=1, description="Epochs per trial")
@@ -40,8 +35,10 @@ class SearchConfig(dg.Config):
     validation_fraction: float = Field(
         default=0.1, gt=0, lt=1, description="Share held out at the end of every document"
     )
-    families: list[str] = Field(default=FAMILIES, description="Model families to search")
-    context_lengths: list[int] = Field(default=[32, 64, 128], description="Contexts to search")
+    families: list[str] = Field(default=list(FAMILIES), description="Model families to search")
+    context_lengths: list[int] = Field(
+        default=list(CONTEXT_LENGTHS), description="Contexts to search"
+    )
     prune: bool = Field(default=True, description="Stop trials worse than the median early")
     seed: int = Field(default=0, description="Seed of the sampler and of every trial")
     parallel: int = Field(
@@ -57,7 +54,7 @@ class SearchConfig(dg.Config):
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown or not self.families:
             raise dg.Failure(
-                f"families: {unknown or 'none given'} not among {FAMILIES}; pick from those"
+                f"families: {unknown or 'none given'} not among {list(FAMILIES)}; pick from those"
             )
         return SearchSettings(
             trials=self.trials,
@@ -73,84 +70,6 @@ class SearchConfig(dg.Config):
             seed=self.seed,
             prune=self.prune,
         )
-
-
-def encoded_dataset(dataset: TrainingDataset, validation_fraction: float) -> EncodedText:
-    texts = dataset_documents(dataset.path)
-    data = encode_documents(texts, validation_fraction)
-    if len(data.validation) < 200:
-        raise dg.Failure(
-            f"agent {dataset.agent_id}: dataset {dataset.version} ({dataset.path}) holds "
-            f"{dataset.characters} characters; the held-out {validation_fraction:.0%} is "
-            f"{len(data.validation)} characters, too few to validate a model. Upload more "
-            "documents."
-        )
-    return data
-
-
-class RunLogObserver(TrialObserver):
-    """A line per epoch and per trial in the run log, and a child MLflow run per trial.
-
-    The counts are the whole study's, so parallel search steps each report the shared progress.
-    """
-
-    def __init__(self, log, tracker: Tracker, parent: str | None, settings: SearchSettings):
-        self.log = log
-        self.tracker = tracker
-        self.parent = parent
-        self.settings = settings
-        self.started = time.monotonic()
-        self.best: float | None = None
-        self.runs: dict[int, str | None] = {}
-        self.done = 0
-
-    def _progress(self) -> str:
-        elapsed = time.monotonic() - self.started
-        left = self.settings.minutes * 60 - elapsed if self.settings.minutes else None
-        if self.done:
-            # The study's pace: every step started at about the same time.
-            by_trials = elapsed / self.done * (self.settings.trials - self.done)
-            left = by_trials if left is None else min(left, by_trials)
-        best = "none yet" if self.best is None else f"{self.best:.4f}"
-        eta = "" if left is None else f", about {max(0.0, left) / 60:.1f} min left"
-        return f"best so far {best}; {elapsed / 60:.1f} min elapsed{eta}"
-
-    def _of(self) -> str:
-        return f"{min(self.done + 1, self.settings.trials)}/{self.settings.trials}"
-
-    def trial_started(self, number: int, params: dict) -> None:
-        self.log.info(f"trial {number} ({self._of()}) starts: {params}")
-        run = self.tracker.start_run(f"trial {number}", {"trial": str(number)}, self.parent)
-        self.tracker.log_params(run, params)
-        self.runs[number] = run
-
-    def epoch_ended(self, number: int, epoch: Epoch) -> None:
-        self.log.info(
-            f"trial {number} ({self._of()}) epoch "
-            f"{epoch.number + 1}/{self.settings.budget.epochs}: validation loss "
-            f"{epoch.validation_loss:.4f}, train loss {epoch.train_loss:.4f}, "
-            f"{epoch.seconds:.1f} s; {self._progress()}"
-        )
-        self.tracker.log_metrics(
-            self.runs.get(number),
-            {"validation_loss": epoch.validation_loss, "train_loss": epoch.train_loss},
-            step=epoch.number,
-        )
-
-    def trial_finished(self, record: TrialRecord, counted: int) -> None:
-        self.done = max(self.done, counted)
-        if record.state == "COMPLETE" and record.value is not None:
-            self.best = record.value if self.best is None else min(self.best, record.value)
-        value = "-" if record.value is None else f"{record.value:.4f}"
-        reason = f" ({record.reason})" if record.reason else ""
-        self.log.info(
-            f"trial {record.number} {record.state}{reason}: {value}; "
-            f"{counted}/{self.settings.trials} trials done; {self._progress()}"
-        )
-        run = self.runs.get(record.number)
-        if record.value is not None:
-            self.tracker.log_metrics(run, {"final_validation_loss": record.value})
-        self.tracker.end_run(run, "FINISHED" if record.state != "FAIL" else "FAILED")
 
 
 def _trials_table(result: SearchResult) -> dg.MarkdownMetadataValue:
@@ -227,16 +146,17 @@ def plan_search(
     home = thunder.home()
     agent_id = context.partition_key
     settings = config.settings()
-    data = encoded_dataset(training_dataset, config.validation_fraction)
+    with failing_on(DatasetTooSmallError):
+        data = encoded_dataset(training_dataset, config.validation_fraction)
     name = study_name(agent_id, training_dataset.version, settings)
-    storage = tuning.storage_url(home)
+    storage = tuning.storage_url()
     if config.parallel > 1 and storage.startswith("sqlite"):
         context.log.warning(
-            f"parallel: {config.parallel} search steps on SQLite ({tuning.display_url(home)}); "
+            f"parallel: {config.parallel} search steps on SQLite ({tuning.display_url()}); "
             "Optuna advises a server database for parallel studies. Set THUNDER_OPTUNA_URL."
         )
     open_study(storage, name, settings, data.vocab_size)
-    tracker = tracking.tracker(home, context.log.warning)
+    tracker = tracking.tracker(context.log.warning)
     parent = tracker.start_run(
         f"tpe_trials {agent_id}",
         {
@@ -248,7 +168,7 @@ def plan_search(
     )
     tracker.log_params(parent, config.model_dump() | {"vocab_size": data.vocab_size})
     context.log.info(
-        f"study {name} on {tuning.display_url(home)}: {settings.trials} trials within "
+        f"study {name} on {tuning.display_url()}: {settings.trials} trials within "
         f"{settings.minutes} min in {config.parallel} step(s); {len(data.train)} training and "
         f"{len(data.validation)} validation characters, {data.vocab_size} tokens"
     )
@@ -269,12 +189,11 @@ def plan_search(
         yield dg.DynamicOutput(index, output_name="steps", mapping_key=str(index))
 
 
-@dg.op(pool="training", retry_policy=TRAINING_RETRY)
+@dg.op(pool=TRAINING_POOL, retry_policy=TRAINING_RETRY)
 def search_trials(
     context: dg.OpExecutionContext,
     plan: SearchPlan,
     index: int,
-    thunder: ThunderHome,
     tracking: MlflowTracking,
     tuning: TuningStorage,
 ) -> SearchStep:
@@ -282,17 +201,17 @@ def search_trials(
     retried step resumes the study, and a trial its dead attempt held is run again."""
     from thunder_dagster.modeling.tuning import search
 
-    home = thunder.home()
     started = time.monotonic()
-    data = encoded_dataset(plan.dataset, plan.validation_fraction)
-    tracker = tracking.tracker(home, context.log.warning)
+    with failing_on(DatasetTooSmallError):
+        data = encoded_dataset(plan.dataset, plan.validation_fraction)
+    tracker = tracking.tracker(context.log.warning)
     settled = search(
         data,
         plan.settings,
-        tuning.storage_url(home),
+        tuning.storage_url(),
         plan.study,
         Path(plan.checkpoint_dir),
-        RunLogObserver(context.log, tracker, plan.mlflow_parent, plan.settings),
+        RunLogObserver(context.log.info, tracker, plan.mlflow_parent, plan.settings),
         worker=index,
     )
     host = f"{socket.gethostname()}:{os.getpid()}"
@@ -305,7 +224,6 @@ def collect_search(
     context: dg.OpExecutionContext,
     plan: SearchPlan,
     steps: list[SearchStep],
-    thunder: ThunderHome,
     tracking: MlflowTracking,
     tuning: TuningStorage,
 ) -> dg.Output[SearchResult]:
@@ -313,12 +231,11 @@ def collect_search(
     from thunder_dagster.modeling.plots import optimization_history
     from thunder_dagster.modeling.tuning import study_result
 
-    home = thunder.home()
-    tracker = tracking.tracker(home, context.log.warning)
+    tracker = tracking.tracker(context.log.warning)
     ran_now = [number for step in steps for number in step.settled]
     try:
         result = study_result(
-            tuning.storage_url(home), plan.study, plan.settings, Path(plan.checkpoint_dir), ran_now
+            tuning.storage_url(), plan.study, plan.settings, Path(plan.checkpoint_dir), ran_now
         )
     except Exception:
         tracker.end_run(plan.mlflow_parent, "FAILED")
@@ -332,7 +249,7 @@ def collect_search(
     )
     metadata = {
         "study": plan.study,
-        "storage": tuning.display_url(home),
+        "storage": tuning.display_url(),
         "dataset_version": plan.dataset.version,
         "best_trial": result.best_number,
         "best_validation_loss": dg.MetadataValue.float(result.best_value),
@@ -348,11 +265,9 @@ def collect_search(
         ),
         "trials": _trials_table(result),
         "optimization_history": image(plot, "optimization history"),
-        "mlflow_tracking": "available" if tracker.available else f"off: {tracker.failure}",
+        "mlflow_tracking": tracking_state(tracker),
+        **links(mlflow_run=tracker.run_url(plan.mlflow_parent)),
     }
-    url = tracker.run_url(plan.mlflow_parent)
-    if url:
-        metadata["mlflow_run"] = dg.MetadataValue.url(url)
     context.log.info(f"best trial {result.best_number}: {json.dumps(result.best_params)}")
     return dg.Output(result, metadata=metadata)
 

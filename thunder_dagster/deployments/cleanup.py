@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from thunder_dagster.deployments.pointers import POINTER_NAMES, champion_stack, read_pointer
+from thunder_dagster.deployments.pointers import ROLES, champion_stack, read_pointer
 from thunder_dagster.deployments.versions import PATTERN, Version
 
 
@@ -35,8 +35,8 @@ def size_of(path: Path) -> int:
 def protected_versions(deployments_dir: Path) -> set[str]:
     kept = {
         pointer.version
-        for name in POINTER_NAMES.values()
-        if (pointer := read_pointer(deployments_dir, name)) is not None
+        for role in ROLES
+        if (pointer := read_pointer(deployments_dir, role)) is not None
     }
     stack = champion_stack(deployments_dir)
     kept.update(deployment.version for deployment in stack[-2:])

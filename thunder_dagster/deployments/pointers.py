@@ -1,8 +1,10 @@
-"""The deployment pointer a model server watches, its history, and rollback.
+"""The deployment pointers a model server watches, and their history.
 
-deployments/<agent>/current.json names the champion: written, fsynced and renamed over the old
-one, so a reader sees one whole pointer or the other. history.jsonl records every deploy and
-rollback; replaying it gives the stack of champions, whose top is the current one.
+deployments/<agent>/champion.json names the champion (challenger.json and teacher.json the
+other roles): written, fsynced and renamed over the old one, so a reader sees one whole pointer
+or the other. history.jsonl records every deploy, rollback, promotion and retirement; replaying
+it gives the stack of champions, whose top is the current one. Moving a pointer together with
+its registry alias is releases.py's work; this module only reads and writes the files.
 """
 
 import json
@@ -11,14 +13,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.files import write_atomically
 
-POINTER_NAME = "current.json"
+CHAMPION_NAME = "champion.json"
 CHALLENGER_NAME = "challenger.json"
 TEACHER_NAME = "teacher.json"
 # champion: serves everyone; challenger: serves the A/B share until promoted or retired;
 # teacher: the larger model that answers when the champion is unsure.
-POINTER_NAMES = {"champion": POINTER_NAME, "challenger": CHALLENGER_NAME, "teacher": TEACHER_NAME}
+POINTER_NAMES = {"champion": CHAMPION_NAME, "challenger": CHALLENGER_NAME, "teacher": TEACHER_NAME}
+ROLES = tuple(POINTER_NAMES)
+# Homes deployed before the champion's pointer was named for it keep serving from this name
+# until their next champion deployment writes champion.json.
+LEGACY_CHAMPION_NAME = "current.json"
 HISTORY_NAME = "history.jsonl"
 
 
@@ -37,23 +43,22 @@ class Deployment:
     step_sha256: str | None = None
 
 
-class NothingToRollBackError(RuntimeError):
-    pass
+def pointer_path(deployments_dir: Path, role: str = "champion") -> Path:
+    """The file of the role's pointer: champion.json, or current.json in an older home."""
+    if role not in POINTER_NAMES:
+        raise ValueError(f"role {role!r}: use one of {', '.join(ROLES)}")
+    path = deployments_dir / POINTER_NAMES[role]
+    legacy = deployments_dir / LEGACY_CHAMPION_NAME
+    if role == "champion" and not path.exists() and legacy.exists():
+        return legacy
+    return path
 
 
-def read_pointer(deployments_dir: Path, name: str = POINTER_NAME) -> Deployment | None:
-    path = deployments_dir / name
+def read_pointer(deployments_dir: Path, role: str = "champion") -> Deployment | None:
+    path = pointer_path(deployments_dir, role)
     if not path.is_file():
         return None
     return Deployment(**json.loads(path.read_text()))
-
-
-def _append_history(deployments_dir: Path, event: dict) -> None:
-    deployments_dir.mkdir(parents=True, exist_ok=True)
-    with open(deployments_dir / HISTORY_NAME, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(event) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def history(deployments_dir: Path) -> list[dict]:
@@ -77,72 +82,38 @@ def deployed_versions(deployments_dir: Path) -> list[str]:
     return [e["deployment"]["version"] for e in history(deployments_dir) if e["action"] == "deploy"]
 
 
-def deploy(deployments_dir: Path, deployment: Deployment, role: str = "champion") -> None:
-    """Point the server at `deployment`: the history line first, then the atomic pointer swap."""
-    if role not in POINTER_NAMES:
-        raise ValueError(f"role {role!r}: use one of {', '.join(POINTER_NAMES)}")
-    name = POINTER_NAMES[role]
-    _append_history(
+def write_pointer(deployments_dir: Path, deployment: Deployment, role: str) -> None:
+    """Point the role at `deployment`: the history line first, then the atomic pointer swap."""
+    path = pointer_path(deployments_dir, role)
+    record_event(
         deployments_dir,
-        {"action": "deploy", "role": role, "at": _now(), "deployment": asdict(deployment)},
+        {"action": "deploy", "role": role, "deployment": asdict(deployment)},
     )
-    write_atomically(deployments_dir / name, json.dumps(asdict(deployment), indent=2).encode())
+    write_atomically(deployments_dir / POINTER_NAMES[role], _encoded(deployment))
+    if path.name == LEGACY_CHAMPION_NAME:
+        path.unlink(missing_ok=True)
 
 
-def rollback(deployments_dir: Path) -> tuple[Deployment, Deployment]:
-    """Move the pointer back to the champion before the current one; returns (from, to)."""
-    stack = champion_stack(deployments_dir)
-    if len(stack) < 2:
-        raise NothingToRollBackError(
-            f"{deployments_dir}: {len(stack)} deployment(s) on record, nothing earlier to roll "
-            "back to"
-        )
-    current, previous = stack[-1], stack[-2]
-    _append_history(
-        deployments_dir,
-        {
-            "action": "rollback",
-            "role": "champion",
-            "at": _now(),
-            "from": current.version,
-            "to": previous.version,
-        },
-    )
-    write_atomically(
-        deployments_dir / POINTER_NAME, json.dumps(asdict(previous), indent=2).encode()
-    )
-    return current, previous
+def record_event(deployments_dir: Path, event: dict) -> None:
+    deployments_dir.mkdir(parents=True, exist_ok=True)
+    with open(deployments_dir / HISTORY_NAME, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"at": _now(), **event}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-class NoChallengerError(RuntimeError):
-    pass
+def restore_champion(deployments_dir: Path, deployment: Deployment) -> None:
+    """The champion's pointer back at an earlier deployment (the history says why)."""
+    write_atomically(deployments_dir / CHAMPION_NAME, _encoded(deployment))
+    (deployments_dir / LEGACY_CHAMPION_NAME).unlink(missing_ok=True)
 
 
-def promote(deployments_dir: Path) -> Deployment:
-    """The challenger becomes the champion (a rollback can undo it) and its pointer goes."""
-    challenger = read_pointer(deployments_dir, CHALLENGER_NAME)
-    if challenger is None:
-        raise NoChallengerError(f"{deployments_dir}: no challenger to promote")
-    deploy(deployments_dir, challenger, "champion")
-    _append_history(
-        deployments_dir,
-        {"action": "promote", "role": "challenger", "at": _now(), "version": challenger.version},
-    )
-    (deployments_dir / CHALLENGER_NAME).unlink()
-    return challenger
+def remove_pointer(deployments_dir: Path, role: str) -> None:
+    pointer_path(deployments_dir, role).unlink(missing_ok=True)
 
 
-def retire(deployments_dir: Path) -> Deployment:
-    """The challenger stops serving; the champion keeps everyone."""
-    challenger = read_pointer(deployments_dir, CHALLENGER_NAME)
-    if challenger is None:
-        raise NoChallengerError(f"{deployments_dir}: no challenger to retire")
-    _append_history(
-        deployments_dir,
-        {"action": "retire", "role": "challenger", "at": _now(), "version": challenger.version},
-    )
-    (deployments_dir / CHALLENGER_NAME).unlink()
-    return challenger
+def _encoded(deployment: Deployment) -> bytes:
+    return json.dumps(asdict(deployment), indent=2).encode()
 
 
 def _now() -> str:

@@ -1,22 +1,64 @@
-"""Releasing a verified build: its files under models/<agent>/<version>/ and the pointer."""
+"""The four moves of a deployment, each the pointer and the registry alias together.
 
-import json
+- release: a verified build becomes a version folder under models/<agent>/<version>/, a new
+  registry version, and the role's pointer and alias;
+- promote: the challenger becomes the champion;
+- retire: the challenger stops serving;
+- rollback: the champion goes back to the one before it.
+
+Each returns what it did. The pointer is what the server serves, so it moves last on a release
+(after the registry knows the version) and the alias follows it on the others.
+"""
+
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from thunder_dagster.deployments.pointers import (
+    ROLES,
     Deployment,
-    deploy,
+    champion_stack,
     deployed_versions,
     read_pointer,
+    record_event,
+    remove_pointer,
+    restore_champion,
+    write_pointer,
 )
-from thunder_dagster.deployments.versions import PATTERN, Version, next_version
-from thunder_dagster.modeling.models import CARD_NAME, KERAS_NAME, ONNX_NAME, STEP_NAME, sha256_of
+from thunder_dagster.deployments.registry import ModelRegistry
+from thunder_dagster.deployments.versions import CHANGES, PATTERN, Version, next_version
+from thunder_dagster.files import sha256_of
+from thunder_dagster.modeling.cards import CARD_NAME, KERAS_NAME, ONNX_NAME, STEP_NAME, ModelCard
 
 
-class UnverifiedArtefactError(RuntimeError):
+class UnverifiedArtifactError(RuntimeError):
+    """A build whose files changed since its checks passed."""
+
+
+class NothingToRollBackError(RuntimeError):
     pass
+
+
+class NoChallengerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Move:
+    """One move of a role: which deployment serves it now, and which served it before."""
+
+    role: str
+    deployment: Deployment
+    previous: Deployment | None
+
+    def describe(self) -> str:
+        was = self.previous.version if self.previous else "none"
+        registry = self.deployment.registry_version or "unregistered"
+        return (
+            f"{self.deployment.agent_id} {self.role}: {was} -> {self.deployment.version} "
+            f"(registry version {registry})"
+        )
 
 
 def release(
@@ -25,31 +67,36 @@ def release(
     agent_id: str,
     build_dir: Path,
     onnx_sha256: str,
+    registry: ModelRegistry,
     change: str = "retrain",
     role: str = "champion",
-    registry_version=None,
     step_sha256: str | None = None,
-) -> Deployment:
-    """Copy a build to its version folder and point the server at it.
+    run_id: str | None = None,
+    tags: dict | None = None,
+) -> Move:
+    """Copy a build to its version folder, register it, and point the role at it.
 
     The ONNX file must still hash to what its checks saw; a file changed since is refused.
-    `registry_version` is called with the version (a string) and returns the MLflow
-    registry's version number, or None; it runs after the copy and before the pointer moves.
     """
-    card = json.loads((build_dir / CARD_NAME).read_text())
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: use one of {', '.join(ROLES)}")
+    if change not in CHANGES:
+        raise ValueError(f"change {change!r}: use one of {', '.join(CHANGES)}")
+    card = ModelCard.read(build_dir)
     actual = sha256_of(build_dir / ONNX_NAME)
     if actual != onnx_sha256:
-        raise UnverifiedArtefactError(
+        raise UnverifiedArtifactError(
             f"{build_dir / ONNX_NAME} hashes to {actual[:12]}, not to the {onnx_sha256[:12]} "
             "its checks passed on; materialize onnx_model again before deploying"
         )
     has_step = (build_dir / STEP_NAME).is_file()
     if has_step and sha256_of(build_dir / STEP_NAME) != step_sha256:
-        raise UnverifiedArtefactError(
+        raise UnverifiedArtifactError(
             f"{build_dir / STEP_NAME} does not hash to what its step_parity check passed on; "
             "materialize onnx_model again before deploying"
         )
     champion = read_pointer(deployments_dir)
+    previous = read_pointer(deployments_dir, role)
     existing = [Version.parse(v) for v in deployed_versions(deployments_dir)]
     # Released folders count too; a staging folder a crash left behind (".1.2.0.staging") not.
     existing += (
@@ -62,7 +109,7 @@ def release(
         else []
     )
     version = str(
-        next_version(existing, champion.family if champion else None, card["family"], change)
+        next_version(existing, champion.family if champion else None, card.family, change)
     )
     target = models_dir / version
     staging = models_dir / f".{version}.staging"
@@ -70,23 +117,78 @@ def release(
     staging.mkdir(parents=True)
     for name in (KERAS_NAME, ONNX_NAME, *([STEP_NAME] if has_step else [])):
         shutil.copy2(build_dir / name, staging / name)
-    card |= {"version": version, "build": str(build_dir), "change": change}
-    registry = registry_version(version) if registry_version else None
-    card["registry_version"] = registry
-    (staging / CARD_NAME).write_text(json.dumps(card, indent=2))
+    registry_version = registry.register(
+        agent_id, version, staging, run_id or card.mlflow_run_id, tags or {}
+    )
+    card.replace(
+        version=version, build=str(build_dir), change=change, registry_version=registry_version
+    ).write(staging)
     staging.rename(target)
     deployment = Deployment(
         agent_id=agent_id,
         version=version,
-        family=card["family"],
+        family=card.family,
         model_dir=str(target),
         onnx_path=str(target / ONNX_NAME),
         onnx_sha256=actual,
         card_path=str(target / CARD_NAME),
         step_path=str(target / STEP_NAME) if has_step else None,
         step_sha256=step_sha256 if has_step else None,
-        registry_version=registry,
+        registry_version=registry_version,
         deployed_at=datetime.now(UTC).isoformat(),
     )
-    deploy(deployments_dir, deployment, role)
-    return deployment
+    write_pointer(deployments_dir, deployment, role)
+    registry.set_alias(agent_id, role, registry_version)
+    return Move(role, deployment, previous)
+
+
+def promote(deployments_dir: Path, registry: ModelRegistry) -> Move:
+    """The challenger becomes the champion (a rollback can undo it) and its pointer goes."""
+    challenger = read_pointer(deployments_dir, "challenger")
+    if challenger is None:
+        raise NoChallengerError(f"{deployments_dir}: no challenger to promote")
+    previous = read_pointer(deployments_dir)
+    write_pointer(deployments_dir, challenger, "champion")
+    record_event(
+        deployments_dir, {"action": "promote", "role": "challenger", "version": challenger.version}
+    )
+    remove_pointer(deployments_dir, "challenger")
+    registry.set_alias(challenger.agent_id, "champion", challenger.registry_version)
+    registry.remove_alias(challenger.agent_id, "challenger")
+    return Move("champion", challenger, previous)
+
+
+def retire(deployments_dir: Path, registry: ModelRegistry) -> Deployment:
+    """The challenger stops serving; the champion keeps everyone."""
+    challenger = read_pointer(deployments_dir, "challenger")
+    if challenger is None:
+        raise NoChallengerError(f"{deployments_dir}: no challenger to retire")
+    record_event(
+        deployments_dir, {"action": "retire", "role": "challenger", "version": challenger.version}
+    )
+    remove_pointer(deployments_dir, "challenger")
+    registry.remove_alias(challenger.agent_id, "challenger")
+    return challenger
+
+
+def rollback(deployments_dir: Path, registry: ModelRegistry) -> Move:
+    """Move the champion's pointer and alias back to the champion before the current one."""
+    stack = champion_stack(deployments_dir)
+    if len(stack) < 2:
+        raise NothingToRollBackError(
+            f"{deployments_dir}: {len(stack)} deployment(s) on record, nothing earlier to roll "
+            "back to"
+        )
+    current, previous = stack[-1], stack[-2]
+    record_event(
+        deployments_dir,
+        {
+            "action": "rollback",
+            "role": "champion",
+            "from": current.version,
+            "to": previous.version,
+        },
+    )
+    restore_champion(deployments_dir, previous)
+    registry.set_alias(previous.agent_id, "champion", previous.registry_version)
+    return Move("champion", previous, current)

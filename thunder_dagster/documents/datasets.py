@@ -5,9 +5,11 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from thunder_dagster.files import write_atomically
 
 COLUMNS = (
     "document_id",
@@ -33,17 +35,7 @@ class TrainingDataset:
     documents: int
     characters: int
     created_at: str
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, then rename over the old file: a reader sees the old or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    categories: dict[str, int] = field(default_factory=dict)  # category -> documents in it
 
 
 def latest_dataset(processed_dir: Path) -> TrainingDataset | None:
@@ -94,6 +86,7 @@ def write_training_dataset(
     digest = hashlib.sha256()
     count = characters = 0
     documents: set[str] = set()
+    by_category: dict[str, set[str]] = {}
 
     def counted(rows: Iterable[tuple]) -> Iterator[tuple]:
         nonlocal count, characters
@@ -101,6 +94,7 @@ def write_training_dataset(
             count += 1
             characters += len(row[7])
             documents.add(row[0])
+            by_category.setdefault(row[1], set()).add(row[0])
             yield row
 
     with open(temporary, "wb") as handle:
@@ -112,10 +106,16 @@ def write_training_dataset(
         handle.flush()
         os.fsync(handle.fileno())
     version = digest.hexdigest()[:16]
+    categories = {category: len(ids) for category, ids in sorted(by_category.items())}
     previous = latest_dataset(processed_dir)
     if previous is not None and previous.version == version:
         temporary.unlink()
-        return previous
+        if previous.categories == categories:
+            return previous
+        # A manifest from before the categories were recorded: the same data, counted now.
+        dataset = replace(previous, categories=categories)
+        _write_manifest(processed_dir, dataset)
+        return dataset
     path = processed_dir / f"training_data_{now.strftime('%Y%m%dT%H%M%S_%fZ')}.csv"
     os.replace(temporary, path)
     dataset = TrainingDataset(
@@ -126,9 +126,14 @@ def write_training_dataset(
         documents=len(documents),
         characters=characters,
         created_at=now.isoformat(),
+        categories=categories,
     )
-    write_atomically(processed_dir / MANIFEST_NAME, json.dumps(asdict(dataset), indent=2).encode())
+    _write_manifest(processed_dir, dataset)
     return dataset
+
+
+def _write_manifest(processed_dir: Path, dataset: TrainingDataset) -> None:
+    write_atomically(processed_dir / MANIFEST_NAME, json.dumps(asdict(dataset), indent=2).encode())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from thunder_dagster.documents.chunking import chunk_count, chunk_id, chunk_spans
-from thunder_dagster.documents.datasets import write_atomically
 from thunder_dagster.documents.extraction import (
     EXTRACTOR_VERSION,
     SUPPORTED_EXTENSIONS,
@@ -18,6 +17,7 @@ from thunder_dagster.documents.extraction import (
 )
 from thunder_dagster.documents.isolation import WorkerFailure, WorkerLimits, run_isolated
 from thunder_dagster.documents.uploads import Upload, scan_agent, sha256_file
+from thunder_dagster.files import write_atomically
 from thunder_dagster.home import Home
 
 STATUSES = ("ok", "empty", "rejected", "skipped")

@@ -9,8 +9,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from thunder_dagster.documents.datasets import write_atomically
 from thunder_dagster.documents.uploads import content_digest, scan_agent, sha256_file
+from thunder_dagster.files import write_atomically
 from thunder_dagster.home import Home
 
 # A file whose size or mtime keeps changing for this long is left out rather than waited for.

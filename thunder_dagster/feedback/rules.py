@@ -22,21 +22,25 @@ DISTILL_MIN_FALLBACKS = 100
 
 @dataclass(frozen=True)
 class Decision:
-    rule: str
+    change: str  # fine_tune, distillation or none: the change the rules ask for
     reason: str
     learning_rate: float
     inputs: dict
 
     @property
     def fires(self) -> bool:
-        return self.rule in ("fine_tune", "distillation")
+        return self.change in ("fine_tune", "distillation")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Decision":
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        # Analyses recorded before the field was named `change` stored it as `rule`.
+        if "rule" in values:
+            values["change"] = values.pop("rule")
+        return cls(**values)
 
 
 def learning_rate(avg_confidence: float) -> float:

@@ -99,6 +99,12 @@ class QueryStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> "QueryStore":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def log_query(self, record: QueryRecord, at: datetime | None = None) -> str:
         query_id = new_query_id()
         self.log_queries([(query_id, record, at or utc_now())])
@@ -271,6 +277,24 @@ class QueryStore:
                 .order_by(Analysis.day.desc())
                 .limit(1)
             ).first()
+
+    def latest_analysis(self, agent_id: str) -> Analysis | None:
+        """The analysis of the agent's latest analysed day."""
+        with self.sessions() as session:
+            return session.scalars(
+                select(Analysis)
+                .where(Analysis.agent_id == agent_id)
+                .order_by(Analysis.day.desc(), Analysis.analysed_at.desc())
+                .limit(1)
+            ).first()
+
+    def analyses_since(self, after: datetime | None, limit: int = 100) -> list[Analysis]:
+        """Analyses recorded (or recorded again) after `after`, oldest first."""
+        with self.sessions() as session:
+            query = select(Analysis).order_by(Analysis.analysed_at, Analysis.agent_id)
+            if after is not None:
+                query = query.where(Analysis.analysed_at > after)
+            return list(session.scalars(query.limit(limit)))
 
     def cached_response(self, key: str, now: datetime | None = None) -> CachedResponse | None:
         with self.sessions() as session:

@@ -2,9 +2,9 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from thunder_dagster.assets.partitions import ANALYSIS_TIMEZONE, agents
-from thunder_dagster.deployments.pointers import CHALLENGER_NAME
+from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agents
 
 daily_analysis_job = dg.define_asset_job(
     name="daily_analysis_job",
@@ -76,6 +76,6 @@ def ab_test_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome
     requests = [
         dg.RunRequest(run_key=f"ab:{agent_id}:{hour}", partition_key=agent_id)
         for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
-        if (home.deployments_dir(agent_id) / CHALLENGER_NAME).is_file()
+        if read_pointer(home.deployments_dir(agent_id), "challenger") is not None
     ]
     return requests or dg.SkipReason("no agent has a challenger")

@@ -36,11 +36,8 @@ def clean_up(
             config.max_age_hours * 3600,
             report,
         )
-    store = queries.open(home)
-    try:
+    with queries.open() as store:
         expired = store.purge_expired_cache()
-    finally:
-        store.close()
     summary = {
         "removed_versions": report.removed_versions,
         "removed_paths": len(report.removed_paths),

@@ -4,17 +4,15 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.assets.deployments import registered_model_name
-from thunder_dagster.assets.partitions import agents
-from thunder_dagster.deployments.pointers import NothingToRollBackError, rollback
-from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.deployments.releases import NothingToRollBackError, rollback
+from thunder_dagster.files import write_atomically
 from thunder_dagster.home import InvalidAgentIdError, validate_agent_id
+from thunder_dagster.modeling.space import FAMILIES
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
-
-# A run whose process died (killed worker, lost host) is launched again once by the daemon;
-# steps that raise are retried by their own RetryPolicy and resume the study.
-RUN_RETRY_TAGS = {"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"}
+from thunder_dagster.runtime.errors import failing_on
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.policies import RUN_RETRY_TAGS
 
 training_job = dg.define_asset_job(
     name="training_job",
@@ -30,6 +28,35 @@ pipeline_job = dg.define_asset_job(
     description="The whole graph for one agent: uploads to a deployed model.",
     tags=RUN_RETRY_TAGS,
 )
+
+# Of a training budget in minutes, the search takes this share and the final training the rest.
+SEARCH_SHARE = 0.3
+
+
+def training_ops(
+    trials: int | None,
+    minutes: float | None,
+    epochs: int | None = None,
+    parallel: int | None = None,
+) -> dict:
+    """Run config for the training assets: 30% of the minutes search, 70% train the best.
+
+    The final training continues the best trial's model, so the search's best minutes are not
+    lost; the other trials' are, and the short budgets leave most time to the winner.
+    `parallel` search steps share the study (and each has the search's minutes). The CLI, the
+    benchmarks and launchpad users who want the split all build it here.
+    """
+    search, final = {}, {}
+    if trials is not None:
+        search["trials"] = trials
+    if minutes is not None:
+        search["minutes"] = round(minutes * SEARCH_SHARE, 3)
+        final["minutes"] = round(minutes * (1 - SEARCH_SHARE), 3)
+    if epochs is not None:
+        search["epochs"] = epochs
+    if parallel is not None:
+        search["parallel"] = parallel
+    return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}
 
 
 def _agent(agent_id: str) -> str:
@@ -53,13 +80,11 @@ def roll_back_champion(
     """Move the agent's deployment pointer and its champion alias back to the previous version."""
     home = thunder.home()
     agent_id = _agent(config.agent_id)
-    try:
-        current, previous = rollback(home.deployments_dir(agent_id))
-    except NothingToRollBackError as error:
-        raise dg.Failure(str(error)) from error
-    tracker = tracking.tracker(home, context.log.warning)
-    tracker.set_alias(registered_model_name(agent_id), "champion", previous.registry_version)
-    context.log.info(f"{agent_id}: champion {current.version} -> {previous.version}")
+    registry = tracking.registry(tracking.tracker(context.log.warning))
+    with failing_on(NothingToRollBackError):
+        move = rollback(home.deployments_dir(agent_id), registry)
+    context.log.info(f"rolled back {move.describe()}")
+    current, previous = move.previous, move.deployment
     context.add_output_metadata(
         {"from_version": current.version, "to_version": previous.version, "agent_id": agent_id}
     )
@@ -74,7 +99,7 @@ def rollback_job():
 class PromptTrainingConfig(dg.Config):
     agent_id: str = Field(description="The agent to train")
     prompt_text: str = Field(description="Text the agent should learn; it becomes a document")
-    model_type: Literal["auto", "gru", "conv", "transformer"] = Field(
+    family: Literal[("auto", *FAMILIES)] = Field(
         default="auto", description="Model family to train; auto searches all of them"
     )
     priority: int = Field(
@@ -97,7 +122,7 @@ def prompt_document(
     write_atomically(path, config.prompt_text.encode("utf-8"))
     if not context.instance.has_dynamic_partition(agents.name, agent_id):
         context.instance.add_dynamic_partitions(agents.name, [agent_id])
-    context.log.info(f"prompt written to {path}; prompt_followup starts the pipeline")
+    context.log.info(f"prompt written to {path}; prompt_followup_sensor starts the pipeline")
     context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
     return str(path)
 
@@ -106,5 +131,5 @@ def prompt_document(
     description="Turn a prompt into a reference document of an agent and train it, with a "
     "chosen model family and run priority."
 )
-def prompt_training():
+def prompt_training_job():
     prompt_document()

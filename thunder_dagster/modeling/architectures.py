@@ -7,12 +7,13 @@ Import this module only where TensorFlow is meant to load: it imports keras at t
 
 import math
 
-import keras
+from thunder_dagster.modeling.backend import keras
+from thunder_dagster.modeling.space import ACTIVATIONS, CONTEXT_LENGTHS, FAMILIES
+
+# isort: split
+# After the backend module, which quiets TensorFlow before keras_tuner loads it.
 import keras_tuner
 
-FAMILIES = ("gru", "conv", "transformer")
-ACTIVATIONS = ("relu", "gelu", "swish")
-CONTEXT_LENGTHS = (32, 64, 128)
 HEAD_WIDTH = 32
 
 

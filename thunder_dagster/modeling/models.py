@@ -1,20 +1,14 @@
 """The final model: the search's best configuration trained on the training split, and its card."""
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from thunder_dagster.documents.datasets import write_atomically
+from thunder_dagster.files import sha256_of
+from thunder_dagster.modeling.cards import CARD_NAME, KERAS_NAME, CardMetrics, ModelCard
 from thunder_dagster.modeling.search import SearchResult, SearchSettings
 from thunder_dagster.modeling.text import EncodedText, unigram_loss
 from thunder_dagster.modeling.training import Budget, Epoch, train
-
-CARD_NAME = "card.json"
-KERAS_NAME = "model.keras"
-ONNX_NAME = "model.onnx"
-STEP_NAME = "step.onnx"
 
 
 @dataclass(frozen=True)
@@ -43,14 +37,6 @@ class TrainedModel:
         return Path(self.model_dir) / CARD_NAME
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def train_best(
     search: SearchResult,
     data: EncodedText,
@@ -64,8 +50,7 @@ def train_best(
     Returns the Keras model and its history. The trial's weights came from the same training
     split, so continuing them spends the search's compute instead of throwing it away.
     """
-    import keras
-
+    from thunder_dagster.modeling.backend import keras
     from thunder_dagster.modeling.tuning import build_model
 
     keras.backend.clear_session()
@@ -104,7 +89,7 @@ def save_model(
     warm_started_from: str | None,
     mlflow_run_id: str | None,
 ) -> TrainedModel:
-    """model.keras and card.json in `model_dir`."""
+    """model.keras and its card in `model_dir`."""
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / KERAS_NAME
     model.save(keras_path)
@@ -124,35 +109,24 @@ def save_model(
         mlflow_run_id=mlflow_run_id,
         validation_fraction=search.validation_fraction,
     )
-    write_card(
-        model_dir,
-        {
-            "agent_id": agent_id,
-            "family": trained.family,
-            "params": trained.params,
-            "context_length": trained.context_length,
-            "vocab": trained.vocab,
-            "dataset_version": dataset_version,
-            "validation_fraction": search.validation_fraction,
-            "study": search.study_name,
-            "best_trial": search.best_number,
-            "metrics": {
-                "validation_loss": trained.validation_loss,
-                "unigram_loss": trained.unigram_loss,
-                "epochs": len(epochs),
-                "train_seconds": trained.seconds,
-            },
-            "files": {KERAS_NAME: sha256_of(keras_path)},
-            "mlflow_run_id": mlflow_run_id,
-            "created_at": datetime.now(UTC).isoformat(),
-        },
-    )
+    ModelCard(
+        agent_id=agent_id,
+        family=trained.family,
+        params=trained.params,
+        context_length=trained.context_length,
+        vocab=tuple(trained.vocab),
+        metrics=CardMetrics(
+            validation_loss=trained.validation_loss,
+            unigram_loss=trained.unigram_loss,
+            epochs=len(epochs),
+            train_seconds=trained.seconds,
+        ),
+        files={KERAS_NAME: sha256_of(keras_path)},
+        dataset_version=dataset_version,
+        validation_fraction=search.validation_fraction,
+        study=search.study_name,
+        best_trial=search.best_number,
+        mlflow_run_id=mlflow_run_id,
+        created_at=datetime.now(UTC).isoformat(),
+    ).write(model_dir)
     return trained
-
-
-def read_card(model_dir: Path) -> dict:
-    return json.loads((Path(model_dir) / CARD_NAME).read_text())
-
-
-def write_card(model_dir: Path, card: dict) -> None:
-    write_atomically(Path(model_dir) / CARD_NAME, json.dumps(card, indent=2).encode())

@@ -9,13 +9,14 @@ Examples are split by example: the last `validation_split` of them are held out.
 module where TensorFlow may load; Keras is imported inside the functions.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from thunder_dagster.feedback.records import TrainingExample
-from thunder_dagster.modeling.models import CARD_NAME, KERAS_NAME, TrainedModel, sha256_of
+from thunder_dagster.files import sha256_of
+from thunder_dagster.modeling.cards import KERAS_NAME, CardMetrics, ModelCard
+from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.text import EncodedText, Vocabulary, unigram_loss
 from thunder_dagster.modeling.training import Budget, train
 
@@ -55,20 +56,28 @@ def examples_data(
     )
 
 
-def _champion(champion_dir: Path) -> tuple[dict, Vocabulary]:
-    card = json.loads((champion_dir / CARD_NAME).read_text())
-    return card, Vocabulary(tuple(card["vocab"]))
+def _champion(champion_dir: Path) -> tuple[ModelCard, Vocabulary]:
+    card = ModelCard.read(champion_dir)
+    return card, Vocabulary(card.vocab)
 
 
 def _save(
-    model, out_dir: Path, card: dict, params: dict, data: EncodedText, history, change: str, extra
+    model,
+    out_dir: Path,
+    champion: ModelCard,
+    params: dict,
+    data: EncodedText,
+    history,
+    change: str,
+    examples: int,
+    learning_rate: float,
 ) -> TrainedModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / KERAS_NAME)
     baseline = unigram_loss(data.train, data.validation, data.vocab_size)
     epochs = [epoch.__dict__ for epoch in history.epochs]
     trained = TrainedModel(
-        agent_id=card["agent_id"],
+        agent_id=champion.agent_id,
         model_dir=str(out_dir),
         family=params["family"],
         params=params,
@@ -77,31 +86,31 @@ def _save(
         epochs=epochs,
         validation_loss=history.best_loss,
         unigram_loss=baseline,
-        dataset_version=card.get("dataset_version", ""),
+        dataset_version=champion.dataset_version,
         warm_started_from=None,
         seconds=history.seconds,
         mlflow_run_id=None,
     )
-    new_card = {
-        "agent_id": card["agent_id"],
-        "family": params["family"],
-        "params": params,
-        "context_length": trained.context_length,
-        "vocab": trained.vocab,
-        "dataset_version": trained.dataset_version,
-        "change": change,
-        "parent_version": card.get("version"),
-        "metrics": {
-            "validation_loss": history.best_loss,
-            "unigram_loss": baseline,
-            "epochs": len(epochs),
-            "train_seconds": history.seconds,
-        },
-        "files": {KERAS_NAME: sha256_of(out_dir / KERAS_NAME)},
-        "created_at": datetime.now(UTC).isoformat(),
-        **extra,
-    }
-    (out_dir / CARD_NAME).write_text(json.dumps(new_card, indent=2))
+    ModelCard(
+        agent_id=champion.agent_id,
+        family=params["family"],
+        params=params,
+        context_length=trained.context_length,
+        vocab=tuple(trained.vocab),
+        metrics=CardMetrics(
+            validation_loss=history.best_loss,
+            unigram_loss=baseline,
+            epochs=len(epochs),
+            train_seconds=history.seconds,
+        ),
+        files={KERAS_NAME: sha256_of(out_dir / KERAS_NAME)},
+        dataset_version=trained.dataset_version,
+        change=change,
+        parent_version=champion.version,
+        examples=examples,
+        learning_rate=learning_rate,
+        created_at=datetime.now(UTC).isoformat(),
+    ).write(out_dir)
     return trained
 
 
@@ -124,22 +133,28 @@ def fine_tune(
     settings: RetrainSettings,
     on_epoch=None,
 ) -> tuple[TrainedModel, EncodedText]:
-    import keras
-
     from thunder_dagster.modeling.architectures import compile_model, load_model
+    from thunder_dagster.modeling.backend import keras
 
     card, vocabulary = _champion(champion_dir)
-    data = examples_data(
-        examples, vocabulary, int(card["context_length"]), settings.validation_split
-    )
+    data = examples_data(examples, vocabulary, card.context_length, settings.validation_split)
     keras.utils.set_random_seed(settings.seed)
     model = compile_model(
         load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
     )
-    history = _fit(model, data, int(card["context_length"]), settings, on_epoch)
-    extra = {"examples": len(examples), "learning_rate": settings.learning_rate}
-    params = dict(card["params"])
-    return _save(model, out_dir, card, params, data, history, "fine_tune", extra), data
+    history = _fit(model, data, card.context_length, settings, on_epoch)
+    trained = _save(
+        model,
+        out_dir,
+        card,
+        dict(card.params),
+        data,
+        history,
+        "fine_tune",
+        len(examples),
+        settings.learning_rate,
+    )
+    return trained, data
 
 
 def student_params(champion_params: dict) -> dict:
@@ -156,12 +171,11 @@ def distill(
 ) -> tuple[TrainedModel, EncodedText]:
     """The table's learning-rate factor (0.5, 1 or 2 times 1e-4) scales the student's own base
     rate: a student starting from random weights at 1e-4 would learn nothing in its budget."""
-    import keras
-
     from thunder_dagster.modeling.architectures import build_language_model, compile_model
+    from thunder_dagster.modeling.backend import keras
 
     card, vocabulary = _champion(champion_dir)
-    params = student_params(card["params"])
+    params = student_params(card.params)
     data = examples_data(
         examples, vocabulary, int(params["context_length"]), settings.validation_split
     )
@@ -169,5 +183,7 @@ def distill(
     rate = STUDENT_BASE_RATE * settings.learning_rate / 1e-4
     model = compile_model(build_language_model(params, len(vocabulary)), rate)
     history = _fit(model, data, int(params["context_length"]), settings, on_epoch)
-    extra = {"examples": len(examples), "learning_rate": rate, "teacher_examples": True}
-    return _save(model, out_dir, card, params, data, history, "distillation", extra), data
+    trained = _save(
+        model, out_dir, card, params, data, history, "distillation", len(examples), rate
+    )
+    return trained, data

@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from thunder_dagster.modeling.space import CONTEXT_LENGTHS, FAMILIES
 from thunder_dagster.modeling.training import Budget, Epoch
 
 
@@ -12,8 +13,8 @@ class SearchSettings:
     trials: int
     budget: Budget
     minutes: float | None = None
-    families: tuple[str, ...] = ("gru", "conv", "transformer")
-    context_lengths: tuple[int, ...] = (32, 64, 128)
+    families: tuple[str, ...] = FAMILIES
+    context_lengths: tuple[int, ...] = CONTEXT_LENGTHS
     seed: int = 0
     prune: bool = True
     heartbeat_seconds: int = 10

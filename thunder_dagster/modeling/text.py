@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from thunder_dagster.documents.datasets import TrainingDataset
+
 UNKNOWN = "\ufffd"
 DOCUMENT_SEPARATOR = "\n\n"
 
@@ -131,3 +133,24 @@ def unigram_loss(train: np.ndarray, validation: np.ndarray, vocab_size: int) -> 
     counts = np.bincount(train, minlength=vocab_size).astype(np.float64) + 1.0
     log_probabilities = np.log(counts / counts.sum())
     return float(-log_probabilities[validation].mean())
+
+
+MIN_VALIDATION_CHARACTERS = 200
+
+
+class DatasetTooSmallError(ValueError):
+    """A dataset whose held-out share is too short to validate a model on."""
+
+
+def encoded_dataset(dataset: TrainingDataset, validation_fraction: float) -> EncodedText:
+    """The dataset's documents encoded and split; too few held-out characters is an error that
+    says what to upload."""
+    data = encode_documents(dataset_documents(dataset.path), validation_fraction)
+    if len(data.validation) < MIN_VALIDATION_CHARACTERS:
+        raise DatasetTooSmallError(
+            f"agent {dataset.agent_id}: dataset {dataset.version} ({dataset.path}) holds "
+            f"{dataset.characters} characters; the held-out {validation_fraction:.0%} is "
+            f"{len(data.validation)} characters, too few to validate a model. Upload more "
+            "documents."
+        )
+    return data

@@ -83,7 +83,7 @@ def train(
     `patience` epochs without a better validation loss. With `restore_best`, the model ends
     with the weights of its best validation loss, counting the weights it started with.
     """
-    import keras
+    from thunder_dagster.modeling.backend import keras
 
     rng = np.random.default_rng(seed)
     started = time.monotonic()

@@ -8,45 +8,16 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 
 from thunder_dagster.modeling.search import SearchResult, SearchSettings, TrialObserver, TrialRecord
+from thunder_dagster.modeling.space import KNOWN_GOOD
 from thunder_dagster.modeling.text import EncodedText
 from thunder_dagster.modeling.training import Epoch, History, NonFiniteLossError, train
 
-# Configurations known to train well on character text within minutes on two cores; the study
-# runs the first that fits its space before TPE explores, so a short budget still ends well.
-KNOWN_GOOD = (
-    {
-        "family": "gru",
-        "context_length": 64,
-        "learning_rate": 5e-3,
-        "hidden_size": 256,
-        "layers": 1,
-        "dropout": 0.0,
-        "activation": "gelu",
-    },
-    {
-        "family": "transformer",
-        "context_length": 64,
-        "learning_rate": 2e-3,
-        "hidden_size": 128,
-        "layers": 4,
-        "dropout": 0.0,
-        "activation": "gelu",
-    },
-    {
-        "family": "conv",
-        "context_length": 64,
-        "learning_rate": 2e-3,
-        "hidden_size": 128,
-        "layers": 4,
-        "dropout": 0.0,
-        "activation": "gelu",
-    },
-)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 FAILURE_ATTR = "failure"
 SURPLUS_ATTR = "surplus"
@@ -109,9 +80,7 @@ def open_storage(url: str, settings: SearchSettings) -> optuna.storages.RDBStora
 
 def _declared(settings: SearchSettings, vocab_size: int):
     """The HyperModel and the hyperparameters it declares, at their defaults."""
-    import keras_tuner
-
-    from thunder_dagster.modeling.architectures import LanguageModelHyperModel
+    from thunder_dagster.modeling.architectures import LanguageModelHyperModel, keras_tuner
 
     hypermodel = LanguageModelHyperModel(vocab_size, settings.families, settings.context_lengths)
     hp = keras_tuner.HyperParameters()
@@ -175,8 +144,11 @@ def objective(
     checkpoint_dir: Path,
     observer: TrialObserver,
     deadline: float | None,
+    trainer: Callable[..., History] = train,
 ) -> float:
-    import keras
+    """One trial: its parameters sampled, its model built and trained by `trainer` (the
+    training loop; a test passes one that fails), its best validation loss returned."""
+    from thunder_dagster.modeling.backend import keras
 
     if not claim(trial, settings.trials):
         trial.set_user_attr(SURPLUS_ATTR, f"the study already has its {settings.trials} trials")
@@ -197,7 +169,7 @@ def objective(
 
     losses: list[float] = []
     try:
-        history: History = train(
+        history: History = trainer(
             model,
             data,
             params["context_length"],
@@ -304,6 +276,7 @@ def search(
     checkpoint_dir: Path,
     observer: TrialObserver | None = None,
     worker: int | None = None,
+    trainer: Callable[..., History] = train,
 ) -> list[int]:
     """Run trials of the study until it holds `settings.trials` counted trials or the minutes
     run out; return the numbers of the trials this call settled.
@@ -335,7 +308,7 @@ def search(
     while (remaining := settings.trials - counted_trials(study)) > 0 and left() != 0:
         study.optimize(
             lambda trial: objective(
-                trial, data, settings, space, checkpoint_dir, observer, deadline
+                trial, data, settings, space, checkpoint_dir, observer, deadline, trainer
             ),
             n_trials=remaining,
             timeout=left(),
@@ -350,7 +323,6 @@ def search(
         # for this loop to run, so that no trial is lost.
         time.sleep(min(settings.heartbeat_seconds, left() or settings.heartbeat_seconds))
         optuna.storages.fail_stale_trials(study)
-    return settled
     return settled
 
 
@@ -396,7 +368,8 @@ def run_search(
     name: str,
     checkpoint_dir: Path,
     observer: TrialObserver | None = None,
+    trainer: Callable[..., History] = train,
 ) -> SearchResult:
     """`search` in this process, then the study's result."""
-    ran_now = search(data, settings, storage_url, name, checkpoint_dir, observer)
+    ran_now = search(data, settings, storage_url, name, checkpoint_dir, observer, trainer=trainer)
     return study_result(storage_url, name, settings, checkpoint_dir, ran_now)

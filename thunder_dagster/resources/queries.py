@@ -1,15 +1,15 @@
-import os
-
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.home import Home
+from thunder_dagster import settings
+from thunder_dagster.resources.home import ThunderHome
 
 
 class QueryLogStore(dg.ConfigurableResource):
     """The query-log store the model server writes: SQLite under THUNDER_HOME by default,
     PostgreSQL (or any SQLAlchemy URL) in production."""
 
+    thunder: ThunderHome
     url: str = Field(
         default="",
         description="SQLAlchemy URL of the query logs; empty means the THUNDER_QUERY_DB_URL "
@@ -17,10 +17,10 @@ class QueryLogStore(dg.ConfigurableResource):
         "sqlite:///$THUNDER_HOME/queries.db.",
     )
 
-    def open(self, home: Home):
-        """A QueryStore on the newest schema; close it when done."""
+    def open(self):
+        """A QueryStore on the newest schema, to use in a `with` block that closes it."""
         from thunder_dagster.feedback.store import QueryStore
 
         return QueryStore.open(
-            self.url or os.environ.get("THUNDER_QUERY_DB_URL") or home.queries_db_url
+            self.url or settings.QUERY_DB_URL.value() or self.thunder.home().queries_db_url
         )

@@ -1,10 +1,11 @@
-import os
-
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.home import Home
+from thunder_dagster import settings
+from thunder_dagster.deployments.registry import ModelRegistry
+from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.tracking.experiments import Tracker
+from thunder_dagster.tracking.registry import MlflowRegistry
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -15,6 +16,7 @@ class MlflowTracking(dg.ConfigurableResource):
     no room for a child run per trial, and it retries a dead server for minutes.
     """
 
+    thunder: ThunderHome
     tracking_uri: str = Field(
         default="",
         description="MLflow tracking URI (also the registry); empty means the "
@@ -29,13 +31,11 @@ class MlflowTracking(dg.ConfigurableResource):
     timeout_seconds: int = Field(default=10, description="HTTP timeout of one MLflow call")
     max_retries: int = Field(default=1, description="HTTP retries of one MLflow call")
 
-    def tracker(self, home: Home, warn) -> Tracker:
+    def tracker(self, warn) -> Tracker:
+        """A tracker for one step; `warn` hears the first failure, after which it stays off."""
+        home = self.thunder.home()
         home.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        uri = (
-            self.tracking_uri
-            or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-            or f"sqlite:///{home.mlflow_dir / 'mlflow.db'}"
-        )
+        uri = self.tracking_uri or settings.MLFLOW_TRACKING_URI.value() or home.mlflow_db_url
         local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
         return Tracker(
             tracking_uri=uri,
@@ -46,3 +46,8 @@ class MlflowTracking(dg.ConfigurableResource):
             timeout_seconds=self.timeout_seconds,
             max_retries=self.max_retries,
         )
+
+    def registry(self, tracker: Tracker) -> ModelRegistry:
+        """The model registry on the same MLflow: what release, promote, retire and rollback
+        move the aliases of."""
+        return MlflowRegistry(tracker)

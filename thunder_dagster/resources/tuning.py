@@ -1,14 +1,14 @@
-import os
-
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.home import Home
+from thunder_dagster import settings
+from thunder_dagster.resources.home import ThunderHome
 
 
 class TuningStorage(dg.ConfigurableResource):
     """Where Optuna keeps its studies: any SQLAlchemy URL; SQLite under THUNDER_HOME by default."""
 
+    thunder: ThunderHome
     url: str = Field(
         default="",
         description="SQLAlchemy URL of the Optuna storage; empty means the THUNDER_OPTUNA_URL "
@@ -16,15 +16,16 @@ class TuningStorage(dg.ConfigurableResource):
         "password by EnvVar.",
     )
 
-    def storage_url(self, home: Home) -> str:
-        url = self.url or os.environ.get("THUNDER_OPTUNA_URL", "").strip()
+    def storage_url(self) -> str:
+        url = self.url or settings.OPTUNA_URL.value()
         if url:
             return url
+        home = self.thunder.home()
         home.root.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{home.optuna_db}"
 
-    def display_url(self, home: Home) -> str:
+    def display_url(self) -> str:
         """The URL without its password, for logs and metadata."""
         from sqlalchemy.engine import make_url
 
-        return make_url(self.storage_url(home)).render_as_string(hide_password=True)
+        return make_url(self.storage_url()).render_as_string(hide_password=True)

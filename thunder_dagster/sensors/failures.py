@@ -8,7 +8,7 @@ from thunder_dagster.resources.home import ThunderHome
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
-def failure_recorder(context: dg.RunFailureSensorContext, thunder: ThunderHome) -> None:
+def run_failure_sensor(context: dg.RunFailureSensorContext, thunder: ThunderHome) -> None:
     """Records each failed run in the agent's processed/failures.jsonl, beside its ingest report."""
     run = context.dagster_run
     agent_id = run.tags.get("dagster/partition", "")

@@ -1,8 +1,11 @@
 import json
+from datetime import datetime
 
 import dagster as dg
 
+from thunder_dagster.feedback.rules import Decision
 from thunder_dagster.jobs.feedback import distillation_job, fine_tune_job
+from thunder_dagster.resources.queries import QueryLogStore
 
 JOBS = {
     "fine_tune": (fine_tune_job, "fine_tuned_model"),
@@ -15,41 +18,40 @@ JOBS = {
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts the fine-tune or distillation run a daily analysis decided on, with its "
-    "learning rate; one run per agent, day and rule, however often the day is analysed.",
+    "learning rate; one run per agent, day and change, however often the day is analysed.",
 )
-def retraining_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    after = json.loads(context.cursor)["storage_id"] if context.cursor else None
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("training_triggers"), after_storage_id=after),
-        limit=100,
-        ascending=True,
-    ).records
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, queries: QueryLogStore
+) -> dg.SensorResult:
+    """Reads the analyses the query-log store keeps (training_triggers records each one there),
+    not the asset's metadata: the store is the decision's one home."""
+    after = json.loads(context.cursor)["analysed_at"] if context.cursor else None
+    with queries.open() as store:
+        analyses = store.analyses_since(datetime.fromisoformat(after) if after else None)
     requests, skipped = [], []
-    for record in records:
-        after = record.storage_id
-        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        rule, agent_id, day = metadata.get("rule"), metadata.get("agent_id"), metadata.get("day")
-        if rule not in JOBS:
-            skipped.append(f"{agent_id} {day}: {metadata.get('reason')}")
+    for analysis in analyses:
+        after = analysis.analysed_at.isoformat()
+        decision = Decision.from_json(analysis.decision)
+        agent_id, day, change = analysis.agent_id, analysis.day.isoformat(), decision.change
+        if change not in JOBS:
+            skipped.append(f"{agent_id} {day}: {decision.reason}")
             continue
-        job, asset = JOBS[rule]
+        job, asset = JOBS[change]
         requests.append(
             dg.RunRequest(
-                run_key=f"{rule}:{agent_id}:{day}",
+                run_key=f"{change}:{agent_id}:{day}",
                 job_name=job.name,
                 partition_key=agent_id,
-                run_config={
-                    "ops": {asset: {"config": {"learning_rate": metadata["learning_rate"]}}}
-                },
+                run_config={"ops": {asset: {"config": {"learning_rate": decision.learning_rate}}}},
                 tags={
                     "thunder/trigger": "daily_analysis",
                     "thunder/day": day,
-                    "thunder/rule": rule,
+                    "thunder/change": change,
                 },
             )
         )
     return dg.SensorResult(
         run_requests=requests,
         skip_reason=None if requests else ("; ".join(skipped) or "no new analysis"),
-        cursor=json.dumps({"storage_id": after}),
+        cursor=json.dumps({"analysed_at": after}),
     )

@@ -1,12 +1,16 @@
 import json
-import os
-import time
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from thunder_dagster.assets.partitions import agents
+from thunder_dagster import settings
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.documents.datasets import latest_dataset
 from thunder_dagster.home import CATEGORIES
-from thunder_dagster.jobs.training import pipeline_job, prompt_training, training_job
+from thunder_dagster.jobs.training import pipeline_job, prompt_training_job, training_job
+from thunder_dagster.modeling.cards import ModelCard, UnreadableCardError
+from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.partitions import agents
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -14,21 +18,6 @@ IN_PROGRESS = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def debounce_seconds() -> float:
-    return float(os.environ.get("THUNDER_TRAINING_DEBOUNCE", "60"))
-
-
-def _latest_metadata(instance, asset: str, agent_id: str):
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[agent_id]), limit=1
-    ).records
-    if not records:
-        return None, None
-    record = records[0]
-    metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-    return {key: value.value for key, value in metadata.items()}, record.timestamp
 
 
 @dg.sensor(
@@ -39,26 +28,29 @@ def _latest_metadata(instance, asset: str, agent_id: str):
     "again when its dataset changes; waits until the dataset has been still for "
     "THUNDER_TRAINING_DEBOUNCE seconds (60) and no run of the agent is in flight.",
 )
-def training_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def training_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome) -> dg.SensorResult:
+    """Reads each agent's dataset manifest and its champion's model card: what the dataset
+    holds, and whether the model serving was trained on it."""
+    home = thunder.home()
+    debounce = float(settings.TRAINING_DEBOUNCE.value())
     requested = json.loads(context.cursor) if context.cursor else {}
     requests, waiting = [], []
     for agent_id in context.instance.get_dynamic_partitions(agents.name):
-        dataset, materialized_at = _latest_metadata(context.instance, "training_dataset", agent_id)
+        dataset = latest_dataset(home.processed_dir(agent_id))
         if dataset is None:
             continue
-        version = dataset.get("version")
+        version = dataset.version
         if requested.get(agent_id) == version:
             continue
-        categories = dataset.get("categories") or {}
-        missing = [category for category in CATEGORIES if not categories.get(category)]
+        missing = [category for category in CATEGORIES if not dataset.categories.get(category)]
         if missing:
             waiting.append(f"{agent_id}: no document yet in {', '.join(missing)}")
             continue
-        trained, _ = _latest_metadata(context.instance, "tpe_trials", agent_id)
-        if trained and trained.get("dataset_version") == version:
+        if _champion_dataset(home, agent_id) == version:
             requested[agent_id] = version
             continue
-        if time.time() - materialized_at < debounce_seconds():
+        age = (datetime.now(UTC) - datetime.fromisoformat(dataset.created_at)).total_seconds()
+        if age < debounce:
             waiting.append(f"{agent_id}: dataset {version} is younger than the debounce")
             continue
         in_flight = context.instance.get_runs(
@@ -83,21 +75,30 @@ def training_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     )
 
 
+def _champion_dataset(home, agent_id: str) -> str | None:
+    """The dataset version the serving champion was trained on; None without one."""
+    champion = read_pointer(home.deployments_dir(agent_id))
+    if champion is None:
+        return None
+    try:
+        return ModelCard.read(champion.model_dir).dataset_version
+    except UnreadableCardError:
+        return None
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[prompt_training],
+    monitored_jobs=[prompt_training_job],
     request_job=pipeline_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a prompt_training run wrote its document, runs the whole pipeline for "
+    description="After a prompt_training_job run wrote its document, runs the whole pipeline for "
     "that agent with the prompt's model family and priority.",
 )
-def prompt_followup(context: dg.RunStatusSensorContext):
+def prompt_followup_sensor(context: dg.RunStatusSensorContext):
     config = context.dagster_run.run_config["ops"]["prompt_document"]["config"]
-    model_type = config.get("model_type", "auto")
+    family = config.get("family", "auto")
     run_config = (
-        {"ops": {"tpe_trials": {"config": {"families": [model_type]}}}}
-        if model_type != "auto"
-        else {}
+        {"ops": {"tpe_trials": {"config": {"families": [family]}}}} if family != "auto" else {}
     )
     return dg.RunRequest(
         run_key=f"prompt:{context.dagster_run.run_id}",

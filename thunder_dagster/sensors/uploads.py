@@ -3,13 +3,14 @@ import os
 
 import dagster as dg
 
-from thunder_dagster.assets.partitions import agents
+from thunder_dagster import settings
 from thunder_dagster.documents.watch import UploadMemo, forget_agent, look_at_agent
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.jobs.ingest import ingest_job
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.partitions import agents
 
-SENSOR_INTERVAL_SECONDS = int(os.environ.get("THUNDER_SENSOR_INTERVAL", "5"))
+SENSOR_INTERVAL_SECONDS = int(settings.SENSOR_INTERVAL.value())
 # The daemon evaluates sensors on a 5-second loop and skips a sensor whose last tick is younger
 # than its minimum interval: at exactly 5 s, a pass that comes a few ms early is skipped and the
 # gap doubles. A second of slack keeps the ticks on the loop's cadence.

@@ -1,13 +1,13 @@
 """Text from a deployed ONNX model: onnxruntime and numpy only, no TensorFlow, no Dagster."""
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from thunder_dagster.deployments.pointers import POINTER_NAMES, Deployment, read_pointer
+from thunder_dagster.deployments.pointers import Deployment, read_pointer
+from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
 from thunder_dagster.modeling.text import Vocabulary
 
@@ -23,7 +23,7 @@ class RefusedModelError(RuntimeError):
 @dataclass(frozen=True)
 class LoadedModel:
     deployment: Deployment
-    card: dict
+    card: ModelCard
     session: object
     step_session: object | None
     vocabulary: Vocabulary
@@ -59,7 +59,7 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
     import onnxruntime
 
     try:
-        card = json.loads(Path(deployment.card_path).read_text())
+        card = ModelCard.read(deployment.model_dir)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         window = onnxruntime.InferenceSession(
@@ -79,8 +79,8 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
             card,
             window,
             step,
-            Vocabulary(tuple(card["vocab"])),
-            int(card["context_length"]),
+            Vocabulary(card.vocab),
+            card.context_length,
         )
     except RefusedModelError:
         raise
@@ -103,7 +103,7 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
 
 def load_deployed(deployments_dir: Path, role: str = "champion") -> LoadedModel:
     """The model the role's pointer names (champion by default)."""
-    deployment = read_pointer(deployments_dir, POINTER_NAMES[role])
+    deployment = read_pointer(deployments_dir, role)
     if deployment is None:
         raise NoDeploymentError(
             f"no {role} deployment at {deployments_dir}: train the agent first "

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from thunder_dagster.deployments.pointers import POINTER_NAMES, read_pointer
+from thunder_dagster.deployments.pointers import ROLES, pointer_path, read_pointer
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.serving.generation import LoadedModel, RefusedModelError, load_deployment
 
@@ -65,8 +65,8 @@ class ModelPool:
                 else []
             )
             for agent_id in names:
-                for role, file_name in POINTER_NAMES.items():
-                    self._refresh_one(agent_id, role, self.root / agent_id / file_name)
+                for role in ROLES:
+                    self._refresh_one(agent_id, role, pointer_path(self.root / agent_id, role))
 
     def _refresh_one(self, agent_id: str, role: str, path: Path) -> None:
         try:
@@ -83,7 +83,7 @@ class ModelPool:
             self.agents[agent_id] = replace(current, **{role: None}, refused=refused)
             return
         try:
-            deployment = read_pointer(path.parent, path.name)
+            deployment = read_pointer(path.parent, role)
             loaded = load_deployment(deployment)
         except (RefusedModelError, ValueError, TypeError, OSError) as error:
             refused[role] = str(error)

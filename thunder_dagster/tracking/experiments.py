@@ -149,6 +149,18 @@ class Tracker:
                 lambda: self._connect().set_registered_model_alias(model_name, alias, version),
             )
 
+    def delete_alias(self, model_name: str, alias: str) -> None:
+        def delete():
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self._connect().delete_registered_model_alias(model_name, alias)
+            except MlflowException as error:
+                if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise
+
+        self._call(f"delete alias {alias}", delete)
+
     def alias_version(self, model_name: str, alias: str) -> str | None:
         def read():
             from mlflow.exceptions import MlflowException

@@ -1,6 +1,7 @@
-"""The Celery app the production profile's workers run: `celery -A thunder_dagster.celery_app
-worker`. It is dagster-celery's step task on an app built from the same settings and the same
-environment variables as the executor (executors.py), so both always talk to the same broker.
+"""The Celery app the production profile's workers run:
+`celery -A thunder_dagster.runtime.celery_app worker`. It is dagster-celery's step task on an
+app built from the same settings and the same environment variables as the executor
+(executors.py), so both always talk to the same broker.
 
 dagster-celery's own `dagster-celery worker start` writes the resolved broker URL, password
 included, into a Python file under DAGSTER_HOME; starting Celery on this module keeps it in the
@@ -15,7 +16,7 @@ from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from thunder_dagster.executors import CELERY_SETTINGS, broker_urls
+from thunder_dagster.runtime.executors import CELERY_SETTINGS, broker_urls
 
 _broker, _backend = broker_urls()
 app = make_app(

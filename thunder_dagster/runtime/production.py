@@ -21,19 +21,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from thunder_dagster import settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TEMPLATE = REPO_ROOT / "deploy" / "dagster.yaml"
 BIN = Path(sys.executable).parent
 TRAINING_POOL = "training"
 
 # The variables the profile reads; `thunder prod check` says which are missing.
 REQUIRED = (
-    "THUNDER_DAGSTER_PG_URL",
-    "THUNDER_OPTUNA_URL",
-    "THUNDER_QUERY_DB_URL",
-    "THUNDER_MLFLOW_DB_URL",
-    "MLFLOW_TRACKING_URI",
-    "THUNDER_CELERY_BROKER",
+    settings.DAGSTER_PG_URL,
+    settings.OPTUNA_URL,
+    settings.QUERY_DB_URL,
+    settings.MLFLOW_DB_URL,
+    settings.MLFLOW_TRACKING_URI,
+    settings.CELERY_BROKER,
 )
 
 
@@ -53,24 +55,24 @@ class Profile:
 
     @classmethod
     def from_environment(cls) -> "Profile":
-        missing = [name for name in REQUIRED if not os.environ.get(name, "").strip()]
+        missing = [variable.name for variable in REQUIRED if not variable.is_set()]
         if missing:
             raise ProfileError(
                 f"the production profile needs {', '.join(missing)}: source deploy/profile.env "
                 "(loopback defaults) or set them to your services' URLs"
             )
-        if os.environ.get("THUNDER_EXECUTOR") != "celery":
+        if settings.EXECUTOR.value() != "celery":
             raise ProfileError("THUNDER_EXECUTOR must be celery in the production profile")
-        workers = os.environ.get("THUNDER_WORKERS", "2")
+        workers = settings.WORKERS.value() if settings.WORKERS.is_set() else "2"
         if not workers.isdigit() or int(workers) < 1:
             raise ProfileError(f"THUNDER_WORKERS={workers!r}: give a whole number of workers, >= 1")
         return cls(
-            dagster_url=os.environ["THUNDER_DAGSTER_PG_URL"],
-            optuna_url=os.environ["THUNDER_OPTUNA_URL"],
-            queries_url=os.environ["THUNDER_QUERY_DB_URL"],
-            mlflow_db_url=os.environ["THUNDER_MLFLOW_DB_URL"],
-            mlflow_uri=os.environ["MLFLOW_TRACKING_URI"],
-            broker=os.environ["THUNDER_CELERY_BROKER"],
+            dagster_url=settings.DAGSTER_PG_URL.value(),
+            optuna_url=settings.OPTUNA_URL.value(),
+            queries_url=settings.QUERY_DB_URL.value(),
+            mlflow_db_url=settings.MLFLOW_DB_URL.value(),
+            mlflow_uri=settings.MLFLOW_TRACKING_URI.value(),
+            broker=settings.CELERY_BROKER.value(),
             workers=int(workers),
         )
 
@@ -153,7 +155,7 @@ def worker_command(name: str) -> list[str]:
     return [
         str(BIN / "celery"),
         "--app",
-        "thunder_dagster.celery_app",
+        "thunder_dagster.runtime.celery_app",
         "worker",
         "--hostname",
         f"{name}@%h",

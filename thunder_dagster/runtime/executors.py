@@ -5,13 +5,13 @@ The broker and result-backend URLs are read from the environment, by the run tha
 steps and by the workers alike, so a password in them never lands in run config or a file.
 """
 
-import os
-
 import dagster as dg
 
+from thunder_dagster import settings
+
 EXECUTORS = ("in_process", "celery")
-BROKER_ENV = "THUNDER_CELERY_BROKER"
-BACKEND_ENV = "THUNDER_CELERY_BACKEND"
+BROKER_ENV = settings.CELERY_BROKER.name
+BACKEND_ENV = settings.CELERY_BACKEND.name
 
 # Four hours: longer than any step's budget. With Redis, a step whose message is not
 # acknowledged within this time is delivered again, also to a second worker while the first
@@ -47,7 +47,7 @@ class ExecutorConfigError(ValueError):
 
 
 def executor_name() -> str:
-    name = os.environ.get("THUNDER_EXECUTOR", "in_process").strip() or "in_process"
+    name = settings.EXECUTOR.value()
     if name not in EXECUTORS:
         raise ExecutorConfigError(
             f"THUNDER_EXECUTOR={name!r}: use one of {', '.join(EXECUTORS)} (in_process runs "
@@ -59,7 +59,7 @@ def executor_name() -> str:
 def search_parallelism() -> int:
     """The default number of `tpe_trials` search steps: one per Celery worker (THUNDER_WORKERS)
     on the production profile, one in process, where steps run one after the other."""
-    workers = os.environ.get("THUNDER_WORKERS", "").strip()
+    workers = settings.WORKERS.value()
     if executor_name() != "celery" or not workers.isdigit() or int(workers) < 1:
         return 1
     return int(workers)
@@ -67,13 +67,13 @@ def search_parallelism() -> int:
 
 def broker_urls() -> tuple[str, str]:
     """The broker and result-backend URLs; the backend defaults to the broker (Redis)."""
-    broker = os.environ.get(BROKER_ENV, "").strip()
+    broker = settings.CELERY_BROKER.value()
     if not broker:
         raise ExecutorConfigError(
             f"THUNDER_EXECUTOR=celery needs {BROKER_ENV}, the broker's URL, for example "
             "redis://127.0.0.1:6379/0 or amqp://guest@127.0.0.1:5672//"
         )
-    backend = os.environ.get(BACKEND_ENV, "").strip()
+    backend = settings.CELERY_BACKEND.value()
     if not backend:
         if not broker.startswith(("redis://", "rediss://")):
             raise ExecutorConfigError(
@@ -95,7 +95,9 @@ def job_executor() -> dg.ExecutorDefinition:
     return celery_executor.configured(
         {
             "broker": {"env": BROKER_ENV},
-            "backend": {"env": BACKEND_ENV} if os.environ.get(BACKEND_ENV) else {"env": BROKER_ENV},
+            "backend": {"env": BACKEND_ENV}
+            if settings.CELERY_BACKEND.is_set()
+            else {"env": BROKER_ENV},
             "config_source": CELERY_SETTINGS,
         },
         name="celery",

@@ -1,0 +1,100 @@
+"""The model card: what a model folder holds and what is known of the model in it.
+
+Every model folder (a build, a released version) has one card.json beside model.keras,
+model.onnx and step.onnx. `ModelCard.write` is its one writer (atomic) and `ModelCard.read` its
+one reader; the file names live here and nowhere else. No TensorFlow: the server reads cards.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thunder_dagster.files import write_atomically
+
+CARD_NAME = "card.json"
+KERAS_NAME = "model.keras"
+ONNX_NAME = "model.onnx"
+STEP_NAME = "step.onnx"
+LOSS_CURVES_NAME = "loss_curves.png"
+
+
+class UnreadableCardError(ValueError):
+    """A card.json that is missing, not JSON, or lacks what every card has."""
+
+
+@dataclass(frozen=True)
+class CardMetrics:
+    validation_loss: float
+    unigram_loss: float
+    epochs: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What the ONNX export and its checks found; the signature every family shares."""
+
+    validation_loss: float
+    parity_max_abs_difference: float
+    latency_ms: dict[str, float]
+    step_graph: bool
+    checks: dict[str, bool]
+    input: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    agent_id: str
+    family: str
+    params: dict
+    context_length: int
+    vocab: tuple[str, ...]
+    metrics: CardMetrics
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    dataset_version: str = ""
+    validation_fraction: float = 0.1
+    change: str = "retrain"  # retrain, fine_tune or distillation: what made this model
+    parent_version: str | None = None
+    study: str | None = None
+    best_trial: int | None = None
+    examples: int | None = None
+    learning_rate: float | None = None
+    mlflow_run_id: str | None = None
+    created_at: str = ""
+    onnx: ExportSummary | None = None
+    version: str | None = None  # set when released
+    build: str | None = None
+    registry_version: str | None = None
+
+    def write(self, model_dir: Path) -> Path:
+        path = Path(model_dir) / CARD_NAME
+        write_atomically(path, json.dumps(dataclasses.asdict(self), indent=2).encode())
+        return path
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> "ModelCard":
+        path = Path(model_dir) / CARD_NAME
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise UnreadableCardError(f"{path}: not a readable model card ({error})") from error
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["vocab"] = tuple(data["vocab"])
+        values["context_length"] = int(data["context_length"])
+        values["metrics"] = CardMetrics(**data.get("metrics", {}))
+        if data.get("onnx") is not None:
+            values["onnx"] = ExportSummary(**data["onnx"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "ModelCard":
+        return dataclasses.replace(self, **changes)
+
+    def with_files(self, hashes: dict[str, str | None]) -> "ModelCard":
+        """The card with more file hashes, by file name; a None hash is left out."""
+        return self.replace(files={**self.files, **{k: v for k, v in hashes.items() if v}})

@@ -1,0 +1,83 @@
+"""Every environment variable thunder-dagster reads, named once, with its default and meaning.
+
+Read one with `settings.EXECUTOR.value()`; nothing else in the package touches os.environ for
+its own configuration. A blank value counts as unset. deploy/profile.env holds the production
+profile's values.
+"""
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    meaning: str
+
+    def value(self) -> str:
+        return os.environ.get(self.name, "").strip() or self.default
+
+    def is_set(self) -> bool:
+        return bool(os.environ.get(self.name, "").strip())
+
+
+HOME = Variable(
+    "THUNDER_HOME", ".thunder", "The state root: uploads, models, deployments, databases"
+)
+DAGSTER_HOME = Variable(
+    "DAGSTER_HOME",
+    "",
+    "The Dagster instance's folder; the CLI defaults it to $THUNDER_HOME/dagster",
+)
+EXECUTOR = Variable(
+    "THUNDER_EXECUTOR", "in_process", "Where steps run: in_process, or celery (on the workers)"
+)
+WORKERS = Variable(
+    "THUNDER_WORKERS", "", "Celery workers of the production profile; the default search steps"
+)
+CELERY_BROKER = Variable("THUNDER_CELERY_BROKER", "", "Celery broker URL (Redis or RabbitMQ)")
+CELERY_BACKEND = Variable(
+    "THUNDER_CELERY_BACKEND", "", "Celery result backend URL; empty means the broker's"
+)
+TIMEZONE = Variable(
+    "THUNDER_TIMEZONE", "UTC", "Zone of the daily analysis' days and of its 02:00 schedule"
+)
+TRAINING_DEBOUNCE = Variable(
+    "THUNDER_TRAINING_DEBOUNCE", "60", "Seconds a dataset must be still before training starts"
+)
+SENSOR_INTERVAL = Variable(
+    "THUNDER_SENSOR_INTERVAL", "5", "Seconds between the upload sensor's looks at the folders"
+)
+QUERY_DB_URL = Variable(
+    "THUNDER_QUERY_DB_URL", "", "SQLAlchemy URL of the query logs; empty: $THUNDER_HOME/queries.db"
+)
+OPTUNA_URL = Variable(
+    "THUNDER_OPTUNA_URL", "", "SQLAlchemy URL of the Optuna studies; empty: $THUNDER_HOME/optuna.db"
+)
+MLFLOW_TRACKING_URI = Variable(
+    "MLFLOW_TRACKING_URI", "", "MLflow tracking and registry URI; empty: $THUNDER_HOME/mlflow"
+)
+DAGSTER_PG_URL = Variable(
+    "THUNDER_DAGSTER_PG_URL", "", "PostgreSQL URL of the production profile's Dagster instance"
+)
+MLFLOW_DB_URL = Variable(
+    "THUNDER_MLFLOW_DB_URL", "", "Backend store of the production profile's MLflow server"
+)
+
+VARIABLES = (
+    HOME,
+    DAGSTER_HOME,
+    EXECUTOR,
+    WORKERS,
+    CELERY_BROKER,
+    CELERY_BACKEND,
+    TIMEZONE,
+    TRAINING_DEBOUNCE,
+    SENSOR_INTERVAL,
+    QUERY_DB_URL,
+    OPTUNA_URL,
+    MLFLOW_TRACKING_URI,
+    DAGSTER_PG_URL,
+    MLFLOW_DB_URL,
+)
