@@ -1,12 +1,10 @@
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.factories import CORPUS
+from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 
 @pytest.fixture
@@ -26,11 +24,8 @@ def corpus() -> Path:
     return CORPUS
 
 
-def write(path: Path, data: bytes | str, mtime_ns: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.write_bytes(data)
-    if mtime_ns is not None:
-        os.utime(path, ns=(mtime_ns, mtime_ns))
-    return path
+@pytest.fixture
+def store(home):
+    """The query-log store of the test's home, open for the test."""
+    with QueryStore.open(home.queries_db_url) as opened:
+        yield opened

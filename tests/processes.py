@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.factories import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 

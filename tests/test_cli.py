@@ -2,7 +2,7 @@ import json
 
 from click.testing import CliRunner
 
-from tests.conftest import write
+from tests.factories import write
 from thunder_dagster.cli import main
 
 
@@ -60,13 +60,3 @@ def test_generate_without_a_deployment_says_how_to_get_one(home):
 def test_train_needs_the_agent_folder(home):
     result = CliRunner().invoke(main, ["train", "ghost", "--trials", "1"])
     assert result.exit_code == 1 and "no folder" in result.output
-
-
-def test_training_ops_split_the_minutes_between_search_and_training():
-    from thunder_dagster.jobs.training import training_ops
-
-    assert training_ops(4, 10.0) == {
-        "tpe_trials": {"config": {"trials": 4, "minutes": 3.0}},
-        "keras_model": {"config": {"minutes": 7.0}},
-    }
-    assert training_ops(None, None, parallel=2)["tpe_trials"] == {"config": {"parallel": 2}}

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from tests.assets.test_feedback_assets import analyse, log
-from tests.conftest import REPO_ROOT, write
-from tests.deployed import deploy_tiny
+from tests.factories import REPO_ROOT, analyse, deploy_tiny, log, write
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
 

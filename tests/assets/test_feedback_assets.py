@@ -8,81 +8,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.deployed import deploy_tiny
-from thunder_dagster.assets import abtests, feedback, retraining
+from tests.factories import analyse, deploy_tiny, log, resources
+from thunder_dagster.assets import abtests, retraining
 from thunder_dagster.deployments.pointers import read_pointer
-from thunder_dagster.feedback.records import QueryRecord
-from thunder_dagster.feedback.store import QueryStore
-from thunder_dagster.jobs.feedback import daily_analysis_schedule
-from thunder_dagster.jobs.maintenance import cleanup_job
 from thunder_dagster.modeling.cards import ModelCard
-from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.tracking.registry import MlflowRegistry
-
-PHRASES = ["the cat sat on the mat. ", "a dog ran to the park. ", "the sun is out today. "]
-
-
-def resources(home):
-    return build_resources(str(home.root))
-
-
-def log(store, n, at, agent="acme", score=None, **fields):
-    ids = []
-    for i in range(n):
-        values = {
-            "agent_id": agent,
-            "user_id": f"u{i}",
-            "variant": "champion",
-            "model_version": "1.0.0",
-            "prompt": PHRASES[i % 3][:8],
-            "response": PHRASES[i % 3][8:] + PHRASES[(i + 1) % 3],
-            "confidence": 0.7,
-            "fallback": False,
-            "latency_ms": 1.0,
-        } | fields
-        query_id = store.log_query(QueryRecord(**values), at=at + timedelta(seconds=i))
-        if score is not None:
-            store.add_feedback(query_id, score(i) if callable(score) else score)
-        ids.append(query_id)
-    return ids
-
-
-@pytest.fixture
-def store(home):
-    opened = QueryStore.open(home.queries_db_url)
-    yield opened
-    opened.close()
-
-
-def analyse(home, instance, day: str, agent="acme"):
-    return dg.materialize(
-        [feedback.query_log_stats, feedback.training_triggers],
-        partition_key=dg.MultiPartitionKey({"agent": agent, "day": day}),
-        instance=instance,
-        resources=resources(home),
-    )
 
 
 def decision_of(result) -> dict:
     metadata = result.asset_materializations_for_node("training_triggers")[0].metadata
     return {key: value.value for key, value in metadata.items()}
-
-
-def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():
-    with dg.instance_for_test() as instance:
-        moment = datetime(2026, 3, 4, 2, 0)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
-        assert isinstance(daily_analysis_schedule(context), dg.SkipReason)
-        instance.add_dynamic_partitions("agents", ["acme", "zeta"])
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
-        requests = daily_analysis_schedule(context)
-        assert [r.partition_key for r in requests] == ["acme|2026-03-03", "zeta|2026-03-03"]
-        assert [r.run_key for r in requests] == [
-            "analysis:acme:2026-03-03",
-            "analysis:zeta:2026-03-03",
-        ]
 
 
 def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_once(home, store):
@@ -294,27 +231,3 @@ def test_a_challenger_no_better_is_retired_and_promotion_refuses_to_run_alone(ho
         alone = ab_run(home, instance, selection=["champion_promotion"])
         assert not alone.success
         assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
-
-
-def test_cleanup_prunes_old_versions_but_never_one_that_serves(home, store):
-    for seed in range(5):
-        deploy_tiny(home, "acme", seed=seed)
-    deploy_tiny(home, "acme", seed=9, role="challenger")
-    (home.models_dir("acme") / ".9.9.9.staging").mkdir()
-    store.cache_response("acme", "1.0.0", "p", "r", 0.9, timedelta(seconds=-1))
-    with dg.instance_for_test() as instance:
-        result = cleanup_job.execute_in_process(
-            instance=instance,
-            resources=resources(home),
-            run_config={
-                "ops": {"clean_up": {"config": {"keep_versions": 1, "max_age_hours": 1e-9}}}
-            },
-        )
-    summary = result.output_for_node("clean_up")
-    kept = sorted(p.name for p in home.models_dir("acme").iterdir() if p.name[0].isdigit())
-    # 1.5.0 is the challenger, 1.4.0 the champion, 1.3.0 what a rollback returns to.
-    assert kept == ["1.3.0", "1.4.0", "1.5.0"]
-    assert summary["removed_versions"] == ["acme 1.2.0", "acme 1.1.0", "acme 1.0.0"]
-    assert summary["expired_cache_entries"] == 1 and summary["freed_bytes"] > 0
-    assert not (home.models_dir("acme") / ".9.9.9.staging").exists()
-    assert list((home.models_dir("acme") / "builds").iterdir()) == []

@@ -3,7 +3,7 @@ import shutil
 
 import dagster as dg
 
-from tests.conftest import write
+from tests.factories import write
 from thunder_dagster.assets.datasets import training_dataset
 from thunder_dagster.assets.documents import chunks, documents
 from thunder_dagster.documents.datasets import read_training_dataset

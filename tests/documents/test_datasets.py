@@ -1,7 +1,9 @@
+import json
 from datetime import UTC, datetime
 
 from thunder_dagster.documents.datasets import (
     check_training_dataset,
+    latest_dataset,
     read_training_dataset,
     write_training_dataset,
 )
@@ -87,3 +89,18 @@ def test_hand_quoted_lines_parse_back_with_the_csv_module(tmp_path):
     with open(dataset.path, encoding="utf-8", newline="") as handle:
         parsed = list(csv.reader(handle))
     assert parsed[1:] == [[str(value) for value in row] for row in awkward]
+
+
+def test_the_manifest_counts_each_categorys_documents_also_for_an_older_manifest(tmp_path):
+    both = rows(["a"], "a" * 16) + rows(["b", "c"], "b" * 16)
+    both[-1] = ("b" * 16, "communication", *both[-1][2:])
+    dataset = write_training_dataset("acme", both, tmp_path, now=NOW)
+    assert dataset.categories == {"communication": 1, "reference": 2}
+    assert latest_dataset(tmp_path) == dataset
+    manifest = tmp_path / "dataset.json"
+    older = {k: v for k, v in json.loads(manifest.read_text()).items() if k != "categories"}
+    manifest.write_text(json.dumps(older))
+    assert latest_dataset(tmp_path).categories == {}
+    again = write_training_dataset("acme", both, tmp_path, now=NOW)
+    assert again.version == dataset.version and again.categories == dataset.categories
+    assert latest_dataset(tmp_path).categories == dataset.categories

@@ -4,7 +4,7 @@ import zipfile
 import docx
 import pytest
 
-from tests.conftest import CORPUS, write
+from tests.factories import CORPUS, write
 from thunder_dagster.documents.extraction import (
     ExtractionLimits,
     extract,

@@ -1,6 +1,6 @@
 import os
 
-from tests.conftest import write
+from tests.factories import write
 from thunder_dagster.documents.uploads import OUTSIDE_LINK, scan_agent
 from thunder_dagster.documents.watch import UploadMemo, look_at_agent
 

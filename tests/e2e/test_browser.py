@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.e2e.test_server import free_port
+from tests.factories import REPO_ROOT, free_port
 from tests.processes import BIN, kill_tree, wait_for
 from thunder_dagster.samples import copy_sample_agent
 

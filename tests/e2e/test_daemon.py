@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.conftest import REPO_ROOT, write
+from tests.factories import REPO_ROOT, write
 from tests.processes import start_daemon, stop_daemon, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

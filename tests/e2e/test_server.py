@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,20 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets.test_feedback_assets import log
-from tests.conftest import REPO_ROOT
-from tests.deployed import deploy_tiny
+from tests.factories import REPO_ROOT, deploy_tiny, free_port, log
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.serving.models import variant_for
 from thunder_dagster.serving.simulation import simulate
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

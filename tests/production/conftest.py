@@ -8,7 +8,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.factories import REPO_ROOT
 from tests.processes import BIN
 from tests.services import postgres_database
 

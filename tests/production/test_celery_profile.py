@@ -4,7 +4,6 @@ Redis, MLflow as a server on PostgreSQL; one worker's step process is killed mid
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,9 +13,8 @@ import dagster as dg
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.factories import REPO_ROOT, SEARCH_STEP, free_port
 from tests.processes import wait_for
-from tests.production.test_faults import SEARCH_STEP
 from tests.services import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -24,12 +22,6 @@ STEP_MESSAGE = f"Executing steps {SEARCH_STEP}["
 TRIALS = 3
 # 45 s of search per step: room for the killed trial to go stale (30 s) and run again.
 PROD_RUN = ["prod", "run", "--trials", str(TRIALS), "--minutes", "2.5"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_main_process(hostname: str) -> psutil.Process:

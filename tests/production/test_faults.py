@@ -12,7 +12,7 @@ import dagster as dg
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT, write
+from tests.factories import REPO_ROOT, SEARCH_STEP, write
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
 from thunder_dagster.samples import SAMPLE_AGENT_DIR, copy_sample_agent
 
@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 # The faults are the instance's and the daemon's: steps run in the run's process here, the
 # Celery workers have their own test.
 # The steps of tpe_trials that run trials: tpe_trials.search_trials[0], [1], ...
-SEARCH_STEP = "tpe_trials.search_trials"
 IN_PROCESS = {"THUNDER_EXECUTOR": "in_process", "THUNDER_SENSOR_INTERVAL": "2"}
 TRAIN = ["train", "sample", "--trials", "2", "--minutes", "0.5"]
 # The retry inherits its parent's tags, this one included: the limit must hold the whole

@@ -6,7 +6,7 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
-from tests.assets.test_feedback_assets import log
+from tests.factories import log
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.jobs.feedback import daily_analysis_schedule

@@ -4,7 +4,7 @@ import os
 import dagster as dg
 import pytest
 
-from tests.conftest import write
+from tests.factories import write
 from thunder_dagster.definitions import defs
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.launch import run_job

@@ -1,11 +1,13 @@
-import shutil
+import json
 
 import dagster as dg
 
+from tests.factories import deploy_tiny
+from thunder_dagster.documents.datasets import latest_dataset, write_training_dataset
+from thunder_dagster.home import CATEGORIES
 from thunder_dagster.jobs.training import prompt_training_job
+from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.runtime.launch import run_job
-from thunder_dagster.samples import SAMPLE_AGENT_DIR
 from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
 
 
@@ -15,18 +17,23 @@ def evaluate(instance, home, cursor=None) -> dg.SensorResult:
         return training_sensor(context)
 
 
+def dataset(home, agent_id: str, categories: tuple[str, ...]) -> None:
+    """The state an ingest leaves: a dataset with one document in each of `categories`."""
+    rows = [
+        (f"doc-{c}", c, f"{c}.txt", 0, f"doc-{c}-0", 0, 40, f"A document filed under {c}.")
+        for c in categories
+    ]
+    write_training_dataset(agent_id, rows, home.processed_dir(agent_id))
+
+
 def test_training_is_requested_once_per_dataset_version_when_every_category_has_a_document(
     home, monkeypatch
 ):
     monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "0")
-    shutil.copytree(SAMPLE_AGENT_DIR, home.agent_dir("full"))
-    home.create_agent("partial")
-    shutil.copy(
-        SAMPLE_AGENT_DIR / "reference" / "food_safety.txt", home.agent_dir("partial") / "reference"
-    )
+    dataset(home, "full", CATEGORIES)
+    dataset(home, "partial", ("reference",))
     with dg.instance_for_test() as instance:
-        for agent_id in ("full", "partial"):
-            assert run_job("ingest_job", agent_id, instance=instance).success
+        instance.add_dynamic_partitions("agents", ["full", "partial"])
         first = evaluate(instance, home)
         assert [r.partition_key for r in first.run_requests] == ["full"]
         request = first.run_requests[0]
@@ -40,12 +47,26 @@ def test_training_is_requested_once_per_dataset_version_when_every_category_has_
 
 def test_a_fresh_dataset_waits_out_the_debounce(home, monkeypatch):
     monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "3600")
-    shutil.copytree(SAMPLE_AGENT_DIR, home.agent_dir("full"))
+    dataset(home, "full", CATEGORIES)
     with dg.instance_for_test() as instance:
-        assert run_job("ingest_job", "full", instance=instance).success
+        instance.add_dynamic_partitions("agents", ["full"])
         result = evaluate(instance, home)
         assert result.run_requests == []
         assert "younger than the debounce" in result.skip_reason.skip_message
+
+
+def test_a_dataset_the_champion_was_trained_on_is_not_trained_again(home, monkeypatch):
+    monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "0")
+    dataset(home, "full", CATEGORIES)
+    deployed = deploy_tiny(home, "full")
+    card = ModelCard.read(deployed.model_dir)
+    version = latest_dataset(home.processed_dir("full")).version
+    card.replace(dataset_version=version).write(deployed.model_dir)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["full"])
+        result = evaluate(instance, home)
+        assert result.run_requests == []
+        assert json.loads(result.cursor) == {"full": version}
 
 
 def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(home):
@@ -81,18 +102,3 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
         assert request.partition_key == "bakery"
         assert request.tags["dagster/priority"] == "5"
         assert request.run_config == {"ops": {"tpe_trials": {"config": {"families": ["gru"]}}}}
-
-
-def test_an_empty_prompt_fails_with_the_field_named(home):
-    with dg.instance_for_test() as instance:
-        result = prompt_training_job.execute_in_process(
-            run_config={
-                "ops": {"prompt_document": {"config": {"agent_id": "bakery", "prompt_text": " "}}}
-            },
-            resources={"thunder": ThunderHome(root=str(home.root))},
-            instance=instance,
-            raise_on_error=False,
-        )
-        assert not result.success
-        failure = next(e for e in result.all_events if e.is_step_failure)
-        assert "prompt_text is empty" in failure.step_failure_data.error.message

@@ -4,7 +4,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.deployed import deploy_tiny
+from tests.factories import deploy_tiny
 from tests.imports import loaded_after
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.serving.app import ServerSettings, create_app

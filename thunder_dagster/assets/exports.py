@@ -4,7 +4,6 @@ from thunder_dagster.documents.datasets import TrainingDataset
 from thunder_dagster.modeling.cards import ONNX_NAME, STEP_NAME, ExportSummary, ModelCard
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.reports import EXPORT_CHECKS, ExportReport
-from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results
 from thunder_dagster.runtime.partitions import agents
@@ -28,6 +27,7 @@ def onnx_model(
     import onnx
 
     from thunder_dagster.modeling.exports import export_and_verify
+    from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
 
     with failing_on(DatasetTooSmallError):
         data = encoded_dataset(training_dataset, keras_model.validation_fraction)

@@ -28,8 +28,10 @@ def agent_and_day(context: dg.AssetExecutionContext) -> tuple[str, date]:
 def query_log_stats(
     context: dg.AssetExecutionContext, queries: QueryLogStore
 ) -> dg.Output[WindowStats]:
-    """Seed 004's statistics of an agent's answers over the day (and over any days the
-    schedule missed since the last analysis): totals, confidence, fallbacks, feedback."""
+    """The statistics of an agent's answers over one day.
+
+    Totals, confidence, teacher fallbacks and feedback, over the day and any days the schedule
+    missed since the last analysis."""
     agent_id, day = agent_and_day(context)
     with queries.open() as store:
         previous = store.last_analysis_before(agent_id, day)
@@ -58,8 +60,10 @@ def training_triggers(
     query_log_stats: WindowStats,
     queries: QueryLogStore,
 ) -> dg.Output[Decision]:
-    """Which retraining rule fired for the agent and day (fine_tune, distillation or none),
-    its inputs, the reason and the learning rate from the confidence table."""
+    """The retraining the day's statistics call for: fine_tune, distillation or none.
+
+    With the rules' inputs, the reason and the learning rate; recorded in the query-log store,
+    where retraining_sensor reads it."""
     decision = decide(query_log_stats.stats)
     with queries.open() as store:
         store.record_analysis(

@@ -5,7 +5,6 @@ from thunder_dagster.documents.datasets import TrainingDataset
 from thunder_dagster.modeling.cards import LOSS_CURVES_NAME
 from thunder_dagster.modeling.models import TrainedModel, save_model, train_best
 from thunder_dagster.modeling.search import SearchResult
-from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
 from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
@@ -52,6 +51,7 @@ def keras_model(
     model.keras and its card under models/<agent>/builds/<dataset version>-<run>/, with loss
     curves and the MLflow run."""
     from thunder_dagster.modeling.plots import loss_curves
+    from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
 
     home = thunder.home()
     agent_id = context.partition_key

@@ -11,7 +11,6 @@ from pydantic import Field
 from thunder_dagster.documents.datasets import TrainingDataset
 from thunder_dagster.modeling.search import SearchResult, SearchSettings
 from thunder_dagster.modeling.space import CONTEXT_LENGTHS, FAMILIES
-from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
 from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
@@ -141,6 +140,7 @@ def plan_search(
     tuning: TuningStorage,
 ):
     """Create the study (or find it, to resume) and the MLflow parent run; fan out the steps."""
+    from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
     from thunder_dagster.modeling.tuning import open_study, study_name
 
     home = thunder.home()
@@ -199,6 +199,7 @@ def search_trials(
 ) -> SearchStep:
     """Run trials of the shared study until it holds its trials or the minutes run out; a
     retried step resumes the study, and a trial its dead attempt held is run again."""
+    from thunder_dagster.modeling.text import DatasetTooSmallError, encoded_dataset
     from thunder_dagster.modeling.tuning import search
 
     started = time.monotonic()
@@ -284,9 +285,11 @@ def _search_ops(config: dict) -> dict:
     config=dg.ConfigMapping(_search_ops, SearchConfig.to_fields_dict()),
 )
 def tpe_trials(training_dataset: TrainingDataset) -> SearchResult:
-    """The Optuna TPE study over model family, context and seed 002's space, one per dataset
-    version, run by `parallel` search steps on the shared study; a retried run resumes it.
-    Best trials' models: models/<agent>/trials/<study>/."""
+    """The Optuna TPE search over model architectures and training settings, one per dataset.
+
+    Family, context, learning rate, width, depth, dropout and activation; run by `parallel`
+    search steps on one shared study, which a retried run resumes. The best trials' models are
+    kept under models/<agent>/trials/<study>/."""
     plan, steps = plan_search(training_dataset)
     settled = steps.map(lambda index: search_trials(plan, index))
     return collect_search(plan, settled.collect())

@@ -9,7 +9,7 @@ from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agents
 daily_analysis_job = dg.define_asset_job(
     name="daily_analysis_job",
     selection=dg.AssetSelection.assets("query_log_stats", "training_triggers"),
-    description="Seed 004's statistics of an agent's query logs for one day and the decision "
+    description="The statistics of an agent's query logs for one day and the decision "
     "of the fine-tune and distillation rules.",
 )
 

@@ -67,5 +67,6 @@ cleanup_schedule = dg.ScheduleDefinition(
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every hour: seed 004's cache cleanup.",
+    description="Every hour: old model versions, expired cached answers and stale temporary "
+    "folders go.",
 )

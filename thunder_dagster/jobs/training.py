@@ -18,7 +18,7 @@ training_job = dg.define_asset_job(
     name="training_job",
     selection=dg.AssetSelection.groups("training", "deployment"),
     description="An agent's dataset to TPE trials, the final Keras model, the verified ONNX "
-    "artefact and its deployment.",
+    "artifact and its deployment.",
     tags=RUN_RETRY_TAGS,
 )
 
@@ -111,7 +111,7 @@ class PromptTrainingConfig(dg.Config):
 def prompt_document(
     context: dg.OpExecutionContext, config: PromptTrainingConfig, thunder: ThunderHome
 ) -> str:
-    """Write the prompt as a reference document of the agent (seed 001's prompt interface)."""
+    """Write the prompt as a reference document of the agent, for the pipeline to learn."""
     agent_id = _agent(config.agent_id)
     if not config.prompt_text.strip():
         raise dg.Failure("prompt_text is empty: give the text the agent should learn")

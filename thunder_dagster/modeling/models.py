@@ -3,12 +3,16 @@
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from thunder_dagster.files import sha256_of
 from thunder_dagster.modeling.cards import CARD_NAME, KERAS_NAME, CardMetrics, ModelCard
 from thunder_dagster.modeling.search import SearchResult, SearchSettings
-from thunder_dagster.modeling.text import EncodedText, unigram_loss
 from thunder_dagster.modeling.training import Budget, Epoch, train
+
+if TYPE_CHECKING:
+    # Only for annotations: TrainedModel, which the assets name, loads without numpy.
+    from thunder_dagster.modeling.text import EncodedText
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class TrainedModel:
 
 def train_best(
     search: SearchResult,
-    data: EncodedText,
+    data: "EncodedText",
     budget: Budget,
     seed: int,
     warm_start: bool = True,
@@ -82,7 +86,7 @@ def save_model(
     model_dir: Path,
     agent_id: str,
     search: SearchResult,
-    data: EncodedText,
+    data: "EncodedText",
     epochs: list[Epoch],
     validation_loss: float,
     dataset_version: str,
@@ -90,6 +94,8 @@ def save_model(
     mlflow_run_id: str | None,
 ) -> TrainedModel:
     """model.keras and its card in `model_dir`."""
+    from thunder_dagster.modeling.text import unigram_loss
+
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / KERAS_NAME
     model.save(keras_path)

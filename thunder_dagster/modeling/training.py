@@ -4,10 +4,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from thunder_dagster.modeling.text import EncodedText, random_windows, sequential_windows
+if TYPE_CHECKING:
+    # Only for annotations: the budget and epoch records load without numpy, for the code
+    # location, which every run imports.
+    from thunder_dagster.modeling.text import EncodedText
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,18 @@ class NonFiniteLossError(ArithmeticError):
     """Training diverged: a loss became NaN or infinite."""
 
 
-def validation_loss(model, data: EncodedText, context_length: int, windows: int, batch_size: int):
+def validation_loss(
+    model, data: "EncodedText", context_length: int, windows: int, batch_size: int
+) -> float:
+    from thunder_dagster.modeling.text import sequential_windows
+
     x, y = sequential_windows(data.validation, context_length, limit=windows)
     return float(model.evaluate(x, y, batch_size=batch_size, verbose=0))
 
 
 def train(
     model,
-    data: EncodedText,
+    data: "EncodedText",
     context_length: int,
     budget: Budget,
     seed: int,
@@ -83,7 +89,10 @@ def train(
     `patience` epochs without a better validation loss. With `restore_best`, the model ends
     with the weights of its best validation loss, counting the weights it started with.
     """
+    import numpy as np
+
     from thunder_dagster.modeling.backend import keras
+    from thunder_dagster.modeling.text import random_windows
 
     rng = np.random.default_rng(seed)
     started = time.monotonic()

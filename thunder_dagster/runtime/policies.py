@@ -6,7 +6,7 @@ import dagster as dg
 # moment: a second and a third try, a second and then two apart.
 IO_RETRY = dg.RetryPolicy(max_retries=2, delay=1.0, backoff=dg.Backoff.EXPONENTIAL)
 
-# Seed 000's workers made three attempts; a retried step resumes its study or its training.
+# Three attempts, as the seed's job queue made; a retried step resumes its study or training.
 TRAINING_RETRY = dg.RetryPolicy(max_retries=2, delay=5)
 
 # Steps that train share this pool: its slots are how many train at once on the instance.

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.factories import REPO_ROOT
 from thunder_dagster.runtime.progress import StepCount, render
 from thunder_dagster.samples import copy_sample_agent
 

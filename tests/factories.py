@@ -1,0 +1,127 @@
+"""What tests build: files, resources on a temporary home, a released tiny model, logged
+queries, an analysed day. Test modules import from here, never from one another."""
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from thunder_dagster.assets import feedback
+from thunder_dagster.deployments.registry import NoRegistry
+from thunder_dagster.deployments.releases import release
+from thunder_dagster.feedback.records import QueryRecord
+from thunder_dagster.files import sha256_of, write_atomically
+from thunder_dagster.home import Home
+from thunder_dagster.modeling.architectures import build_language_model, compile_model
+
+# Imported here, at collection, and not inside a test: TensorFlow's absl logging binds its
+# handler to the stderr of the moment, and a test's captured stderr is closed after it.
+from thunder_dagster.modeling.backend import keras
+from thunder_dagster.modeling.cards import CardMetrics, ModelCard
+from thunder_dagster.modeling.graphs import export_onnx, export_step_onnx
+from thunder_dagster.resources.bundle import build_resources
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CORPUS = REPO_ROOT.parent / "shared" / "corpus"
+# The step key of a tpe_trials search step, as the event log names it.
+SEARCH_STEP = "tpe_trials.search_trials"
+PHRASES = ["the cat sat on the mat. ", "a dog ran to the park. ", "the sun is out today. "]
+
+
+def write(path: Path, data: bytes | str, mtime_ns: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def resources(home: Home) -> dict:
+    """Every resource of the code location, on the test's THUNDER_HOME."""
+    return build_resources(str(home.root))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+VOCAB = tuple("\ufffd abcdefghijklmnopqrstuvwxyz.\n")
+CONTEXT = 16
+
+
+def deploy_tiny(home: Home, agent_id: str, family="gru", role="champion", seed=0, hidden=32):
+    """An untrained tiny model released like a real build: model.keras, model.onnx, step.onnx
+    and card.json, then the role's pointer."""
+    keras.utils.set_random_seed(seed)
+    hp = {
+        "family": family,
+        "context_length": CONTEXT,
+        "learning_rate": 1e-3,
+        "hidden_size": hidden,
+        "layers": 1,
+        "dropout": 0.0,
+        "activation": "gelu",
+    }
+    model = compile_model(build_language_model(hp, len(VOCAB)), 1e-3)
+    build = home.models_dir(agent_id) / "builds" / f"{family}-{seed}-{role}"
+    build.mkdir(parents=True, exist_ok=True)
+    model.save(build / "model.keras")
+    write_atomically(build / "model.onnx", export_onnx(model, family).SerializeToString())
+    step = export_step_onnx(model, family)
+    if step is not None:
+        write_atomically(build / "step.onnx", step.SerializeToString())
+    ModelCard(
+        agent_id=agent_id,
+        family=family,
+        params=hp,
+        context_length=CONTEXT,
+        vocab=VOCAB,
+        metrics=CardMetrics(validation_loss=float("nan"), unigram_loss=float("nan")),
+    ).write(build)
+    move = release(
+        home.models_dir(agent_id),
+        home.deployments_dir(agent_id),
+        agent_id,
+        build,
+        sha256_of(build / "model.onnx"),
+        NoRegistry(),
+        role=role,
+        step_sha256=sha256_of(build / "step.onnx") if step is not None else None,
+    )
+    return move.deployment
+
+
+def log(store, n, at, agent="acme", score=None, **fields):
+    ids = []
+    for i in range(n):
+        values = {
+            "agent_id": agent,
+            "user_id": f"u{i}",
+            "variant": "champion",
+            "model_version": "1.0.0",
+            "prompt": PHRASES[i % 3][:8],
+            "response": PHRASES[i % 3][8:] + PHRASES[(i + 1) % 3],
+            "confidence": 0.7,
+            "fallback": False,
+            "latency_ms": 1.0,
+        } | fields
+        query_id = store.log_query(QueryRecord(**values), at=at + timedelta(seconds=i))
+        if score is not None:
+            store.add_feedback(query_id, score(i) if callable(score) else score)
+        ids.append(query_id)
+    return ids
+
+
+def analyse(home, instance, day: str, agent="acme"):
+    return dg.materialize(
+        [feedback.query_log_stats, feedback.training_triggers],
+        partition_key=dg.MultiPartitionKey({"agent": agent, "day": day}),
+        instance=instance,
+        resources=resources(home),
+    )

@@ -1,0 +1,58 @@
+"""The model card: one writer, one reader, and cards written before it was a type."""
+
+import json
+
+import pytest
+
+from thunder_dagster.modeling.cards import (
+    CardMetrics,
+    ExportSummary,
+    ModelCard,
+    UnreadableCardError,
+)
+
+CARD = ModelCard(
+    agent_id="acme",
+    family="gru",
+    params={"hidden_size": 32},
+    context_length=16,
+    vocab=("\ufffd", "a", "b"),
+    metrics=CardMetrics(validation_loss=1.5, unigram_loss=2.5, epochs=3, train_seconds=4.0),
+    files={"model.keras": "0" * 64},
+)
+
+
+def test_a_card_round_trips_and_grows_by_replacement(tmp_path):
+    CARD.write(tmp_path)
+    assert ModelCard.read(tmp_path) == CARD
+    exported = CARD.with_files({"model.onnx": "1" * 64, "step.onnx": None}).replace(
+        onnx=ExportSummary(1.4, 1e-6, {"onnxruntime_ms_batch_1": 1.0}, True, {"parity": True})
+    )
+    exported.write(tmp_path)
+    read = ModelCard.read(tmp_path)
+    assert read.files == {"model.keras": "0" * 64, "model.onnx": "1" * 64}
+    assert read.onnx.checks == {"parity": True} and read.vocab == CARD.vocab
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
+
+
+def test_a_card_from_before_the_type_is_read_and_its_unknown_keys_ignored(tmp_path):
+    older = {
+        "agent_id": "acme",
+        "family": "gru",
+        "params": {},
+        "context_length": "16",
+        "vocab": ["a"],
+        "metrics": {"validation_loss": 1.0, "unigram_loss": 2.0},
+        "teacher_examples": True,
+    }
+    (tmp_path / "card.json").write_text(json.dumps(older))
+    card = ModelCard.read(tmp_path)
+    assert card.context_length == 16 and card.vocab == ("a",) and card.onnx is None
+
+
+def test_an_unreadable_card_names_its_file(tmp_path):
+    (tmp_path / "card.json").write_text("{not json")
+    with pytest.raises(UnreadableCardError, match=r"card\.json: not a readable model card"):
+        ModelCard.read(tmp_path)
+    with pytest.raises(UnreadableCardError, match="missing"):
+        ModelCard.read(tmp_path / "missing")

@@ -1,0 +1,87 @@
+"""The import rules docs/ARCHITECTURE.md states, read off the source: a change that breaks a
+layer boundary fails here, in review, before anyone trips over it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "thunder_dagster"
+DAGSTER_ALLOWED = ("definitions.py", "cli.py", "assets/", "sensors/", "resources/", "jobs/")
+DAGSTER_ALLOWED += ("runtime/",)
+
+
+def modules() -> dict[str, set[str]]:
+    """Each module's path under the package, with every module it imports, at any depth."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        found[path.relative_to(PACKAGE).as_posix()] = imported
+    return found
+
+
+MODULES = modules()
+
+
+def importing(prefixes: tuple[str, ...]) -> set[str]:
+    return {
+        name
+        for name, imported in MODULES.items()
+        if any(module == p or module.startswith(f"{p}.") for module in imported for p in prefixes)
+    }
+
+
+def test_only_the_dagster_folders_import_dagster():
+    users = importing(("dagster", "dagster_celery", "dagster_postgres"))
+    assert users, "the rule must see the modules that do import Dagster"
+    assert sorted(name for name in users if not name.startswith(DAGSTER_ALLOWED)) == []
+
+
+def test_no_asset_module_imports_another_and_jobs_sensors_and_the_cli_only_name_assets():
+    assets = {name for name in MODULES if name.startswith("assets/")}
+    for name in assets:
+        others = {m for m in MODULES[name] if m.startswith("thunder_dagster.assets")}
+        assert others == set(), f"{name} imports {others}"
+    for name in MODULES:
+        if name.startswith(("jobs/", "sensors/", "cli.py", "runtime/", "resources/")):
+            assert not any(m.startswith("thunder_dagster.assets") for m in MODULES[name]), name
+
+
+@pytest.mark.parametrize("library", ["tensorflow", "keras", "tf2onnx"])
+def test_tensorflow_loads_only_through_the_modeling_backend(library):
+    users = importing((library,))
+    assert users <= {"modeling/backend.py", "modeling/graphs.py"}, users
+    assert "modeling/backend.py" in users or library == "tf2onnx"
+
+
+def test_the_server_imports_neither_dagster_nor_tensorflow():
+    server = {name for name in MODULES if name.startswith("serving/")}
+    assert (
+        server & importing(("dagster", "tensorflow", "keras", "thunder_dagster.modeling.backend"))
+        == set()
+    )
+
+
+def test_the_model_card_is_read_and_written_in_one_module():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name == "modeling/cards.py":
+            continue
+        text = path.read_text()
+        for literal in ('"card.json"', '"model.onnx"', '"step.onnx"', '"model.keras"'):
+            assert literal not in text, f"{name} names {literal}; use modeling/cards.py"
+
+
+def test_settings_is_the_only_reader_of_the_environment():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if name == "settings.py":
+            continue
+        text = path.read_text()
+        assert "os.environ.get(" not in text and "os.getenv(" not in text, name
