@@ -1,6 +1,6 @@
 """How long a fresh process takes to load the code location, beside what it must not load.
 
-    .venv/bin/python bench/import_time.py [--repeats 5]
+    .venv/bin/python bench/import_time.py [--repeats 9]
 
 Every Dagster process (webserver, daemon, each run) imports `thunder_dagster.definitions`, so
 its cost is paid many times a day. Prints the median of fresh interpreters for `import dagster`
@@ -27,12 +27,16 @@ def seconds(statement: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     arguments = parser.parse_args()
-    medians = {}
-    for label, statement in PROBES.items():
+    for statement in PROBES.values():
         seconds(statement)  # warm the file-system cache
-        medians[label] = statistics.median(seconds(statement) for _ in range(arguments.repeats))
+    # Rounds alternate the probes, so a slow spell of the machine weighs on all of them alike.
+    samples: dict[str, list[float]] = {label: [] for label in PROBES}
+    for _ in range(arguments.repeats):
+        for label, statement in PROBES.items():
+            samples[label].append(seconds(statement))
+    medians = {label: statistics.median(values) for label, values in samples.items()}
     base = medians["import dagster"]
     print(f"{'probe':40} {'median s':>9} {'x dagster':>10}")
     for label, value in medians.items():

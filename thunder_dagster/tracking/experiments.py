@@ -50,6 +50,9 @@ class Tracker:
             os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.timeout_seconds)
             os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.max_retries)
             os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+            # MLflow's INFO lines (creating its tables on a new store) are start-up noise in
+            # the run's output; its warnings still show. A level the user set is kept.
+            os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
