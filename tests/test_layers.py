@@ -85,3 +85,23 @@ def test_settings_is_the_only_reader_of_the_environment():
             continue
         text = path.read_text()
         assert "os.environ.get(" not in text and "os.getenv(" not in text, name
+
+
+CORE = ("documents/", "modeling/", "deployments/", "feedback/", "tracking/", "serving/")
+CORE += ("home.py", "settings.py", "files.py", "samples.py", "status.py")
+DAGSTER_SIDE = ("definitions", "cli", "assets", "sensors", "jobs", "resources", "runtime")
+
+
+def test_dependencies_point_down_from_the_dagster_side_to_the_core():
+    def reaches(name: str, packages: tuple[str, ...]) -> set[str]:
+        return {
+            module
+            for module in MODULES[name]
+            if any(module.startswith(f"thunder_dagster.{package}") for package in packages)
+        }
+
+    for name in MODULES:
+        if name.startswith(CORE):
+            assert reaches(name, DAGSTER_SIDE) == set(), name
+        elif name.startswith(("runtime/", "resources/")):
+            assert reaches(name, ("definitions", "cli", "assets", "sensors", "jobs")) == set(), name

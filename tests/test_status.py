@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from tests.factories import REPO_ROOT, analyse, deploy_tiny, log, write
+from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
 
@@ -33,7 +34,7 @@ def test_status_shows_each_agent_from_its_files_and_the_instance(home):
     agent = home.create_agent("acme")
     write(agent / "reference" / "a.txt", "The oven is switched on forty minutes early. " * 30)
     write(agent / "reference" / "bad.docx", "not a zip")
-    assert run_job("ingest_job", "acme").success
+    assert run_job(defs.resolve_job_def("ingest_job"), "acme").success
     deploy_tiny(home, "acme")
     deploy_tiny(home, "acme", role="challenger", seed=1)
     home.create_agent("empty")

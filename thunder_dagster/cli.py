@@ -66,9 +66,10 @@ def print_ingest_summary(home: Home, agent_id: str) -> None:
 
 
 def launch(job_name: str, agent_id: str, **options):
+    from thunder_dagster.definitions import defs
     from thunder_dagster.runtime.launch import run_job
 
-    return run_job(job_name, agent_id, **options)
+    return run_job(defs.resolve_job_def(job_name), agent_id, **options)
 
 
 def _finish(result, what: str) -> None:

@@ -164,7 +164,7 @@ def test_a_failed_ingest_is_retried_by_thunder_ingest_not_by_the_sensor(ticker, 
     assert ticker.settle().run_requests == []
     # ... so a retry of the same content is an explicit new run (`thunder ingest acme`).
     (agent / "processed").unlink()
-    retried = run_job("ingest_job", "acme", instance=ticker.instance)
+    retried = run_job(defs.resolve_job_def("ingest_job"), "acme", instance=ticker.instance)
     assert retried.success
     assert home.ingest_report_path("acme").exists()
 
@@ -173,7 +173,7 @@ def test_a_failed_run_is_recorded_beside_the_agents_report(home):
     agent = home.create_agent("acme")
     write(agent / "reference" / "blank.txt", " ")
     with dg.instance_for_test() as instance:
-        result = run_job("ingest_job", "acme", instance=instance)
+        result = run_job(defs.resolve_job_def("ingest_job"), "acme", instance=instance)
         assert not result.success
         failure = next(
             event for event in result.all_events if event.event_type_value == "PIPELINE_FAILURE"

@@ -11,7 +11,7 @@ from thunder_dagster.runtime.progress import RunProgress, progress_tag
 
 
 def run_job(
-    job_name: str,
+    job: dg.JobDefinition,
     agent_id: str,
     instance=None,
     tags: dict[str, str] | None = None,
@@ -22,15 +22,12 @@ def run_job(
 
     No run key: this always starts a new run, also for content whose earlier run failed. On a
     terminal a progress bar over the run's steps replaces Dagster's INFO lines (the run's log
-    keeps them all); piped output keeps the lines.
+    keeps them all); piped output keeps the lines. `job` comes from the one Definitions
+    (`definitions.defs.resolve_job_def(name)`), which other processes rebuild by its name.
     """
-
-    from thunder_dagster.definitions import defs
-
     instance = instance or dg.DagsterInstance.get()
     if not instance.has_dynamic_partition(agents.name, agent_id):
         instance.add_dynamic_partitions(agents.name, [agent_id])
-    job = defs.resolve_job_def(job_name)
     bar = sys.stderr.isatty()
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING" if bar else "INFO"}}},
@@ -57,7 +54,7 @@ def run_job(
             tags.update({f"dagster/partition/{d}": k for d, k in key.keys_by_dimension.items()})
         return dg.execute_job(
             dg.build_reconstructable_job(
-                "thunder_dagster.definitions", "resolve_job", reconstructable_args=(job_name,)
+                "thunder_dagster.definitions", "resolve_job", reconstructable_args=(job.name,)
             ),
             instance=instance,
             run_config=run_config,
