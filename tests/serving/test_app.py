@@ -1,3 +1,4 @@
+import shutil
 import threading
 import time
 
@@ -7,17 +8,14 @@ from fastapi.testclient import TestClient
 from tests.factories import deploy_tiny
 from tests.imports import loaded_after
 from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.serving.app import ServerSettings, create_app
 from thunder_dagster.serving.models import variant_for
 
 
 def settings(home, **overrides):
-    return ServerSettings(
-        deployments_root=home.root / "deployments",
-        query_db_url=home.queries_db_url,
-        reload_seconds=0.05,
-        **overrides,
-    )
+    defaults = {"query_db_url": home.queries_db_url, "reload_seconds": 0.05}
+    return ServerSettings(deployments_root=home.root / "deployments", **(defaults | overrides))
 
 
 @pytest.fixture
@@ -164,3 +162,134 @@ def test_the_server_imports_neither_dagster_nor_tensorflow_nor_the_store_at_star
     modules = ["thunder_dagster.cli", "thunder_dagster.serving.app"]
     heavy = ("tensorflow", "keras", "dagster", "mlflow", "optuna", "sqlalchemy", "alembic")
     assert loaded_after(modules, heavy) == []
+
+
+def wait_for_health(client, check, seconds=10.0):
+    """The /healthz response once `check(response)` holds; the last one if it never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = client.get("/healthz")
+        if check(response) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_stray_entries_under_deployments_never_stop_the_server(home):
+    deploy_tiny(home, "acme")
+    root = home.root / "deployments"
+    (root / "README").write_text("notes an operator left here")
+    (root / "zeta").write_text("a file named like an agent")
+    (root / "lost+found").mkdir()
+    (root / "empty").mkdir()
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert set(health.json()["agents"]) == {"acme"}
+        assert ask(client).status_code == 200
+
+
+def test_every_bad_candidate_is_refused_with_a_reason_and_the_server_answers_throughout(home):
+    deploy_tiny(home, "acme", seed=0)
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+        answered = []
+        pointer = home.deployments_dir("acme") / "champion.json"
+
+        def candidate(damage, expected: str) -> str:
+            released = deploy_tiny(home, "acme", seed=len(answered) + 1)
+            damage(released)
+            pointer.write_text(pointer.read_text())  # the watcher looks at it again
+            health = wait_for_health(
+                client,
+                lambda r: expected in r.json()["agents"]["acme"]["refused"].get("champion", ""),
+            ).json()
+            answered.append(ask(client).status_code)
+            return health["agents"]["acme"]["refused"].get("champion", "")
+
+        def wrong_context(released):
+            card = ModelCard.read(released.model_dir)
+            card.replace(context_length=card.context_length * 2).write(released.model_dir)
+
+        def truncated(released):
+            with open(released.onnx_path, "r+b") as handle:
+                handle.truncate(100)
+
+        def missing_folder(released):
+            shutil.rmtree(released.model_dir)
+
+        reasons = [
+            candidate(wrong_context, "probe of the card's context length 32 failed"),
+            candidate(truncated, "does not match the hash"),
+            candidate(missing_folder, "card.json"),
+        ]
+        assert "probe of the card's context length 32 failed" in reasons[0]
+        assert "does not match the hash" in reasons[1]
+        assert "card.json" in reasons[2]
+        assert not any(str(home.root) in reason for reason in reasons)
+        assert answered == [200, 200, 200]
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        (problem,) = health.json()["problems"]
+        assert problem["agent"] == "acme" and problem["reason"].startswith("champion refused:")
+        assert health.json()["agents"]["acme"]["champion"] == "1.0.0"
+
+
+def test_healthz_is_503_when_no_agent_can_answer_and_names_why(home):
+    released = deploy_tiny(home, "acme")
+    shutil.rmtree(released.model_dir)
+    with TestClient(create_app(settings(home))) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        (problem,) = health.json()["problems"]
+        assert problem["agent"] == "acme"
+        assert problem["reason"].startswith("no loadable champion:")
+        assert ask(client).status_code == 404
+
+
+def test_a_stopped_watcher_is_reported_and_the_server_still_answers(served):
+    served.app.state.pool.stop()
+    health = served.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert "the pointer watcher has stopped" in health.json()["problems"][0]["reason"]
+    assert ask(served).status_code == 200
+
+
+def test_without_its_store_the_server_answers_reports_it_and_refuses_feedback_clearly(home):
+    deploy_tiny(home, "acme")
+    unreachable = "postgresql+psycopg2://thunder@127.0.0.1:9/none?connect_timeout=1"
+    with TestClient(create_app(settings(home, query_db_url=unreachable))) as client:
+        health = wait_for_health(client, lambda r: r.json()["status"] == "degraded")
+        assert health.status_code == 200
+        assert "query-log store cannot open" in health.json()["problems"][0]["reason"]
+        answer = ask(client)
+        assert answer.status_code == 200, answer.text
+        stored = client.post(
+            "/v1/feedback", json={"query_id": answer.json()["query_id"], "score": 4}
+        )
+        assert stored.status_code == 503 and "try again" in stored.json()["detail"]
+
+
+GENERATE = "/v1/agents/acme/generate"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/feedback", '{"query_id": "x", "score": NaN}', "score"),
+        ("/v1/feedback", '{"query_id": "x", "score": Infinity}', "score"),
+        (
+            "/v1/agents/acme/generate",
+            '{"prompt": "a", "user_id": "u", "max_tokens": NaN}',
+            "max_tokens",
+        ),
+        (
+            "/v1/agents/acme/generate",
+            '{"prompt": "a", "user_id": "u", "temperature": NaN}',
+            "temperature",
+        ),
+    ],
+)
+def test_nan_and_infinity_get_a_422_that_names_the_field(served, path, body, field):
+    response = served.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}

@@ -2,6 +2,7 @@ import dagster as dg
 from pydantic import Field
 
 from thunder_dagster.deployments.cleanup import CleanupReport, clean_agent
+from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 
@@ -27,15 +28,25 @@ def clean_up(
     home = thunder.home()
     report = CleanupReport()
     models_root = home.root / "models"
-    agent_ids = sorted(p.name for p in models_root.iterdir()) if models_root.is_dir() else []
-    for agent_id in agent_ids:
-        clean_agent(
-            home.models_dir(agent_id),
-            home.deployments_dir(agent_id),
-            config.keep_versions,
-            config.max_age_hours * 3600,
-            report,
-        )
+    entries = sorted(models_root.iterdir()) if models_root.is_dir() else []
+    failed: list[str] = []
+    for entry in entries:
+        if not (entry.is_dir() and AGENT_ID_PATTERN.fullmatch(entry.name)):
+            # A README, lost+found, a stray file: not an agent's models, so not cleanup's.
+            context.log.info(f"models/{entry.name}: not an agent's folder; left alone")
+            continue
+        try:
+            clean_agent(
+                home.models_dir(entry.name),
+                home.deployments_dir(entry.name),
+                config.keep_versions,
+                config.max_age_hours * 3600,
+                report,
+            )
+        except Exception as error:
+            # One agent's trouble leaves the others' cleanup to run.
+            context.log.warning(f"models/{entry.name}: not cleaned: {error}")
+            failed.append(f"{entry.name}: {type(error).__name__}: {error}")
     with queries.open() as store:
         expired = store.purge_expired_cache()
     summary = {
@@ -43,6 +54,7 @@ def clean_up(
         "removed_paths": len(report.removed_paths),
         "freed_bytes": report.freed_bytes,
         "expired_cache_entries": expired,
+        "failed_agents": failed,
     }
     context.log.info(f"cleanup: {summary}")
     context.add_output_metadata(
@@ -51,6 +63,7 @@ def clean_up(
             "removed_versions": ", ".join(report.removed_versions) or "none",
             "removed_paths": len(report.removed_paths),
             "expired_cache_entries": expired,
+            "failed_agents": "\n".join(failed) or "none",
         }
     )
     return summary

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
@@ -40,6 +42,9 @@ class ServerSettings:
 
 
 class GenerateRequest(BaseModel):
+    # JSON as Python reads it allows NaN and Infinity; no field here means anything by them.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     prompt: str = Field(description="the text to continue")
     max_tokens: int = Field(default=128, ge=1, description="characters to generate")
     temperature: float = Field(default=0.8, ge=0.0, le=5.0, description="0 is greedy")
@@ -56,22 +61,23 @@ class GenerateResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     query_id: str = Field(min_length=1, max_length=64)
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
     comment: str | None = Field(default=None, max_length=4000)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    state: dict = {}
-
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(served: FastAPI):
         # The writer opens the store in its thread while the models load here.
         writer = QueryLogWriter(settings.query_db_url)
         pool = ModelPool(settings.deployments_root, settings.reload_seconds)
         pool.start()
         workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
-        state.update(pool=pool, writer=writer, workers=workers)
+        # On app.state, where an operator's tooling (and the tests) can reach them.
+        served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
         yield
         workers.shutdown(wait=True)
         pool.stop()
@@ -79,11 +85,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     app = FastAPI(title="thunder-dagster model server", lifespan=lifespan)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        """A 422 naming each bad field. FastAPI's own handler echoes the input back, and an
+        input of NaN, which JSON cannot carry, turned the 422 into a 500."""
+        details = [
+            {"loc": list(problem["loc"]), "msg": problem["msg"], "type": problem["type"]}
+            for problem in error.errors()
+        ]
+        return JSONResponse({"detail": details}, status_code=422)
+
     def models_of(agent_id: str) -> AgentModels:
-        models = state["pool"].get(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
+        models = app.state.pool.get(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
         if models is None or models.champion is None:
             known = sorted(
-                name for name, m in state["pool"].agents.items() if m.champion is not None
+                name for name, m in app.state.pool.agents.items() if m.champion is not None
             )
             raise HTTPException(
                 404,
@@ -93,9 +109,36 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return models
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        agents = {name: models.versions() for name, models in sorted(state["pool"].agents.items())}
-        return {"status": "ok", "agents": agents}
+    def healthz() -> JSONResponse:
+        """ok, or degraded with each problem and the agent it concerns (no file paths). 503 only
+        when agents are deployed and none of them can answer: then a load balancer should send
+        its traffic elsewhere; a stale watcher or an unwritable log still answers, with 200."""
+        pool: ModelPool = app.state.pool
+        agents = {name: models.versions() for name, models in sorted(pool.agents.items())}
+        problems = []
+        if not pool.watching:
+            problems.append(
+                {
+                    "reason": "the pointer watcher has stopped: new deployments are not loaded; "
+                    "restart the server"
+                }
+            )
+        elif pool.look_error:
+            problems.append({"reason": f"the last look at the pointers failed: {pool.look_error}"})
+        logging_problem = app.state.writer.problem()
+        if logging_problem:
+            problems.append({"reason": f"{logging_problem}: answers are not being logged"})
+        for name, models in sorted(pool.agents.items()):
+            if models.champion is None:
+                why = models.refused.get("champion", "no champion is deployed")
+                problems.append({"agent": name, "reason": f"no loadable champion: {why}"})
+            for role, why in sorted(models.refused.items()):
+                if role != "champion" or models.champion is not None:
+                    problems.append({"agent": name, "reason": f"{role} refused: {why}"})
+        answering = any(models.champion is not None for models in pool.agents.values())
+        status = 503 if pool.agents and not answering else 200
+        body = {"status": "degraded" if problems else "ok", "agents": agents, "problems": problems}
+        return JSONResponse(body, status_code=status)
 
     @app.post("/v1/agents/{agent_id}/generate", response_model=GenerateResponse)
     async def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
@@ -103,7 +146,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # event loop stays free to read requests: the default pool of 40 threads would have
         # them all fight over the GIL and the cores.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(state["workers"], answer_request, agent_id, request)
+        return await loop.run_in_executor(app.state.workers, answer_request, agent_id, request)
 
     def answer_request(agent_id: str, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
@@ -128,7 +171,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             model, fallback = models.teacher, True
             text, confidence = answer(model, request)
         latency_ms = (time.perf_counter() - started) * 1000
-        query_id = state["writer"].submit(
+        query_id = app.state.writer.submit(
             QueryRecord(
                 agent_id=agent_id,
                 user_id=request.user_id,
@@ -151,9 +194,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
 
     def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
-        """Greedy answers are cached per model version; sampled ones never are."""
-        store = state["writer"].store()
-        greedy = request.temperature == 0
+        """Greedy answers are cached per model version; sampled ones never are. Without the
+        store (not open yet, or down) an answer is generated, not looked up."""
+        store = app.state.writer.store() if app.state.writer.available() else None
+        greedy = request.temperature == 0 and store is not None
         prompt_key = f"{request.prompt}\0{request.max_tokens}"
         if greedy:
             key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
@@ -174,12 +218,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/v1/feedback")
     def feedback(request: FeedbackRequest) -> dict:
-        store = state["writer"].store()
+        unavailable = HTTPException(
+            503, "feedback cannot be stored now: the query-log store is unavailable; try again"
+        )
+        try:
+            store = app.state.writer.store(timeout=10)
+        except (RuntimeError, TimeoutError) as error:
+            raise unavailable from error
         try:
             store.add_feedback(request.query_id, request.score, request.comment)
         except UnknownQueryError:
             # The answer may still be in the writer's queue.
-            state["writer"].flush()
+            app.state.writer.flush()
             try:
                 store.add_feedback(request.query_id, request.score, request.comment)
             except UnknownQueryError:
@@ -188,6 +238,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     f"unknown query_id {request.query_id!r}: use the query_id a generate "
                     "answer returned",
                 ) from None
+        except Exception as error:  # the database is down or refused the write
+            raise unavailable from error
         return {"query_id": request.query_id, "score": request.score, "stored": True}
 
     return app

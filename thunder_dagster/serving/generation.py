@@ -90,7 +90,14 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
             f"{error}"
         ) from error
     probe = np.zeros((1, model.context_length), dtype=np.int32)
-    logits = model.session.run(["logits"], {"tokens": probe})[0]
+    try:
+        logits = model.session.run(["logits"], {"tokens": probe})[0]
+    except Exception as error:  # onnxruntime raises plain Exceptions (a shape the graph refuses)
+        raise RefusedModelError(
+            f"{deployment.onnx_path}: a probe of the card's context length "
+            f"{model.context_length} failed ({type(error).__name__}: {error}); the previous "
+            "model keeps serving"
+        ) from error
     if logits.shape != (1, model.context_length, len(model.vocabulary.tokens)) or not np.all(
         np.isfinite(logits)
     ):

@@ -27,6 +27,7 @@ class QueryLogWriter:
         self._store = None
         self._opened = threading.Event()
         self._error: Exception | None = None
+        self.failure: str | None = None  # why the last write failed; None once one succeeds
         self.pending: queue.Queue[tuple[str, QueryRecord, datetime] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="query-log-writer", daemon=True)
         self.thread.start()
@@ -38,6 +39,18 @@ class QueryLogWriter:
         if self._error is not None:
             raise RuntimeError(f"the query-log store cannot open: {self._error}")
         return self._store
+
+    def available(self) -> bool:
+        """Whether the store opened (without waiting for it to)."""
+        return self._opened.is_set() and self._error is None
+
+    def problem(self) -> str | None:
+        """Why answers are not being logged now, for /healthz; None when they are."""
+        if self._error is not None:
+            return f"the query-log store cannot open ({type(self._error).__name__})"
+        if self.failure is not None:
+            return f"the last query-log write failed ({self.failure})"
+        return None
 
     def submit(self, record: QueryRecord) -> str:
         query_id = new_query_id()
@@ -79,7 +92,9 @@ class QueryLogWriter:
             try:
                 if rows and self._store is not None:
                     self._store.log_queries(rows)
-            except Exception:
+                    self.failure = None
+            except Exception as error:
+                self.failure = type(error).__name__
                 log.exception("could not write %d query log rows", len(rows))
             finally:
                 for _ in batch:
