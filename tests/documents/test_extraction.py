@@ -1,4 +1,6 @@
 import json
+import re
+import unicodedata
 import zipfile
 
 import docx
@@ -10,6 +12,7 @@ from thunder_dagster.documents.extraction import (
     extract,
     extract_txt,
 )
+from thunder_dagster.samples import SAMPLE_AGENT_DIR as SAMPLES
 
 LIMITS = ExtractionLimits()
 PDFS = sorted((CORPUS / "pdf").glob("*.pdf"))
@@ -162,3 +165,21 @@ def test_legacy_encodings_are_detected(text, encoding):
     result = extract_txt(text.encode(encoding))
     assert result.status == "ok"
     assert result.text == text
+
+
+def test_sample_pdfs_spell_each_word_one_way_without_ligatures():
+    limits = ExtractionLimits()
+    texts = [extract(path, limits).text for path in sorted(SAMPLES.rglob("*.pdf"))]
+    joined = "\n".join(texts)
+    assert texts and all(texts)
+    assert not [char for char in joined if 0xFB00 <= ord(char) <= 0xFB06]
+    words = set(re.findall(r"\w+", joined))
+    assert {"first", "fifteen"} <= words  # the sample PDFs set both with an fi ligature
+    assert unicodedata.is_normalized("NFC", joined)
+
+
+def test_every_format_is_normalised_to_one_form(tmp_path):
+    decomposed = "cafe\u0301 \ufb01sh \ufb02our"
+    path = tmp_path / "menu.txt"
+    path.write_text(decomposed, encoding="utf-8")
+    assert extract(path, ExtractionLimits()).text == "caf\u00e9 fish flour"

@@ -1,6 +1,7 @@
 """Text extraction from txt, pdf and docx files. Runs inside an isolated worker process."""
 
 import codecs
+import dataclasses
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from pathlib import Path
 
 SUPPORTED_EXTENSIONS = (".txt", ".pdf", ".docx")
 # Bumped whenever extraction changes what it returns, so cached results are not reused.
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -69,17 +70,32 @@ class Extraction:
         )
 
 
+# The Latin typographic ligatures (U+FB00..FB06: ff, fi, fl, ffi, ffl, long st, st), which
+# PDFs and some word processors keep as one character: "ﬁrst" and "first" are one word.
+_LIGATURES = {chr(code): unicodedata.normalize("NFKC", chr(code)) for code in range(0xFB00, 0xFB07)}
+_EXPAND_LIGATURES = str.maketrans(_LIGATURES)
+
+
+def normal_text(text: str) -> str:
+    """One spelling per word whatever the format: Unicode NFC, ligatures spelled out."""
+    return unicodedata.normalize("NFC", text.translate(_EXPAND_LIGATURES))
+
+
 def extract(path: str | Path, limits: ExtractionLimits) -> Extraction:
     """Extract the text of one file, by its extension; never raises for a bad file."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return extract_txt(path.read_bytes())
-    if suffix == ".pdf":
-        return extract_pdf(path, limits)
-    if suffix == ".docx":
-        return extract_docx(path, limits)
-    return Extraction(status="skipped", reason=f"unsupported type {suffix or '(none)'}")
+        extraction = extract_txt(path.read_bytes())
+    elif suffix == ".pdf":
+        extraction = extract_pdf(path, limits)
+    elif suffix == ".docx":
+        extraction = extract_docx(path, limits)
+    else:
+        return Extraction(status="skipped", reason=f"unsupported type {suffix or '(none)'}")
+    if extraction.text:
+        extraction = dataclasses.replace(extraction, text=normal_text(extraction.text))
+    return extraction
 
 
 def _binary_ratio(text: str) -> float:
@@ -156,7 +172,11 @@ def extract_pdf(path: Path, limits: ExtractionLimits) -> Extraction:
             return Extraction.rejected(f"too many pages: {pages} (limit {limits.max_pages})")
         if pages == 0:
             return Extraction(status="empty", reason="the PDF has no pages", pages=0)
-        texts = [page.get_text() for page in document]
+        # Ligatures as their letters, and a word hyphenated at a line's end joined again.
+        flags = (pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES) | (
+            pymupdf.TEXT_DEHYPHENATE
+        )
+        texts = [page.get_text(flags=flags) for page in document]
     text = "\n".join(part.rstrip() for part in texts).strip()
     if not text:
         return Extraction(status="empty", reason="no text layer (scanned?)", pages=pages)
