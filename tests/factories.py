@@ -3,6 +3,8 @@ queries, an analysed day. Test modules import from here, never from one another.
 
 import os
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +45,18 @@ def write(path: Path, data: bytes | str, mtime_ns: int | None = None) -> Path:
 def resources(home: Home) -> dict:
     """Every resource of the code location, on the test's THUNDER_HOME."""
     return build_resources(str(home.root))
+
+
+def thunder(*args: str) -> subprocess.CompletedProcess:
+    """The real command in its own process: in a test's process, TensorFlow (loaded by
+    deploy_tiny) and click's output capture do not mix."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "thunder"), *args],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def free_port() -> int:

@@ -1,9 +1,11 @@
 import json
+import shutil
 
 from click.testing import CliRunner
 
-from tests.factories import write
+from tests.factories import deploy_tiny, thunder, write
 from thunder_dagster.cli import main
+from thunder_dagster.deployments.pointers import read_pointer
 
 
 def test_an_invalid_agent_id_is_refused_with_the_rule(home):
@@ -60,3 +62,21 @@ def test_generate_without_a_deployment_says_how_to_get_one(home):
 def test_train_needs_the_agent_folder(home):
     result = CliRunner().invoke(main, ["train", "ghost", "--trials", "1"])
     assert result.exit_code == 1 and "no folder" in result.output
+
+
+def test_rollback_goes_to_a_named_version_and_refuses_one_that_was_pruned(home):
+    for seed in range(3):
+        deploy_tiny(home, "acme", seed=seed)
+    result = thunder("rollback", "acme", "--to", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert "acme: champion is now 1.0.0" in result.stdout
+    assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
+    deploy_tiny(home, "acme", seed=3)  # 1.3.0; the record now reads 1.0.0, 1.3.0
+    shutil.rmtree(home.models_dir("acme") / "1.0.0")
+    refused = thunder("rollback", "acme")
+    assert refused.returncode == 1
+    assert "acme 1.0.0: model.onnx is gone" in refused.stderr
+    assert read_pointer(home.deployments_dir("acme")).version == "1.3.0"
+    unknown = thunder("rollback", "acme", "--to", "1.2.0")
+    assert unknown.returncode == 1
+    assert "1.2.0 is not an earlier champion of acme: roll back to one of 1.0.0" in unknown.stderr

@@ -2,31 +2,15 @@
 the last training run and the latest trigger decision from the Dagster instance."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import datetime
-from pathlib import Path
 
 import dagster as dg
 
-from tests.factories import REPO_ROOT, analyse, deploy_tiny, log, write
+from tests.factories import REPO_ROOT, analyse, deploy_tiny, log, thunder, write
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
-
-
-def thunder(*args: str) -> subprocess.CompletedProcess:
-    """The real command in its own process: in this one, TensorFlow (loaded by deploy_tiny)
-    and click's output capture do not mix."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "thunder"), *args],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_status_shows_each_agent_from_its_files_and_the_instance(home):

@@ -256,6 +256,31 @@ def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: 
 
 
 @main.command()
+@click.argument("agent_id")
+@click.option("--to", "to_version", help="An earlier champion's version [default: the one before]")
+def rollback(agent_id: str, to_version: str | None) -> None:
+    """Move AGENT_ID's champion back, one version or to VERSION: the pointer the server serves
+    and the MLflow `champion` alias together, as a run of rollback_job the UI shows."""
+    import dagster as dg
+
+    from thunder_dagster.definitions import defs
+
+    agent_id = _agent(agent_id)
+    _home()
+    config = {"agent_id": agent_id, "to_version": to_version}
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("rollback_job").execute_in_process(
+            run_config={"ops": {"roll_back_champion": {"config": config}}},
+            instance=instance,
+            tags={"thunder/launched_by": "cli"},
+            raise_on_error=False,
+        )
+    if result.success:
+        click.echo(f"{agent_id}: champion is now {result.output_for_node('roll_back_champion')}")
+    _finish(result, "rollback")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(

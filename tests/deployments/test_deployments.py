@@ -4,6 +4,7 @@ from thunder_dagster.deployments.pointers import champion_stack, pointer_path, r
 from thunder_dagster.deployments.registry import NoRegistry
 from thunder_dagster.deployments.releases import (
     NothingToRollBackError,
+    RollbackTargetError,
     UnverifiedArtifactError,
     promote,
     release,
@@ -139,3 +140,28 @@ def test_a_home_deployed_under_the_old_pointer_name_keeps_its_champion(tmp_path)
     release(models, deployments, "acme", second, sha256_of(second / "model.onnx"), NoRegistry())
     assert not (deployments / "current.json").exists()
     assert read_pointer(deployments).version == "1.1.0"
+
+
+def test_a_rollback_to_a_named_version_is_replayed_from_the_history(tmp_path):
+    models, deployments = tmp_path / "models", tmp_path / "deployments"
+    for name in "abcd":
+        folder = build(tmp_path, name)
+        release(models, deployments, "acme", folder, sha256_of(folder / "model.onnx"), NoRegistry())
+    move = rollback(deployments, NoRegistry(), to_version="1.1.0")
+    assert (move.previous.version, move.deployment.version) == ("1.3.0", "1.1.0")
+    assert [d.version for d in champion_stack(deployments)] == ["1.0.0", "1.1.0"]
+    with pytest.raises(NothingToRollBackError, match=r"1\.3\.0 is not an earlier champion"):
+        rollback(deployments, NoRegistry(), to_version="1.3.0")
+    assert rollback(deployments, NoRegistry()).deployment.version == "1.0.0"
+
+
+def test_a_rollback_target_whose_files_changed_is_refused_and_nothing_moves(tmp_path):
+    models, deployments = tmp_path / "models", tmp_path / "deployments"
+    for name in "ab":
+        folder = build(tmp_path, name)
+        release(models, deployments, "acme", folder, sha256_of(folder / "model.onnx"), NoRegistry())
+    (models / "1.0.0" / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(RollbackTargetError, match=r"acme 1\.0\.0: model\.onnx changed"):
+        rollback(deployments, NoRegistry())
+    assert read_pointer(deployments).version == "1.1.0"
+    assert [d.version for d in champion_stack(deployments)] == ["1.0.0", "1.1.0"]

@@ -74,7 +74,11 @@ def champion_stack(deployments_dir: Path) -> list[Deployment]:
         if event["action"] == "deploy" and event["role"] == "champion":
             stack.append(Deployment(**event["deployment"]))
         elif event["action"] == "rollback" and stack:
+            # Back to the named version (one step when none is named): those above it go.
             stack.pop()
+            target = event.get("to")
+            while stack and target is not None and stack[-1].version != target:
+                stack.pop()
     return stack
 
 

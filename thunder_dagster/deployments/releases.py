@@ -44,6 +44,10 @@ class NoChallengerError(RuntimeError):
     pass
 
 
+class RollbackTargetError(RuntimeError):
+    """The version a rollback would return to is gone (pruned) or its files changed."""
+
+
 @dataclass(frozen=True)
 class Move:
     """One move of a role: which deployment serves it now, and which served it before."""
@@ -171,24 +175,51 @@ def retire(deployments_dir: Path, registry: ModelRegistry) -> Deployment:
     return challenger
 
 
-def rollback(deployments_dir: Path, registry: ModelRegistry) -> Move:
-    """Move the champion's pointer and alias back to the champion before the current one."""
+def rollback(deployments_dir: Path, registry: ModelRegistry, to_version: str | None = None) -> Move:
+    """Move the champion's pointer and alias back: one champion back, or to `to_version`, a
+    champion on record below the current one. The target's files are checked first; a version
+    cleanup removed, or whose files changed, is refused and nothing moves."""
     stack = champion_stack(deployments_dir)
     if len(stack) < 2:
         raise NothingToRollBackError(
             f"{deployments_dir}: {len(stack)} deployment(s) on record, nothing earlier to roll "
             "back to"
         )
-    current, previous = stack[-1], stack[-2]
+    current, earlier = stack[-1], stack[:-1]
+    if to_version is None:
+        target = earlier[-1]
+    else:
+        matches = [deployment for deployment in earlier if deployment.version == to_version]
+        if not matches:
+            names = ", ".join(deployment.version for deployment in reversed(earlier))
+            raise NothingToRollBackError(
+                f"{to_version} is not an earlier champion of {current.agent_id}: roll back to "
+                f"one of {names}"
+            )
+        target = matches[-1]
+    _check_files(target)
     record_event(
         deployments_dir,
-        {
-            "action": "rollback",
-            "role": "champion",
-            "from": current.version,
-            "to": previous.version,
-        },
+        {"action": "rollback", "role": "champion", "from": current.version, "to": target.version},
     )
-    restore_champion(deployments_dir, previous)
-    registry.set_alias(previous.agent_id, "champion", previous.registry_version)
-    return Move("champion", previous, current)
+    restore_champion(deployments_dir, target)
+    registry.set_alias(target.agent_id, "champion", target.registry_version)
+    return Move("champion", target, current)
+
+
+def _check_files(deployment: Deployment) -> None:
+    files = [(deployment.onnx_path, deployment.onnx_sha256)]
+    if deployment.step_path:
+        files.append((deployment.step_path, deployment.step_sha256))
+    for path, expected in files:
+        if not Path(path).is_file():
+            raise RollbackTargetError(
+                f"{deployment.agent_id} {deployment.version}: {Path(path).name} is gone (cleanup "
+                "keeps the newest versions and those a one-step rollback needs); roll back to a "
+                "version still under models/ or deploy again"
+            )
+        if sha256_of(Path(path)) != expected:
+            raise RollbackTargetError(
+                f"{deployment.agent_id} {deployment.version}: {Path(path).name} changed since it "
+                "was deployed; roll back to another version or deploy again"
+            )

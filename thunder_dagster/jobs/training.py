@@ -4,7 +4,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.deployments.releases import NothingToRollBackError, rollback
+from thunder_dagster.deployments.releases import (
+    NothingToRollBackError,
+    RollbackTargetError,
+    rollback,
+)
 from thunder_dagster.files import write_atomically
 from thunder_dagster.home import InvalidAgentIdError, validate_agent_id
 from thunder_dagster.modeling.space import FAMILIES
@@ -67,7 +71,11 @@ def _agent(agent_id: str) -> str:
 
 
 class RollbackConfig(dg.Config):
-    agent_id: str = Field(description="The agent whose champion goes back one version")
+    agent_id: str = Field(description="The agent whose champion goes back")
+    to_version: str | None = Field(
+        default=None,
+        description="An earlier champion's version to return to; empty: the one before",
+    )
 
 
 @dg.op
@@ -77,12 +85,12 @@ def roll_back_champion(
     thunder: ThunderHome,
     tracking: MlflowTracking,
 ) -> str:
-    """Move the agent's deployment pointer and its champion alias back to the previous version."""
+    """Move the agent's champion pointer and alias back: one version, or to `to_version`."""
     home = thunder.home()
     agent_id = _agent(config.agent_id)
     registry = tracking.registry(tracking.tracker(context.log.warning))
-    with failing_on(NothingToRollBackError):
-        move = rollback(home.deployments_dir(agent_id), registry)
+    with failing_on(NothingToRollBackError, RollbackTargetError):
+        move = rollback(home.deployments_dir(agent_id), registry, config.to_version)
     context.log.info(f"rolled back {move.describe()}")
     current, previous = move.previous, move.deployment
     context.add_output_metadata(
@@ -91,7 +99,10 @@ def roll_back_champion(
     return previous.version
 
 
-@dg.job(description="Move an agent's champion pointer and MLflow alias back one version.")
+@dg.job(
+    description="Move an agent's champion pointer and MLflow alias back, one version or to a "
+    "named earlier champion."
+)
 def rollback_job():
     roll_back_champion()
 
