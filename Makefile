@@ -46,9 +46,17 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## The whole suite: lint, then every test (tests get their own temporary THUNDER_HOME).
+# The tests whose answers depend on the day and the hour, run again in zones far from UTC on
+# either side: every time is UTC inside, whatever TZ the process has.
+TZ_TESTS := tests/feedback tests/assets/test_feedback_assets.py tests/serving tests/jobs \
+	tests/sensors tests/e2e/test_server.py tests/test_status.py
+
+## The whole suite: lint, then every test (tests get their own temporary THUNDER_HOME), then
+## the clock-dependent ones in two more time zones.
 test: install lint
 	$(BIN)/python -m pytest
+	TZ=Pacific/Honolulu $(BIN)/python -m pytest -q $(TZ_TESTS)
+	TZ=Asia/Kolkata $(BIN)/python -m pytest -q $(TZ_TESTS)
 
 bench: install
 	$(BIN)/python bench/ingest.py

@@ -2,7 +2,7 @@
 distillation to a challenger, the A/B result and promotion, the cleanup."""
 
 import base64
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -64,7 +64,7 @@ def test_after_missed_days_the_analysis_covers_everything_since_the_last_one(hom
             .asset_materializations_for_node("query_log_stats")[0]
             .metadata
         )
-        assert stats["window_start_utc"].value == "2026-03-02T00:00:00"
+        assert stats["window_start_utc"].value == "2026-03-02T00:00:00+00:00"
         assert stats["total_queries"].value == 60
 
 
@@ -183,7 +183,7 @@ def ab_run(home, instance, selection=None):
 
 
 def serve_ab(store, champion_positive: int, challenger_positive: int, challenger="1.1.0"):
-    now = datetime.now().replace(microsecond=0) + timedelta(seconds=5)
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
     log(store, 200, now, score=lambda i: 5 if i < champion_positive else 2)
     log(
         store,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,7 @@ def test_simulated_users_get_answers_split_by_a_hash_stable_across_processes(hom
     assert summary["feedback_given"] == 40 and progress[-1] == "40/40 queries"
     store = QueryStore.open(home.queries_db_url)
     try:
-        now = datetime.now()
+        now = datetime.now(UTC)
         rows = store.outcomes("acme", now - timedelta(hours=1))
         assert sum(len(outcome.scores) for outcome in rows) == 40
         with store.engine.connect() as connection:
@@ -90,4 +90,4 @@ def test_thunder_analyze_prints_the_decision_of_the_day_as_json(home):
     assert decision["rule"] == "distillation"
     assert decision["learning_rate"] == pytest.approx(2e-4)
     assert decision["inputs"]["teacher_fallbacks"] == 120
-    assert decision["window_utc"] == ["2026-03-03T00:00:00", "2026-03-04T00:00:00"]
+    assert decision["window_utc"] == ["2026-03-03T00:00:00+00:00", "2026-03-04T00:00:00+00:00"]

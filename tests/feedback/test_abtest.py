@@ -37,3 +37,24 @@ def test_the_intervals_match_their_textbook_values():
     # mean 2.5, sd 1.291, t(0.975, 3) = 3.182: 2.5 +- 2.054
     assert summary.mean_score == 2.5
     assert summary.mean_score_ci == pytest.approx((0.446, 4.554), abs=1e-3)
+
+
+def test_a_variant_without_rated_answers_still_plots():
+    from thunder_dagster.modeling.plots import ab_comparison
+
+    empty = summarize(VariantOutcome("challenger", "1.1.0", 0, ()))
+    rated = summarize(VariantOutcome("champion", "1.0.0", 3, (5, 4, 2)))
+    plot = ab_comparison(
+        [
+            {
+                "label": f"{s.variant} {s.model_version}",
+                "positive_rate": s.positive_rate,
+                "positive_rate_ci": s.positive_rate_ci,
+                "mean_score": s.mean_score,
+                "mean_score_ci": s.mean_score_ci,
+            }
+            for s in (rated, empty)
+        ],
+        title="no answers yet",
+    )
+    assert plot[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -70,15 +70,22 @@ def test_a_decision_survives_a_json_round_trip():
 
 
 def test_the_window_is_the_day_in_its_timezone_and_reaches_back_over_missed_days():
-    assert day_bounds(date(2026, 3, 1), "UTC") == (datetime(2026, 3, 1), datetime(2026, 3, 2))
-    start, end = day_bounds(date(2026, 7, 1), "Europe/Paris")
-    assert (start, end) == (datetime(2026, 6, 30, 22), datetime(2026, 7, 1, 22))
-    # The analysis of 3 March after the one of 28 February covers 1, 2 and 3 March.
-    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 1)) == (
-        datetime(2026, 3, 1),
-        datetime(2026, 3, 4),
+    assert day_bounds(date(2026, 3, 1), "UTC") == (
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 2, tzinfo=UTC),
     )
-    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 3)) == (
-        datetime(2026, 3, 3),
-        datetime(2026, 3, 4),
+    start, end = day_bounds(date(2026, 7, 1), "Europe/Paris")
+    assert (start, end) == (
+        datetime(2026, 6, 30, 22, tzinfo=UTC),
+        datetime(2026, 7, 1, 22, tzinfo=UTC),
+    )
+    # The analysis of 3 March after the one of 28 February covers 1, 2 and 3 March; a naive
+    # end of the previous window is UTC, never the process's local time.
+    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 1)) == (
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 4, tzinfo=UTC),
+    )
+    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 3, tzinfo=UTC)) == (
+        datetime(2026, 3, 3, tzinfo=UTC),
+        datetime(2026, 3, 4, tzinfo=UTC),
     )

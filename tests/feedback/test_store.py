@@ -5,13 +5,13 @@ from sqlalchemy import inspect
 
 from tests.services import postgres_database
 from thunder_dagster.feedback.records import QueryRecord
-from thunder_dagster.feedback.schema import utc_now
 from thunder_dagster.feedback.store import (
     HEAD_REVISION,
     MIGRATIONS,
     QueryStore,
     UnknownQueryError,
 )
+from thunder_dagster.times import utc_now
 
 
 def record(agent="a", confidence=0.9, fallback=False, variant="champion", version="1.0.0", **kw):

@@ -59,7 +59,7 @@ def ab_test_result(
             f"have {champion and champion.version} and {challenger and challenger.version}",
             allow_retries=False,
         )
-    since = datetime.fromisoformat(challenger.deployed_at).replace(tzinfo=None)
+    since = datetime.fromisoformat(challenger.deployed_at)
     with queries.open() as store:
         outcomes = store.outcomes(agent_id, since)
     result: AbResult = compare(

@@ -7,10 +7,11 @@
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from thunder_dagster.feedback.records import QueryStats
+from thunder_dagster.times import as_utc
 
 BASE_LEARNING_RATE = 1e-4
 FINE_TUNE_MIN_POSITIVE = 50
@@ -99,11 +100,11 @@ def _why_not(stats: QueryStats) -> str:
 
 
 def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
-    """The day's start and end in `timezone`, as naive UTC."""
+    """The day's start and end in `timezone`, as UTC."""
     zone = ZoneInfo(timezone)
     start = datetime.combine(day, time(), zone)
     end = datetime.combine(day + timedelta(days=1), time(), zone)
-    return _naive_utc(start), _naive_utc(end)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def analysis_window(
@@ -112,10 +113,6 @@ def analysis_window(
     """The 24 hours of `day`, reaching back to the end of the previous analysis when the
     schedule missed days (Dagster runs only the latest missed tick of a plain schedule)."""
     start, end = day_bounds(day, timezone)
-    if previous_window_end is not None and previous_window_end < start:
-        start = previous_window_end
+    if previous_window_end is not None and as_utc(previous_window_end) < start:
+        start = as_utc(previous_window_end)
     return start, end
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)

@@ -1,16 +1,30 @@
 """The query-log tables: every answer the server gives, its feedback, and the daily analyses.
 
-Times are naive UTC everywhere (SQLite keeps no time zone); `utc_now` makes them.
+Every time is timezone-aware UTC in Python. The columns hold naive UTC (SQLite keeps no time
+zone, and the tables predate this type): `UtcDateTime` converts on the way in and marks UTC on
+the way out, so no caller ever meets a naive time or the process's local zone.
 """
 
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from thunder_dagster.times import as_utc
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+class UtcDateTime(TypeDecorator):
+    """A moment: stored as naive UTC, read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else as_utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -30,7 +44,7 @@ class QueryLog(Base):
     confidence: Mapped[float] = mapped_column(Float)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     used_for_training: Mapped[bool] = mapped_column(Boolean, default=False)
     used_by_run: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -43,7 +57,7 @@ class Feedback(Base):
     )
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Analysis(Base):
@@ -53,10 +67,10 @@ class Analysis(Base):
 
     agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(DateTime)
-    window_end: Mapped[datetime] = mapped_column(DateTime)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
     decision: Mapped[str] = mapped_column(Text)
-    analysed_at: Mapped[datetime] = mapped_column(DateTime)
+    analysed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class CachedResponse(Base):
@@ -69,4 +83,4 @@ class CachedResponse(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     response: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -36,7 +36,8 @@ from thunder_dagster.feedback.records import (
     cache_key,
     new_query_id,
 )
-from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog, utc_now
+from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog
+from thunder_dagster.times import as_utc, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
@@ -299,7 +300,7 @@ class QueryStore:
     def cached_response(self, key: str, now: datetime | None = None) -> CachedResponse | None:
         with self.sessions() as session:
             entry = session.get(CachedResponse, key)
-        if entry is None or entry.expires_at <= (now or utc_now()):
+        if entry is None or entry.expires_at <= as_utc(now or utc_now()):
             return None
         return entry
 

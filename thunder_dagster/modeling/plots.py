@@ -79,13 +79,15 @@ def ab_comparison(variants: list[dict], title: str = "") -> bytes:
         (scores, "mean_score", "mean score", (1, 5)),
     ):
         values = [variant[key] for variant in variants]
+        # A variant without rated answers has a value (0) outside its whole-range interval;
+        # its bar then gets no error bar below it rather than a negative one.
         errors = [
             [
-                value - variant[f"{key}_ci"][0]
+                max(0.0, value - variant[f"{key}_ci"][0])
                 for value, variant in zip(values, variants, strict=True)
             ],
             [
-                variant[f"{key}_ci"][1] - value
+                max(0.0, variant[f"{key}_ci"][1] - value)
                 for value, variant in zip(values, variants, strict=True)
             ],
         ]

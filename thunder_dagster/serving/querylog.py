@@ -54,7 +54,7 @@ class QueryLogWriter:
 
     def submit(self, record: QueryRecord) -> str:
         query_id = new_query_id()
-        self.pending.put((query_id, record, datetime.now(UTC).replace(tzinfo=None)))
+        self.pending.put((query_id, record, datetime.now(UTC)))
         return query_id
 
     def flush(self) -> None:
