@@ -61,8 +61,8 @@ def test_generate_answers_and_feedback_joins_the_logged_query(served, home):
     [
         ("/v1/agents/nobody/generate", {}, 404, "unknown agent 'nobody'"),
         ("/v1/agents/acme/generate", {"max_tokens": 0}, 422, "max_tokens"),
-        ("/v1/agents/acme/generate", {"max_tokens": 5000}, 422, "max_tokens: 5000"),
-        ("/v1/agents/acme/generate", {"prompt": "x" * 5000}, 422, "prompt: 5000 characters"),
+        ("/v1/agents/acme/generate", {"max_tokens": 5000}, 422, "less than or equal to 1024"),
+        ("/v1/agents/acme/generate", {"prompt": "x" * 5000}, 422, "at most 4000 characters"),
         ("/v1/agents/acme/generate", {"temperature": -1}, 422, "temperature"),
         ("/v1/agents/acme/generate", {"user_id": ""}, 422, "user_id"),
     ],
@@ -72,6 +72,17 @@ def test_bad_generate_requests_get_a_clear_4xx(served, path, body, status, names
     answer = served.post(path, json=payload)
     assert answer.status_code == status
     assert names in answer.text
+
+
+def test_a_server_configured_tighter_than_the_api_names_its_own_limits(home):
+    deploy_tiny(home, "acme")
+    tight = settings(home, max_tokens=64, max_prompt_chars=100)
+    with TestClient(create_app(tight)) as client:
+        tokens = ask(client, max_tokens=100)
+        prompt = ask(client, prompt="x" * 200)
+    assert tokens.status_code == 422 and tokens.json()["detail"][0]["loc"] == ["body", "max_tokens"]
+    assert "100, the limit is 64" in tokens.text
+    assert prompt.status_code == 422 and "200 characters, the limit is 100" in prompt.text
 
 
 def test_malformed_bodies_and_bad_feedback_get_a_clear_4xx(served):

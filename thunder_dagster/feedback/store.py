@@ -6,6 +6,7 @@ UPDATE, so each row is marked used by exactly one successful run.
 """
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,9 @@ def current_revision(engine: Engine) -> str | None:
         return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
+_MIGRATION_LOCK = threading.Lock()
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the database behind `engine` to the newest Alembic revision.
 
@@ -71,15 +75,24 @@ def migrate(engine: Engine) -> None:
         return
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy.exc import DBAPIError
 
     # Alembic's progress lines are INFO on its own loggers; keep them off the host
     # application's handlers (a server's access log, a CLI's captured stderr).
     logging.getLogger("alembic").propagate = False
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    # Alembic's migration context is module state: one upgrade at a time in a process.
+    with _MIGRATION_LOCK:
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except DBAPIError:
+            # Another process created the tables first (two servers started on a new store):
+            # what it made is what this upgrade would have made.
+            if current_revision(engine) != HEAD_REVISION:
+                raise
 
 
 class QueryStore:

@@ -100,13 +100,17 @@ class WindowDecoder:
         return self.session.run([LOGITS], {TOKENS: tokens})[0][0, len(window) - 1]
 
 
+# A temperature below this picks the likeliest token anyway, and dividing by it overflows.
+GREEDY_BELOW = 1e-6
+
+
 def sample(
     decoder, ids: list[int], max_tokens: int, temperature: float, rng: np.random.Generator
 ) -> tuple[list[int], list[float]]:
     """Up to `max_tokens` ids after the prompt `ids`, and the model's probability of each.
 
-    Temperature 0 is greedy. The confidences are the untempered probabilities of the chosen
-    tokens, so they mean the same thing at any temperature.
+    Temperature 0 (or below GREEDY_BELOW) is greedy. The confidences are the untempered
+    probabilities of the chosen tokens, so they mean the same thing at any temperature.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -119,7 +123,7 @@ def sample(
         shifted = logits.astype(np.float64) - logits.max()
         probabilities = np.exp(shifted)
         probabilities /= probabilities.sum()
-        if temperature == 0:
+        if temperature < GREEDY_BELOW:
             choice = int(probabilities.argmax())
         else:
             tempered = np.exp(shifted / temperature)

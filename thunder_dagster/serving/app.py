@@ -27,6 +27,10 @@ from thunder_dagster.serving.generation import LoadedModel, generate
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
 from thunder_dagster.serving.querylog import QueryLogWriter
 
+# What the API document promises; a server may be configured tighter (ServerSettings).
+HARD_PROMPT_LIMIT = 4000
+HARD_TOKEN_LIMIT = 1024
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -34,19 +38,40 @@ class ServerSettings:
     query_db_url: str
     challenger_share: float = 0.2
     teacher_threshold: float = 0.5
-    max_prompt_chars: int = 4000
-    max_tokens: int = 1024
+    max_prompt_chars: int = HARD_PROMPT_LIMIT
+    max_tokens: int = HARD_TOKEN_LIMIT
     reload_seconds: float = 0.5
     cache_ttl_seconds: int = 3600
     workers: int = os.cpu_count() or 2
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what went wrong and what to do")
+
+
+# FastAPI's own answer to a body it cannot decode (not UTF-8, not JSON at all).
+UNREADABLE_BODY = {"model": Problem, "description": "the body cannot be read as JSON"}
+
+
+class FeedbackResponse(BaseModel):
+    query_id: str
+    score: int
+    stored: bool
+
+
+def field_error(field: str, message: str) -> RequestValidationError:
+    """A 422 for a value the schema allows but this server's settings do not."""
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
 class GenerateRequest(BaseModel):
     # JSON as Python reads it allows NaN and Infinity; no field here means anything by them.
     model_config = ConfigDict(allow_inf_nan=False)
 
-    prompt: str = Field(description="the text to continue")
-    max_tokens: int = Field(default=128, ge=1, description="characters to generate")
+    prompt: str = Field(max_length=HARD_PROMPT_LIMIT, description="the text to continue")
+    max_tokens: int = Field(
+        default=128, ge=1, le=HARD_TOKEN_LIMIT, description="characters to generate"
+    )
     temperature: float = Field(default=0.8, ge=0.0, le=5.0, description="0 is greedy")
     user_id: str = Field(min_length=1, max_length=128, description="decides the A/B variant")
 
@@ -108,7 +133,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         return models
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "deployed agents, none can answer"}})
     def healthz() -> JSONResponse:
         """ok, or degraded with each problem and the agent it concerns (no file paths). 503 only
         when agents are deployed and none of them can answer: then a load balancer should send
@@ -140,7 +165,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         body = {"status": "degraded" if problems else "ok", "agents": agents, "problems": problems}
         return JSONResponse(body, status_code=status)
 
-    @app.post("/v1/agents/{agent_id}/generate", response_model=GenerateResponse)
+    @app.post(
+        "/v1/agents/{agent_id}/generate",
+        response_model=GenerateResponse,
+        responses={
+            400: UNREADABLE_BODY,
+            404: {"model": Problem, "description": "no model deployed for the agent"},
+        },
+    )
     async def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
         # Generation runs on a pool of one thread per core, first come first served, so the
         # event loop stays free to read requests: the default pool of 40 threads would have
@@ -151,14 +183,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def answer_request(agent_id: str, request: GenerateRequest) -> GenerateResponse:
         started = time.perf_counter()
         if len(request.prompt) > settings.max_prompt_chars:
-            raise HTTPException(
-                422,
-                f"prompt: {len(request.prompt)} characters, the limit is "
-                f"{settings.max_prompt_chars}; send a shorter prompt",
+            raise field_error(
+                "prompt",
+                f"{len(request.prompt)} characters, the limit is {settings.max_prompt_chars}; "
+                "send a shorter prompt",
             )
         if request.max_tokens > settings.max_tokens:
-            raise HTTPException(
-                422, f"max_tokens: {request.max_tokens}, the limit is {settings.max_tokens}"
+            raise field_error(
+                "max_tokens", f"{request.max_tokens}, the limit is {settings.max_tokens}"
             )
         models = models_of(agent_id)
         variant = variant_for(agent_id, request.user_id, settings.challenger_share)
@@ -216,8 +248,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         return generation.text, generation.confidence
 
-    @app.post("/v1/feedback")
-    def feedback(request: FeedbackRequest) -> dict:
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        responses={
+            400: UNREADABLE_BODY,
+            404: {"model": Problem, "description": "no answer has that query_id"},
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def feedback(request: FeedbackRequest) -> FeedbackResponse:
         unavailable = HTTPException(
             503, "feedback cannot be stored now: the query-log store is unavailable; try again"
         )
@@ -240,6 +280,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 ) from None
         except Exception as error:  # the database is down or refused the write
             raise unavailable from error
-        return {"query_id": request.query_id, "score": request.score, "stored": True}
+        return FeedbackResponse(query_id=request.query_id, score=request.score, stored=True)
 
     return app

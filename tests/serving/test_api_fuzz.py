@@ -1,0 +1,52 @@
+"""The model server's HTTP API fuzzed from its own OpenAPI document (schemathesis): whatever a
+client sends, valid by the document or not, no 5xx, and every answer matches the document."""
+
+import hypothesis
+import schemathesis
+from fastapi.testclient import TestClient
+
+from tests.factories import deploy_tiny
+from thunder_dagster.serving.app import ServerSettings, create_app
+
+EXAMPLES = 60
+
+
+def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
+    deploy_tiny(home, "acme")
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        reload_seconds=0.05,
+    )
+    app = create_app(settings)
+    with TestClient(app):  # the lifespan runs: models load, the query-log writer starts
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert {operation.label for operation in operations} == {
+            "GET /healthz",
+            "POST /v1/agents/{agent_id}/generate",
+            "POST /v1/feedback",
+        }
+        generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
+        # Invalid input too, where there is input to get wrong (healthz takes none).
+        strategies = [operation.as_strategy() for operation in operations] + [
+            operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+            for operation in operations
+            if operation.method.upper() == "POST"
+        ]
+        # The deployed agent too, so that generation itself meets whatever prompt comes.
+        strategies.append(generate.as_strategy(path_parameters={"agent_id": "acme"}))
+        for strategy in strategies:
+
+            @hypothesis.given(case=strategy)
+            @hypothesis.settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            )
+            def fuzz(case):
+                case.call_and_validate()
+
+            fuzz()
