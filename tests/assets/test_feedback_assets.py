@@ -144,8 +144,10 @@ def test_too_little_data_stops_the_fine_tune_without_a_retry(home, store):
 
 def test_distillation_trains_a_smaller_student_on_confident_teacher_answers(home, store):
     deploy_tiny(home, "acme", hidden=64)
-    log(store, 120, datetime(2026, 3, 3), fallback=True, confidence=0.9, model_version="9.0.0")
-    log(store, 50, datetime(2026, 3, 3), fallback=True, confidence=0.5, response="zzzz")
+    confident = {"fallback": True, "confidence": 0.3, "teacher_confidence": 0.9}
+    log(store, 120, datetime(2026, 3, 3), model_version="9.0.0", **confident)
+    unsure = {"fallback": True, "confidence": 0.3, "teacher_confidence": 0.5}
+    log(store, 50, datetime(2026, 3, 3), response="zzzz", **unsure)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
         result = dg.materialize(

@@ -25,6 +25,7 @@ def record(agent="a", confidence=0.9, fallback=False, variant="champion", versio
         confidence=confidence,
         fallback=fallback,
         latency_ms=1.0,
+        teacher_confidence=kw.get("teacher"),
     )
 
 
@@ -108,11 +109,28 @@ def test_fine_tune_rows_are_well_rated_unused_and_marked_by_one_run_only(store):
     assert store.fine_tune_examples("a", limit=10) == []
 
 
-def test_distillation_rows_are_confident_teacher_answers(store):
-    teacher = store.log_query(record(fallback=True, confidence=0.85))
-    store.log_query(record(fallback=True, confidence=0.79))
-    store.log_query(record(fallback=False, confidence=0.99))
-    assert [e.query_id for e in store.distillation_examples("a", 0.8, 500)] == [teacher]
+def test_distillation_rows_are_answers_whose_teacher_was_confident(store):
+    day = datetime(2026, 3, 1)
+    teacher = store.log_query(record(fallback=True, confidence=0.2, teacher=0.85), at=day)
+    store.log_query(record(fallback=True, confidence=0.9, teacher=0.79), at=day)
+    store.log_query(record(fallback=False, confidence=0.99), at=day)
+    # A row from before the teacher had its own column: its confidence was the teacher's.
+    older = store.log_query(record(fallback=True, confidence=0.88), at=day - timedelta(days=1))
+    examples = store.distillation_examples("a", 0.8, 500)
+    assert [e.query_id for e in examples] == [teacher, older]
+
+
+def test_the_statistics_average_the_local_models_confidence_even_when_the_teacher_answered(
+    store,
+):
+    day = datetime(2026, 3, 1)
+    store.log_query(record(confidence=0.7), at=day + timedelta(hours=1))
+    store.log_query(
+        record(confidence=0.3, fallback=True, teacher=0.95), at=day + timedelta(hours=2)
+    )
+    stats = store.stats("a", day, day + timedelta(days=1))
+    assert stats.avg_confidence == pytest.approx(0.5)
+    assert stats.high_confidence_responses == 0 and stats.teacher_fallbacks == 1
 
 
 def test_the_response_cache_expires(store):

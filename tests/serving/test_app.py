@@ -116,6 +116,12 @@ def test_the_challenger_serves_its_users_and_the_teacher_answers_when_unsure(hom
         assert body["variant"] == variant_for("acme", f"u{n}", 0.5)
         assert body["fallback"] is True and body["model_version"] == "2.0.0"
     assert {body["variant"] for body in answers} == {"champion", "challenger"}
+    with QueryStore.open(home.queries_db_url) as store:
+        rows = [store.query(body["query_id"]) for body in answers]
+    # The log keeps the local model's confidence for the daily rules, the teacher's beside it.
+    for row, body in zip(rows, answers, strict=True):
+        assert row.confidence < 0.9 and row.teacher_confidence == pytest.approx(body["confidence"])
+        assert row.confidence != row.teacher_confidence
 
 
 def test_a_new_pointer_is_picked_up_without_failing_requests_in_flight(home):

@@ -18,9 +18,10 @@ class QueryRecord:
     model_version: str
     prompt: str
     response: str
-    confidence: float
+    confidence: float  # the local model's (champion or challenger), also when the teacher answered
     fallback: bool
     latency_ms: float
+    teacher_confidence: float | None = None  # the teacher's, when it answered instead
 
 
 @dataclass(frozen=True)

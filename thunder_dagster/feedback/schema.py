@@ -42,6 +42,7 @@ class QueryLog(Base):
     prompt: Mapped[str] = mapped_column(Text)
     response: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
+    teacher_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -42,7 +42,7 @@ from thunder_dagster.times import as_utc, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -228,13 +228,16 @@ class QueryStore:
     def distillation_examples(
         self, agent_id: str, min_confidence: float, limit: int
     ) -> list[TrainingExample]:
-        """Teacher answers (fallbacks) with confidence >= `min_confidence`, newest first."""
+        """Teacher answers (fallbacks) whose teacher was confident, >= `min_confidence`, newest
+        first. Rows logged before the teacher had its own column kept its confidence in
+        `confidence`."""
+        teacher = func.coalesce(QueryLog.teacher_confidence, QueryLog.confidence)
         statement = (
             select(QueryLog.id, QueryLog.prompt, QueryLog.response)
             .where(
                 QueryLog.agent_id == agent_id,
                 QueryLog.fallback.is_(True),
-                QueryLog.confidence >= min_confidence,
+                teacher >= min_confidence,
             )
             .order_by(QueryLog.created_at.desc(), QueryLog.id)
             .limit(limit)

@@ -197,11 +197,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         model: LoadedModel = models.challenger if variant == "challenger" else models.champion
         if model is None:
             variant, model = "champion", models.champion
-        fallback = False
+        fallback, teacher_confidence = False, None
         text, confidence = answer(model, request)
+        # The log keeps the local model's confidence, the daily rules' input, also when the
+        # teacher answers; the teacher's goes in its own column (distillation selects by it).
+        local_confidence = confidence
         if confidence < settings.teacher_threshold and models.teacher is not None:
             model, fallback = models.teacher, True
             text, confidence = answer(model, request)
+            teacher_confidence = confidence
         latency_ms = (time.perf_counter() - started) * 1000
         query_id = app.state.writer.submit(
             QueryRecord(
@@ -211,9 +215,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 model_version=model.deployment.version,
                 prompt=request.prompt,
                 response=text,
-                confidence=confidence,
+                confidence=local_confidence,
                 fallback=fallback,
                 latency_ms=latency_ms,
+                teacher_confidence=teacher_confidence,
             )
         )
         return GenerateResponse(
