@@ -50,22 +50,19 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
         assert repeated.run_key == request.run_key
 
 
-def test_after_missed_days_the_analysis_covers_everything_since_the_last_one(home, store):
+def test_each_day_is_analysed_on_its_own_24_hours_whatever_was_missed(home, store):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
         quiet = decision_of(analyse(home, instance, "2026-03-01"))
         assert quiet["change"] == "none" and quiet["reason"].startswith("not enough data")
-        # 2 and 3 March were never analysed; their answers count on 4 March.
         log(store, 60, datetime(2026, 3, 2, 12), score=5, confidence=0.9)
-        decided = decision_of(analyse(home, instance, "2026-03-04"))
+        # 2 and 3 March were not analysed: 4 March still looks at 4 March alone.
+        later = analyse(home, instance, "2026-03-04")
+        stats = later.asset_materializations_for_node("query_log_stats")[0].metadata
+        assert stats["window_start_utc"].value == "2026-03-04T00:00:00+00:00"
+        assert stats["total_queries"].value == 0 and decision_of(later)["change"] == "none"
+        decided = decision_of(analyse(home, instance, "2026-03-02"))
         assert decided["change"] == "fine_tune" and decided["learning_rate"] == pytest.approx(5e-5)
-        stats = (
-            analyse(home, instance, "2026-03-04")
-            .asset_materializations_for_node("query_log_stats")[0]
-            .metadata
-        )
-        assert stats["window_start_utc"].value == "2026-03-02T00:00:00+00:00"
-        assert stats["total_queries"].value == 60
 
 
 FINE_TUNE = {"learning_rate": 0.02, "epochs": 3, "batch_size": 8, "max_minutes": 2.0}

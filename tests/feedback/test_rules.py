@@ -1,9 +1,9 @@
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from thunder_dagster.feedback.records import QueryStats
-from thunder_dagster.feedback.rules import analysis_window, day_bounds, decide, learning_rate
+from thunder_dagster.feedback.rules import day_bounds, decide, learning_rate
 
 
 def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
@@ -69,7 +69,7 @@ def test_a_decision_survives_a_json_round_trip():
     assert type(decision).from_json(decision.to_json()) == decision
 
 
-def test_the_window_is_the_day_in_its_timezone_and_reaches_back_over_missed_days():
+def test_each_day_is_exactly_that_day_in_its_timezone():
     assert day_bounds(date(2026, 3, 1), "UTC") == (
         datetime(2026, 3, 1, tzinfo=UTC),
         datetime(2026, 3, 2, tzinfo=UTC),
@@ -79,13 +79,6 @@ def test_the_window_is_the_day_in_its_timezone_and_reaches_back_over_missed_days
         datetime(2026, 6, 30, 22, tzinfo=UTC),
         datetime(2026, 7, 1, 22, tzinfo=UTC),
     )
-    # The analysis of 3 March after the one of 28 February covers 1, 2 and 3 March; a naive
-    # end of the previous window is UTC, never the process's local time.
-    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 1)) == (
-        datetime(2026, 3, 1, tzinfo=UTC),
-        datetime(2026, 3, 4, tzinfo=UTC),
-    )
-    assert analysis_window(date(2026, 3, 3), "UTC", datetime(2026, 3, 3, tzinfo=UTC)) == (
-        datetime(2026, 3, 3, tzinfo=UTC),
-        datetime(2026, 3, 4, tzinfo=UTC),
-    )
+    # The day the clocks go forward has 23 hours in that zone, and its window too.
+    start, end = day_bounds(date(2026, 3, 29), "Europe/Paris")
+    assert end - start == timedelta(hours=23)

@@ -4,8 +4,13 @@ from datetime import datetime
 
 import dagster as dg
 
-from tests.factories import deploy_tiny
-from thunder_dagster.jobs.feedback import ab_test_schedule, daily_analysis_schedule
+from tests.factories import analyse, deploy_tiny
+from thunder_dagster.jobs.feedback import (
+    CATCH_UP_DAYS,
+    ab_test_schedule,
+    daily_analysis_schedule,
+    days_to_analyse,
+)
 from thunder_dagster.resources.home import ThunderHome
 
 
@@ -38,3 +43,26 @@ def test_the_ab_schedule_asks_only_for_agents_with_a_challenger(home):
         ) as context:
             requests = ab_test_schedule(context)
     assert [(r.partition_key, r.run_key) for r in requests] == [("acme", "ab:acme:2026-03-04T02")]
+
+
+def test_after_downtime_the_schedule_asks_for_each_missed_day_as_its_own_partition(home):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme", "zeta"])
+        assert analyse(home, instance, "2026-03-01").success
+        # The first tick after three days down: 5 March, 02:00.
+        moment = datetime(2026, 3, 5, 2, 0)
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
+        requests = daily_analysis_schedule(context)
+    assert [r.partition_key for r in requests] == [
+        "acme|2026-03-02",
+        "acme|2026-03-03",
+        "acme|2026-03-04",
+        "zeta|2026-03-04",  # never analysed: its yesterday alone
+    ]
+
+
+def test_the_catch_up_stops_at_the_last_analysed_day_and_after_a_week():
+    assert days_to_analyse("2026-03-04", {"2026-03-02"}) == ["2026-03-03", "2026-03-04"]
+    assert days_to_analyse("2026-03-04", {"2026-03-04", "2026-03-03"}) == ["2026-03-04"]
+    assert len(days_to_analyse("2026-03-30", {"2026-03-01"})) == CATCH_UP_DAYS
+    assert days_to_analyse("2026-01-02", {"2025-12-01"}) == ["2026-01-01", "2026-01-02"]

@@ -4,7 +4,7 @@ from datetime import date, datetime
 import dagster as dg
 
 from thunder_dagster.feedback.records import QueryStats
-from thunder_dagster.feedback.rules import Decision, analysis_window, decide
+from thunder_dagster.feedback.rules import Decision, day_bounds, decide
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.runtime.metadata import markdown_table
 from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agent_days
@@ -28,16 +28,13 @@ def agent_and_day(context: dg.AssetExecutionContext) -> tuple[str, date]:
 def query_log_stats(
     context: dg.AssetExecutionContext, queries: QueryLogStore
 ) -> dg.Output[WindowStats]:
-    """The statistics of an agent's answers over one day.
+    """The statistics of an agent's answers over one day, exactly its 24 hours.
 
-    Totals, confidence, teacher fallbacks and feedback, over the day and any days the schedule
-    missed since the last analysis."""
+    Totals, confidence, teacher fallbacks and feedback. Days the schedule missed are partitions
+    of their own, which it requests when it runs again."""
     agent_id, day = agent_and_day(context)
+    start, end = day_bounds(day, ANALYSIS_TIMEZONE)
     with queries.open() as store:
-        previous = store.last_analysis_before(agent_id, day)
-        start, end = analysis_window(
-            day, ANALYSIS_TIMEZONE, previous.window_end if previous else None
-        )
         stats = store.stats(agent_id, start, end)
     values = stats.as_dict()
     context.log.info(f"{agent_id} {day}: {values} over [{start}, {end}) UTC")

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from thunder_dagster.feedback.records import QueryStats
-from thunder_dagster.times import as_utc
 
 BASE_LEARNING_RATE = 1e-4
 FINE_TUNE_MIN_POSITIVE = 50
@@ -105,14 +104,3 @@ def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(), zone)
     end = datetime.combine(day + timedelta(days=1), time(), zone)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def analysis_window(
-    day: date, timezone: str, previous_window_end: datetime | None
-) -> tuple[datetime, datetime]:
-    """The 24 hours of `day`, reaching back to the end of the previous analysis when the
-    schedule missed days (Dagster runs only the latest missed tick of a plain schedule)."""
-    start, end = day_bounds(day, timezone)
-    if previous_window_end is not None and as_utc(previous_window_end) < start:
-        start = as_utc(previous_window_end)
-    return start, end

@@ -286,15 +286,6 @@ class QueryStore:
                 )
             )
 
-    def last_analysis_before(self, agent_id: str, day: date) -> Analysis | None:
-        with self.sessions() as session:
-            return session.scalars(
-                select(Analysis)
-                .where(Analysis.agent_id == agent_id, Analysis.day < day)
-                .order_by(Analysis.day.desc())
-                .limit(1)
-            ).first()
-
     def latest_analysis(self, agent_id: str) -> Analysis | None:
         """The analysis of the agent's latest analysed day."""
         with self.sessions() as session:

@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agents
+from thunder_dagster.runtime.partitions import ANALYSIS_START, ANALYSIS_TIMEZONE, agents
 
 daily_analysis_job = dg.define_asset_job(
     name="daily_analysis_job",
@@ -14,9 +14,29 @@ daily_analysis_job = dg.define_asset_job(
 )
 
 
+# After downtime Dagster runs only a schedule's latest missed tick; that tick asks for every
+# day missed since an agent's last analysed one, up to this many, each its own partition.
+CATCH_UP_DAYS = 7
+
+
 def analysed_day(scheduled: datetime) -> str:
     """The day a 02:00 tick analyses: the one that ended two hours before, in the zone."""
     return (scheduled - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def days_to_analyse(yesterday: str, analysed: set[str]) -> list[str]:
+    """Yesterday, and the days before it back to the agent's latest analysed day (at most
+    CATCH_UP_DAYS in all, none before the partitions start); an agent never analysed gets
+    yesterday alone."""
+    last = date.fromisoformat(yesterday)
+    days = [last.isoformat()]
+    if analysed:
+        for back in range(1, CATCH_UP_DAYS):
+            day = (last - timedelta(days=back)).isoformat()
+            if day in analysed or day < ANALYSIS_START:
+                break
+            days.append(day)
+    return sorted(days)
 
 
 @dg.schedule(
@@ -24,20 +44,25 @@ def analysed_day(scheduled: datetime) -> str:
     cron_schedule="0 2 * * *",
     execution_timezone=ANALYSIS_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="At 02:00 (THUNDER_TIMEZONE) every agent's yesterday is analysed. After "
-    "downtime Dagster runs only the latest missed tick; the analysis then reaches back to the "
-    "end of the last one, and the run key makes a second tick for the same day a no-op.",
+    description="At 02:00 (THUNDER_TIMEZONE) every agent's yesterday is analysed, each day "
+    "exactly its 24 hours. After downtime Dagster runs only the latest missed tick, which asks "
+    "for the missed days too, each its own partition; the run key makes a second tick for the "
+    "same day a no-op.",
 )
 def daily_analysis_schedule(context: dg.ScheduleEvaluationContext):
-    day = analysed_day(context.scheduled_execution_time)
-    requests = [
-        dg.RunRequest(
-            run_key=f"analysis:{agent_id}:{day}",
-            partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day}),
-            tags={"thunder/agent": agent_id, "thunder/day": day},
-        )
-        for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
-    ]
+    yesterday = analysed_day(context.scheduled_execution_time)
+    done = context.instance.get_materialized_partitions(dg.AssetKey("training_triggers"))
+    requests = []
+    for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name)):
+        analysed = {key.split("|", 1)[1] for key in done if key.split("|", 1)[0] == agent_id}
+        requests += [
+            dg.RunRequest(
+                run_key=f"analysis:{agent_id}:{day}",
+                partition_key=dg.MultiPartitionKey({"agent": agent_id, "day": day}),
+                tags={"thunder/agent": agent_id, "thunder/day": day},
+            )
+            for day in days_to_analyse(yesterday, analysed)
+        ]
     if not requests:
         return dg.SkipReason("no agents yet")
     return requests
