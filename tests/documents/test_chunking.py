@@ -42,4 +42,6 @@ def test_other_sizes_and_invalid_parameters():
 
 def test_chunk_ids_are_stable_and_ordered():
     assert chunk_id("0123456789abcdef", 7) == "0123456789abcdef-00007"
-    assert chunk_id("0123456789abcdef", 7) == chunk_id("0123456789abcdef", 7)
+    # Zero-padded: the ids sort as the chunks come, also past ten and a hundred.
+    ids = [chunk_id("0123456789abcdef", index) for index in (0, 1, 9, 10, 99, 100, 12345)]
+    assert sorted(ids) == ids

@@ -29,19 +29,29 @@ def test_every_corpus_file_yields_text_or_a_clear_status(path):
         assert result.reason and not result.text
 
 
+# The one corpus PDF whose page tree pymupdf cannot read as files.json describes it (its
+# metadata is damaged on purpose): extraction calls it empty, with the reason, and goes on.
+UNREADABLE_PAGES = {"017-unreadable-meta-data_unreadablemetadata.pdf": "the PDF has no pages"}
+
+
 def test_corpus_pdfs_match_what_the_corpus_says_of_them(corpus):
-    described = json.loads((corpus / "pdf" / "files.json").read_text())
-    assert PDFS, "no PDF in the corpus"
+    described = {
+        entry["path"].replace("/", "_"): entry
+        for entry in json.loads((corpus / "pdf" / "files.json").read_text())["data"]
+    }
+    assert PDFS and {path.name for path in PDFS} <= set(described)
     for path in PDFS:
-        result = extract(path, LIMITS)
-        if "005-libreoffice-writer-password" in path.name:
+        entry, result = described[path.name], extract(path, LIMITS)
+        if entry["encrypted"]:
             assert (result.status, result.reason) == (
                 "rejected",
                 "encrypted: upload a copy without a password",
-            )
-        elif result.status == "ok":
-            assert result.pages and result.pages >= 1
-    assert described  # the description file is there to read, and was read
+            ), path.name
+        elif path.name in UNREADABLE_PAGES:
+            assert (result.status, result.reason) == ("empty", UNREADABLE_PAGES[path.name])
+        else:
+            assert result.status in ("ok", "empty"), (path.name, result.reason)
+            assert result.pages == entry["pages"], path.name
 
 
 def test_a_pdf_of_images_only_has_no_text_layer():
