@@ -44,17 +44,5 @@ def test_a_variant_without_rated_answers_still_plots():
 
     empty = summarize(VariantOutcome("challenger", "1.1.0", 0, ()))
     rated = summarize(VariantOutcome("champion", "1.0.0", 3, (5, 4, 2)))
-    plot = ab_comparison(
-        [
-            {
-                "label": f"{s.variant} {s.model_version}",
-                "positive_rate": s.positive_rate,
-                "positive_rate_ci": s.positive_rate_ci,
-                "mean_score": s.mean_score,
-                "mean_score_ci": s.mean_score_ci,
-            }
-            for s in (rated, empty)
-        ],
-        title="no answers yet",
-    )
+    plot = ab_comparison([rated.plot_point(), empty.plot_point()], title="no answers yet")
     assert plot[:4] == b"\x89PNG"

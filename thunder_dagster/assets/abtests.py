@@ -85,16 +85,7 @@ def ab_test_result(
     from thunder_dagster.modeling.plots import ab_comparison
 
     plot = ab_comparison(
-        [
-            {
-                "label": f"{s.variant} {s.model_version}",
-                "positive_rate": s.positive_rate,
-                "positive_rate_ci": s.positive_rate_ci,
-                "mean_score": s.mean_score,
-                "mean_score_ci": s.mean_score_ci,
-            }
-            for s in (result.champion, result.challenger)
-        ],
+        [result.champion.plot_point(), result.challenger.plot_point()],
         title=f"{agent_id}: {result.decision} (p = {result.positive_rate_p_value:.3g})",
     )
     yield dg.Output(

@@ -24,6 +24,16 @@ class VariantSummary:
     mean_score: float
     mean_score_ci: tuple[float, float]
 
+    def plot_point(self) -> dict:
+        """The variant as the A/B comparison plot draws it (modeling/plots.py)."""
+        return {
+            "label": f"{self.variant} {self.model_version}",
+            "positive_rate": self.positive_rate,
+            "positive_rate_ci": self.positive_rate_ci,
+            "mean_score": self.mean_score,
+            "mean_score_ci": self.mean_score_ci,
+        }
+
 
 @dataclass(frozen=True)
 class AbResult:
