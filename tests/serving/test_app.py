@@ -1,6 +1,7 @@
 import shutil
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -271,19 +272,34 @@ def test_a_stopped_watcher_is_reported_and_the_server_still_answers(served):
     assert ask(served).status_code == 200
 
 
-def test_without_its_store_the_server_answers_reports_it_and_refuses_feedback_clearly(home):
+def test_without_its_store_the_server_answers_spools_and_replays_when_it_opens(home, tmp_path):
     deploy_tiny(home, "acme")
-    unreachable = "postgresql+psycopg2://thunder@127.0.0.1:9/none?connect_timeout=1"
-    with TestClient(create_app(settings(home, query_db_url=unreachable))) as client:
+    # A file where the store's folder should be: the store cannot open until it is gone.
+    blocker = tmp_path / "db"
+    blocker.write_text("not a folder")
+    url = f"sqlite:///{blocker}/queries.db"
+    server = create_app(settings(home, query_db_url=url, store_retry_seconds=0.1))
+    with TestClient(server) as client:
         health = wait_for_health(client, lambda r: r.json()["status"] == "degraded")
         assert health.status_code == 200
         assert "query-log store cannot open" in health.json()["problems"][0]["reason"]
         answer = ask(client)
         assert answer.status_code == 200, answer.text
-        stored = client.post(
-            "/v1/feedback", json={"query_id": answer.json()["query_id"], "score": 4}
-        )
-        assert stored.status_code == 503 and "try again" in stored.json()["detail"]
+        query_id = answer.json()["query_id"]
+        rated = client.post("/v1/feedback", json={"query_id": query_id, "score": 4})
+        assert rated.status_code == 200 and rated.json()["stored"] is False
+        health = wait_for_health(client, lambda r: "spooled" in r.text)
+        assert "1 answers and 1 ratings are spooled" in health.text
+        blocker.unlink()
+        health = wait_for_health(client, lambda r: r.json()["status"] == "ok")
+        assert health.json()["problems"] == []
+    with QueryStore.open(url) as store:
+        assert store.query(query_id).response == answer.json()["text"]
+        assert store.stats("acme", *day_around(store.query(query_id))).positive_feedback == 1
+
+
+def day_around(row):
+    return row.created_at - timedelta(hours=12), row.created_at + timedelta(hours=12)
 
 
 GENERATE = "/v1/agents/acme/generate"

@@ -124,16 +124,29 @@ class QueryStore:
         self.log_queries([(query_id, record, at or utc_now())])
         return query_id
 
-    def log_queries(self, rows: Iterable[tuple[str, QueryRecord, datetime]]) -> None:
+    def log_queries(
+        self, rows: Iterable[tuple[str, QueryRecord, datetime]], replaying: bool = False
+    ) -> None:
         """Insert answers logged elsewhere with their ids and times: one executemany in one
-        transaction (Core, not the ORM's unit of work, which costs the server's CPU)."""
+        transaction (Core, not the ORM's unit of work, which costs the server's CPU).
+
+        `replaying` (the spool's rows) leaves an id already in the log as it is, so replaying
+        the same rows twice (a replay cut short) writes each once."""
         values = [
             {"id": query_id, "created_at": at, "used_for_training": False, **record.__dict__}
             for query_id, record, at in rows
         ]
-        if values:
-            with self.engine.begin() as connection:
-                connection.execute(insert(QueryLog), values)
+        if not values:
+            return
+        statement = insert(QueryLog)
+        if replaying:
+            if self.engine.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            statement = dialect_insert(QueryLog).on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as connection:
+            connection.execute(statement, values)
 
     def add_feedback(
         self, query_id: str, score: int, comment: str | None = None, at: datetime | None = None

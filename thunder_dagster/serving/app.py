@@ -8,6 +8,7 @@ under the threshold and the agent has a teacher, the teacher answers and the log
 """
 
 import asyncio
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,9 @@ HARD_TOKEN_LIMIT = 1024
 class ServerSettings:
     deployments_root: Path
     query_db_url: str
+    # Answers and ratings the store cannot take wait here; None: beside the deployments.
+    spool_dir: Path | None = None
+    store_retry_seconds: float = 2.0  # how often a store that is down is tried again
     challenger_share: float = 0.2
     teacher_threshold: float = 0.5
     max_prompt_chars: int = HARD_PROMPT_LIMIT
@@ -56,7 +60,10 @@ UNREADABLE_BODY = {"model": Problem, "description": "the body cannot be read as 
 class FeedbackResponse(BaseModel):
     query_id: str
     score: int
-    stored: bool
+    stored: bool = Field(
+        description="true: in the query log; false: in the server's spool, written to the log "
+        "when its store is back (a rating of an id no answer has is then dropped)"
+    )
 
 
 def field_error(field: str, message: str) -> RequestValidationError:
@@ -97,7 +104,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(served: FastAPI):
         # The writer opens the store in its thread while the models load here.
-        writer = QueryLogWriter(settings.query_db_url)
+        spool_dir = settings.spool_dir or settings.deployments_root.parent / "spool"
+        writer = QueryLogWriter(settings.query_db_url, spool_dir, settings.store_retry_seconds)
         pool = ModelPool(settings.deployments_root, settings.reload_seconds)
         pool.start()
         workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
@@ -233,24 +241,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
         """Greedy answers are cached per model version; sampled ones never are. Without the
         store (not open yet, or down) an answer is generated, not looked up."""
-        store = app.state.writer.store() if app.state.writer.available() else None
-        greedy = request.temperature == 0 and store is not None
+        store = app.state.writer.store() if request.temperature == 0 else None
         prompt_key = f"{request.prompt}\0{request.max_tokens}"
-        if greedy:
-            key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
-            cached = store.cached_response(key)
+        key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
+        if store is not None:
+            try:
+                cached = store.cached_response(key)
+            except Exception:  # the store went down: the cache is an optimisation only
+                store, cached = None, None
             if cached is not None:
                 return cached.response, cached.confidence
         generation = generate(model, request.prompt, request.max_tokens, request.temperature)
-        if greedy:
-            store.cache_response(
-                model.deployment.agent_id,
-                model.deployment.version,
-                prompt_key,
-                generation.text,
-                generation.confidence,
-                timedelta(seconds=settings.cache_ttl_seconds),
-            )
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.cache_response(
+                    model.deployment.agent_id,
+                    model.deployment.version,
+                    prompt_key,
+                    generation.text,
+                    generation.confidence,
+                    timedelta(seconds=settings.cache_ttl_seconds),
+                )
         return generation.text, generation.confidence
 
     @app.post(
@@ -263,28 +274,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         },
     )
     def feedback(request: FeedbackRequest) -> FeedbackResponse:
-        unavailable = HTTPException(
-            503, "feedback cannot be stored now: the query-log store is unavailable; try again"
-        )
         try:
-            store = app.state.writer.store(timeout=10)
-        except (RuntimeError, TimeoutError) as error:
-            raise unavailable from error
-        try:
-            store.add_feedback(request.query_id, request.score, request.comment)
+            stored = app.state.writer.rate(request.query_id, request.score, request.comment)
         except UnknownQueryError:
-            # The answer may still be in the writer's queue.
-            app.state.writer.flush()
-            try:
-                store.add_feedback(request.query_id, request.score, request.comment)
-            except UnknownQueryError:
-                raise HTTPException(
-                    404,
-                    f"unknown query_id {request.query_id!r}: use the query_id a generate "
-                    "answer returned",
-                ) from None
-        except Exception as error:  # the database is down or refused the write
-            raise unavailable from error
-        return FeedbackResponse(query_id=request.query_id, score=request.score, stored=True)
+            raise HTTPException(
+                404,
+                f"unknown query_id {request.query_id!r}: use the query_id a generate answer "
+                "returned",
+            ) from None
+        except OSError as error:  # neither the store nor the spool can take it
+            raise HTTPException(
+                503,
+                "feedback cannot be stored now: the query-log store and the spool are "
+                "unavailable; try again",
+            ) from error
+        return FeedbackResponse(query_id=request.query_id, score=request.score, stored=stored)
 
     return app

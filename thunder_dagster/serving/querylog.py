@@ -3,7 +3,11 @@
 A request gets its query id at once; the writer thread inserts the rows a moment later. Feedback
 that names an id still in the queue flushes the queue before it looks the id up. The writer
 also opens the store, in its own thread, so the server answers /healthz without waiting for
-SQLAlchemy to import; whatever needs the store waits for `store()`.
+SQLAlchemy to import.
+
+No answer that was returned is lost: rows the store cannot take (it is down, slow to come up,
+or never opened) go to the spool, an append-only file, and the writer replays them once the
+store answers again. A rating of a spooled answer is spooled behind it.
 """
 
 import logging
@@ -11,54 +15,110 @@ import queue
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
-from thunder_dagster.feedback.records import QueryRecord, new_query_id
+from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, new_query_id
+from thunder_dagster.serving.spool import Rating, Spool
 
 log = logging.getLogger(__name__)
 BATCH = 256
 # How long the writer lets answers gather before it inserts them: one transaction per batch
 # instead of one per answer, off the request path either way.
 GATHER_SECONDS = 0.2
+# How often the writer tries a store that is down again, and replays the spool into it.
+RETRY_SECONDS = 2.0
 
 
 class QueryLogWriter:
-    def __init__(self, url: str):
+    def __init__(self, url: str, spool_dir: Path, retry_seconds: float = RETRY_SECONDS):
         self.url = url
+        self.retry_seconds = retry_seconds
+        self.spool = Spool(spool_dir)
         self._store = None
-        self._opened = threading.Event()
-        self._error: Exception | None = None
+        self._opened = threading.Event()  # set once the first attempt to open has ended
+        self._open_error: str | None = None
+        self._next_try = 0.0
         self.failure: str | None = None  # why the last write failed; None once one succeeds
+        self.lost = 0  # rows neither the store nor the spool could take
         self.pending: queue.Queue[tuple[str, QueryRecord, datetime] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="query-log-writer", daemon=True)
         self.thread.start()
 
-    def store(self, timeout: float = 60.0):
-        """The open QueryStore, once the writer thread has opened it."""
-        if not self._opened.wait(timeout):
-            raise TimeoutError(f"the query-log store at {self.url} did not open in {timeout} s")
-        if self._error is not None:
-            raise RuntimeError(f"the query-log store cannot open: {self._error}")
+    def store(self):
+        """The open QueryStore, or None while it is not open (no waiting)."""
         return self._store
 
-    def available(self) -> bool:
-        """Whether the store opened (without waiting for it to)."""
-        return self._opened.is_set() and self._error is None
-
     def problem(self) -> str | None:
-        """Why answers are not being logged now, for /healthz; None when they are."""
-        if self._error is not None:
-            return f"the query-log store cannot open ({type(self._error).__name__})"
-        if self.failure is not None:
-            return f"the last query-log write failed ({self.failure})"
-        return None
+        """Why answers are not in the query log now, for /healthz; None when they are."""
+        parts = []
+        if self._opened.is_set() and self._store is None:
+            parts.append(f"the query-log store cannot open ({self._open_error})")
+        elif self.failure is not None:
+            parts.append(f"the last query-log write failed ({self.failure})")
+        if self.spool.depth:
+            parts.append(
+                f"{self.spool.queries} answers and {self.spool.ratings} ratings are spooled "
+                "until the store takes them"
+            )
+        if self.spool.write_error is not None or self.lost:
+            parts.append(
+                f"the spool cannot be written ({self.spool.write_error}); "
+                f"{self.lost} rows lost so far: free space for the spool folder"
+            )
+        if self.spool.rejected_lines:
+            parts.append(
+                f"{self.spool.rejected_lines} unreadable spool lines were set aside in "
+                "rejected.jsonl"
+            )
+        return "; ".join(parts) or None
 
     def submit(self, record: QueryRecord) -> str:
         query_id = new_query_id()
         self.pending.put((query_id, record, datetime.now(UTC)))
         return query_id
 
+    def rate(self, query_id: str, score: int, comment: str | None) -> bool:
+        """Store a rating: True once it is in the query log, False when it is spooled behind
+        its answer (or, with the store down, to be checked against the log when it replays).
+        UnknownQueryError when the store is up and no answer has the id."""
+        rating = Rating(query_id, score, comment, datetime.now(UTC))
+        if self._spooled(query_id):
+            return self._spool_rating(rating)
+        self._opened.wait(10)  # a store still opening at start-up is worth a moment's wait
+        store = self._store
+        if store is not None:
+            try:
+                store.add_feedback(query_id, score, comment, rating.at)
+                return True
+            except UnknownQueryError:
+                # The answer may still be in the writer's queue, or spooled since.
+                self.flush()
+                if self._spooled(query_id):
+                    return self._spool_rating(rating)
+                try:
+                    store.add_feedback(query_id, score, comment, rating.at)
+                    return True
+                except UnknownQueryError:
+                    raise
+                except Exception as error:
+                    self.failure = type(error).__name__
+            except Exception as error:  # the database is down or refused the write
+                self.failure = type(error).__name__
+                log.warning("spooling a rating: the store refused it (%s)", self.failure)
+        # Its answer, if still queued, goes to the log or the spool first: a replay then never
+        # meets a rating before its answer.
+        self.flush()
+        return self._spool_rating(rating)
+
+    def _spooled(self, query_id: str) -> bool:
+        return self.spool.holds(query_id)
+
+    def _spool_rating(self, rating: Rating) -> bool:
+        self.spool.add_rating(rating)  # OSError when the spool cannot be written either
+        return False
+
     def flush(self) -> None:
-        """Return once every answer submitted so far is in the database."""
+        """Return once every answer submitted so far is in the database or the spool."""
         self.pending.join()
 
     def close(self) -> None:
@@ -66,19 +126,17 @@ class QueryLogWriter:
         self.thread.join(timeout=10)
         if self._store is not None:
             self._store.close()
+        self.spool.close()
 
     def _run(self) -> None:
-        from thunder_dagster.feedback.store import QueryStore
-
-        try:
-            self._store = QueryStore.open(self.url)
-        except Exception as error:
-            self._error = error
-            log.exception("cannot open the query-log store at %s", self.url)
-        finally:
-            self._opened.set()
+        self._try_open()
+        self._opened.set()
         while True:
-            first = self.pending.get()
+            try:
+                first = self.pending.get(timeout=self.retry_seconds)
+            except queue.Empty:
+                self._catch_up()
+                continue
             batch = [first]
             deadline = time.monotonic() + GATHER_SECONDS
             while first is not None and len(batch) < BATCH:
@@ -88,16 +146,65 @@ class QueryLogWriter:
                     break
                 if batch[-1] is None:
                     break
-            rows = [row for row in batch if row is not None]
             try:
-                if rows and self._store is not None:
-                    self._store.log_queries(rows)
-                    self.failure = None
-            except Exception as error:
-                self.failure = type(error).__name__
-                log.exception("could not write %d query log rows", len(rows))
+                self._write([row for row in batch if row is not None])
             finally:
                 for _ in batch:
                     self.pending.task_done()
             if any(row is None for row in batch):
                 return
+
+    def _try_open(self) -> None:
+        from thunder_dagster.feedback.store import QueryStore
+
+        self._next_try = time.monotonic() + self.retry_seconds
+        try:
+            self._store = QueryStore.open(self.url)
+            self._open_error = None
+        except Exception as error:
+            self._open_error = type(error).__name__
+            log.warning("cannot open the query-log store (%s); spooling answers", error)
+
+    def _catch_up(self) -> bool:
+        """Open the store if it is not, and replay the spool into it; whether the store took
+        everything spooled (so new rows may go straight to it)."""
+        if self._store is None and time.monotonic() >= self._next_try:
+            self._try_open()
+        if self._store is None:
+            return False
+        if not self.spool.pending_files():
+            return True
+        if time.monotonic() < self._next_try and self.failure is not None:
+            return False
+        self._next_try = time.monotonic() + self.retry_seconds
+        try:
+            replayed = self.spool.replay(self._store)
+        except Exception as error:
+            self.failure = type(error).__name__
+            return False
+        self.failure = None
+        if replayed.queries or replayed.ratings:
+            log.warning(
+                "replayed %d spooled answers and %d ratings into the query log",
+                replayed.queries,
+                replayed.ratings,
+            )
+        return True
+
+    def _write(self, rows: list[tuple[str, QueryRecord, datetime]]) -> None:
+        caught_up = self._catch_up()
+        if not rows:
+            return
+        if caught_up:
+            try:
+                self._store.log_queries(rows)
+                self.failure = None
+                return
+            except Exception as error:
+                self.failure = type(error).__name__
+                log.warning("spooling %d answers: the store refused them (%s)", len(rows), error)
+        try:
+            self.spool.add_queries(rows)
+        except OSError:
+            self.lost += len(rows)
+            log.exception("could not spool %d query log rows", len(rows))
