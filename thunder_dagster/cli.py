@@ -192,10 +192,10 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
         click.echo(f"agent {agent_id}: nothing deployed")
         return
     card = ModelCard.read(deployment.model_dir)
-    loss = card.onnx.validation_loss if card.onnx else card.metrics.validation_loss
+    split, loss = card.reported_loss()
     click.echo(
         f"deployed {agent_id} {deployment.version} ({deployment.family}, registry version "
-        f"{deployment.registry_version}): validation loss {loss:.4f} "
+        f"{deployment.registry_version}): {split} loss {loss:.4f} "
         f"nats/char, unigram baseline {card.metrics.unigram_loss:.4f}"
     )
     click.echo(f"  model: {deployment.onnx_path}")

@@ -113,7 +113,7 @@ def test_the_whole_graph_turns_sample_documents_into_a_deployed_verified_model(t
     step_files = {"step.onnx"} if card.family in ("gru", "transformer") else set()
     assert set(card.files) == {"model.keras", "model.onnx", *step_files}
     assert (pointer.step_sha256 is not None) == bool(step_files)
-    assert card.onnx.validation_loss < card.metrics.unigram_loss
+    assert card.onnx.test_loss < card.metrics.unigram_loss
     search = result.asset_materializations_for_node("tpe_trials")[0].metadata
     assert search["trial_states"].value == {"COMPLETE": 2}
     assert "data:image/png;base64," in search["optimization_history"].value

@@ -48,6 +48,26 @@ def test_a_card_from_before_the_type_is_read_and_its_unknown_keys_ignored(tmp_pa
     (tmp_path / "card.json").write_text(json.dumps(older))
     card = ModelCard.read(tmp_path)
     assert card.context_length == 16 and card.vocab == ("a",) and card.onnx is None
+    # Before the three-way split a card had no test loss: it reports what selected it.
+    assert card.reported_loss() == ("validation", 1.0)
+
+
+def test_an_exported_card_from_before_the_test_split_reads_and_reports_its_validation(tmp_path):
+    summary = {
+        "validation_loss": 1.1,
+        "parity_max_abs_difference": 1e-6,
+        "latency_ms": {},
+        "step_graph": True,
+        "checks": {"parity": True},
+    }
+    older = {**CARD.replace(files={}).__dict__, "metrics": CARD.metrics.__dict__}
+    (tmp_path / "card.json").write_text(json.dumps({**older, "onnx": summary}))
+    card = ModelCard.read(tmp_path)
+    assert card.onnx.test_loss is None and card.reported_loss() == ("validation", 1.5)
+    tested = card.replace(metrics=card.metrics.__class__(1.5, 2.5, test_loss=1.7))
+    assert tested.reported_loss() == ("test", 1.7)
+    exported = tested.replace(onnx=card.onnx.__class__(1.69, 1e-6, {}, True, {}))
+    assert exported.reported_loss() == ("test", 1.69)
 
 
 def test_an_unreadable_card_names_its_file(tmp_path):

@@ -76,7 +76,7 @@ def deployment(
         ),
         "registered_model": registered_model_name(agent_id),
         "registry_version": released.registry_version or "unregistered",
-        "validation_loss": dg.MetadataValue.float(onnx_model.onnx_validation_loss),
+        "test_loss": dg.MetadataValue.float(onnx_model.onnx_test_loss),
         **links(
             mlflow_run=tracker.run_url(keras_model.mlflow_run_id),
             mlflow_model_version=tracker.model_version_url(

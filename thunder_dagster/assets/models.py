@@ -101,22 +101,32 @@ def keras_model(
         run,
     )
     plot = loss_curves(
-        trained.epochs, trained.unigram_loss, title=f"{agent_id}: {trained.family} model"
+        trained.epochs,
+        trained.unigram_loss,
+        title=f"{agent_id}: {trained.family} model",
+        test_loss=trained.test_loss,
     )
     (model_dir / LOSS_CURVES_NAME).write_bytes(plot)
     tracker.log_metrics(
-        run, {"best_validation_loss": trained.validation_loss, "unigram_loss": trained.unigram_loss}
+        run,
+        {
+            "best_validation_loss": trained.validation_loss,
+            "test_loss": trained.test_loss,
+            "unigram_loss": trained.unigram_loss,
+        },
     )
     tracker.log_artifacts(run, model_dir, "build")
     tracker.end_run(run)
     context.log.info(
-        f"{trained.family} model: validation loss {trained.validation_loss:.4f} nats/char "
-        f"(unigram baseline {trained.unigram_loss:.4f}), the best of {len(history.epochs)} epochs, "
+        f"{trained.family} model: test loss {trained.test_loss:.4f} nats/char (unigram "
+        f"baseline {trained.unigram_loss:.4f}); validation loss {trained.validation_loss:.4f}, "
+        f"the best of {len(history.epochs)} epochs, "
         f"{trained.seconds:.0f} s" + (f", continued from {warm}" if warm else "")
     )
     metadata = {
         "family": trained.family,
         "params": dg.MetadataValue.json(trained.params),
+        "test_loss": dg.MetadataValue.float(trained.test_loss),
         "validation_loss": dg.MetadataValue.float(trained.validation_loss),
         "unigram_loss": dg.MetadataValue.float(trained.unigram_loss),
         "epochs": len(history.epochs),

@@ -100,12 +100,12 @@ def _retrain(
         metadata = {
             "parent_version": champion.version,
             "examples": len(examples),
-            "validation_loss": dg.MetadataValue.float(report.onnx_validation_loss),
+            "test_loss": dg.MetadataValue.float(report.onnx_test_loss),
             "unigram_loss": dg.MetadataValue.float(report.unigram_loss),
             "family": report.family,
             "build": dg.MetadataValue.path(str(build)),
         }
-        tracker.log_metrics(run, {"onnx_validation_loss": report.onnx_validation_loss})
+        tracker.log_metrics(run, {"onnx_test_loss": report.onnx_test_loss})
         if report.passed:
             move = release(
                 home.models_dir(agent_id),

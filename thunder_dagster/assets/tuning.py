@@ -32,7 +32,11 @@ class SearchConfig(BudgetConfig):
     batch_size: int = Field(default=128, ge=1, description="Windows per batch")
     validation_windows: int = Field(default=256, ge=1, description="Validation windows per epoch")
     validation_fraction: float = Field(
-        default=0.1, gt=0, lt=1, description="Share held out at the end of every document"
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="Share of the text held out for validation, and as much again for test "
+        "(whole documents from 10 documents on, else the end of the text)",
     )
     families: list[str] = Field(default=list(FAMILIES), description="Model families to search")
     context_lengths: list[int] = Field(
@@ -170,7 +174,8 @@ def plan_search(
     context.log.info(
         f"study {name} on {tuning.display_url()}: {settings.trials} trials within "
         f"{settings.minutes} min in {config.parallel} step(s); {len(data.train)} training and "
-        f"{len(data.validation)} validation characters, {data.vocab_size} tokens"
+        f"{len(data.validation)} validation and {len(data.test)} test characters, "
+        f"{data.vocab_size} tokens"
     )
     yield dg.Output(
         SearchPlan(

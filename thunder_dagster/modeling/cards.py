@@ -25,23 +25,35 @@ class UnreadableCardError(ValueError):
 
 @dataclass(frozen=True)
 class CardMetrics:
+    """Losses in nats per character. `validation_loss` picked the model (trial, best epoch);
+    `test_loss` is on text nothing in its training saw, and is the one to report. The unigram
+    baseline is on the test split too (on the validation split in cards from before it)."""
+
     validation_loss: float
     unigram_loss: float
     epochs: int = 0
     train_seconds: float = 0.0
+    test_loss: float | None = None  # None in cards written before the three-way split
 
 
 @dataclass(frozen=True)
 class ExportSummary:
     """What the ONNX export and its checks found; the signature every family shares."""
 
-    validation_loss: float
+    test_loss: float | None  # the ONNX graph's, on the test split
     parity_max_abs_difference: float
     latency_ms: dict[str, float]
     step_graph: bool
     checks: dict[str, bool]
     input: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)
+
+
+def _known(cls, data: dict) -> dict:
+    """The entries of `data` that are fields of `cls`: a card from an older or newer version
+    of thunder-dagster still reads."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 @dataclass(frozen=True)
@@ -83,14 +95,24 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
+        values = _known(cls, data)
         values["vocab"] = tuple(data["vocab"])
         values["context_length"] = int(data["context_length"])
-        values["metrics"] = CardMetrics(**data.get("metrics", {}))
+        values["metrics"] = CardMetrics(**_known(CardMetrics, data.get("metrics", {})))
         if data.get("onnx") is not None:
-            values["onnx"] = ExportSummary(**data["onnx"])
+            values["onnx"] = ExportSummary(
+                **{"test_loss": None, **_known(ExportSummary, data["onnx"])}
+            )
         return cls(**values)
+
+    def reported_loss(self) -> tuple[str, float]:
+        """The loss to show for this model and the split it is on: the test split's, or, on a
+        card from before the three-way split, the validation loss it was selected by."""
+        if self.onnx is not None and self.onnx.test_loss is not None:
+            return "test", self.onnx.test_loss
+        if self.metrics.test_loss is not None:
+            return "test", self.metrics.test_loss
+        return "validation", self.metrics.validation_loss
 
     def replace(self, **changes) -> "ModelCard":
         return dataclasses.replace(self, **changes)

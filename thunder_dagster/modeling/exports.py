@@ -11,6 +11,7 @@ from thunder_dagster.modeling.cards import ONNX_NAME, STEP_NAME
 from thunder_dagster.modeling.graphs import export_onnx, export_step_onnx
 from thunder_dagster.modeling.reports import ExportReport
 from thunder_dagster.modeling.text import sequential_windows
+from thunder_dagster.modeling.training import TEST_WINDOWS
 from thunder_dagster.modeling.verification import (
     PROBE_WINDOWS,
     check_step_graph,
@@ -41,7 +42,7 @@ def export_and_verify(
     step_path = out_dir / STEP_NAME if step_proto is not None else None
     if step_path is not None:
         write_atomically(step_path, step_proto.SerializeToString())
-    x, y = sequential_windows(data.validation, trained.context_length, limit=256)
+    x, y = sequential_windows(data.test, trained.context_length, limit=TEST_WINDOWS)
     measured, loss, checks = verify(
         model, onnx_session, x[:PROBE_WINDOWS], (x, y), trained.unigram_loss
     )
@@ -57,7 +58,7 @@ def export_and_verify(
         onnx_sha256=sha256_of(onnx_path),
         family=trained.family,
         parity=measured,
-        onnx_validation_loss=loss,
+        onnx_test_loss=loss,
         unigram_loss=trained.unigram_loss,
         latency_ms=timings,
         checks=checks,

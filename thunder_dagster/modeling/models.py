@@ -24,13 +24,14 @@ class TrainedModel:
     context_length: int
     vocab: list[str]
     epochs: list[dict]
-    validation_loss: float
-    unigram_loss: float
+    validation_loss: float  # what picked the best epoch
+    unigram_loss: float  # on the test split
     dataset_version: str
     warm_started_from: str | None
     seconds: float
     mlflow_run_id: str | None
     validation_fraction: float = 0.1
+    test_loss: float | None = None  # on the test split, which selected nothing
 
     @property
     def keras_path(self) -> Path:
@@ -95,7 +96,10 @@ def save_model(
 ) -> TrainedModel:
     """model.keras and its card in `model_dir`."""
     from thunder_dagster.modeling.text import unigram_loss
+    from thunder_dagster.modeling.training import test_loss
 
+    context_length = int(search.best_params["context_length"])
+    measured = test_loss(model, data, context_length)
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / KERAS_NAME
     model.save(keras_path)
@@ -104,16 +108,17 @@ def save_model(
         model_dir=str(model_dir),
         family=search.best_params["family"],
         params=dict(search.best_params),
-        context_length=int(search.best_params["context_length"]),
+        context_length=context_length,
         vocab=list(data.vocabulary.tokens),
         epochs=[asdict(epoch) for epoch in epochs],
         validation_loss=validation_loss,
-        unigram_loss=unigram_loss(data.train, data.validation, data.vocab_size),
+        unigram_loss=unigram_loss(data.train, data.test, data.vocab_size),
         dataset_version=dataset_version,
         warm_started_from=warm_started_from,
         seconds=sum(epoch.seconds for epoch in epochs),
         mlflow_run_id=mlflow_run_id,
         validation_fraction=search.validation_fraction,
+        test_loss=measured,
     )
     ModelCard(
         agent_id=agent_id,
@@ -126,6 +131,7 @@ def save_model(
             unigram_loss=trained.unigram_loss,
             epochs=len(epochs),
             train_seconds=trained.seconds,
+            test_loss=measured,
         ),
         files={KERAS_NAME: sha256_of(keras_path)},
         dataset_version=dataset_version,

@@ -30,14 +30,22 @@ def _png(figure, axes) -> bytes:
     return buffer.getvalue()
 
 
-def loss_curves(epochs: list[dict], baseline: float | None = None, title: str = "") -> bytes:
-    """Train and validation loss per epoch, in nats per character, with the unigram baseline."""
+def loss_curves(
+    epochs: list[dict],
+    baseline: float | None = None,
+    title: str = "",
+    test_loss: float | None = None,
+) -> bytes:
+    """Train and validation loss per epoch, in nats per character, with the final model's test
+    loss and the unigram baseline on the test split."""
     figure, axes = _axes(title, "epoch", "loss (nats per character)")
     numbers = [epoch["number"] + 1 for epoch in epochs]
     axes.plot(numbers, [e["train_loss"] for e in epochs], marker="o", label="train")
     axes.plot(numbers, [e["validation_loss"] for e in epochs], marker="o", label="validation")
+    if test_loss is not None:
+        axes.axhline(test_loss, color="black", linestyle=":", label="test (final model)")
     if baseline is not None:
-        axes.axhline(baseline, color="grey", linestyle="--", label="unigram baseline")
+        axes.axhline(baseline, color="grey", linestyle="--", label="unigram baseline (test)")
     return _png(figure, axes)
 
 

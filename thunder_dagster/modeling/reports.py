@@ -31,8 +31,8 @@ class ExportReport:
     onnx_sha256: str
     family: str
     parity: Parity
-    onnx_validation_loss: float
-    unigram_loss: float
+    onnx_test_loss: float  # the ONNX graph's loss on the test split
+    unigram_loss: float  # on the same test text
     latency_ms: dict
     checks: list[Check]
     step_path: str | None = None

@@ -5,7 +5,8 @@
 - distillation: a smaller student (half the champion's width, one layer, a GRU so it gets a step
   graph) trained from scratch on the teacher's confident answers.
 
-Examples are split by example: the last `validation_split` of them are held out. Import this
+Examples are split by example: the last `validation_split` of them are the test split and as
+many before those the validation split. Import this
 module where TensorFlow may load; Keras is imported inside the functions.
 """
 
@@ -18,7 +19,7 @@ from thunder_dagster.files import sha256_of
 from thunder_dagster.modeling.cards import KERAS_NAME, CardMetrics, ModelCard
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.text import EncodedText, Vocabulary, unigram_loss
-from thunder_dagster.modeling.training import Budget, train
+from thunder_dagster.modeling.training import Budget, test_loss, train
 
 STUDENT_BASE_RATE = 5e-3
 MIN_STUDENT_WIDTH = 32
@@ -41,19 +42,19 @@ class RetrainSettings:
 def examples_data(
     examples: list[TrainingExample], vocabulary: Vocabulary, context_length: int, split: float
 ) -> EncodedText:
+    """The examples in order, the last `split` of them for test and the `split` before those
+    for validation (which picks the best epoch); the rest to train on."""
     texts = [f"{example.prompt}{example.response}\n" for example in examples]
-    cut = round(len(texts) * (1 - split))
-    train_text, validation_text = "".join(texts[:cut]), "".join(texts[cut:])
-    shortest = min(len(train_text), len(validation_text))
-    if cut < 1 or cut >= len(texts) or shortest <= context_length:
+    held = round(len(texts) * split)
+    cut = len(texts) - 2 * held
+    parts = ("".join(texts[:cut]), "".join(texts[cut : cut + held]), "".join(texts[cut + held :]))
+    if held < 1 or cut < 1 or min(map(len, parts)) <= context_length:
         raise NotEnoughDataError(
-            f"not enough data: {len(examples)} examples give {len(train_text)} training and "
-            f"{len(validation_text)} validation characters; each needs more than the context "
-            f"length {context_length}. Wait for more rated answers."
+            f"not enough data: {len(examples)} examples give {len(parts[0])} training, "
+            f"{len(parts[1])} validation and {len(parts[2])} test characters; each needs more "
+            f"than the context length {context_length}. Wait for more rated answers."
         )
-    return EncodedText(
-        vocabulary, vocabulary.encode(train_text), vocabulary.encode(validation_text)
-    )
+    return EncodedText(vocabulary, *(vocabulary.encode(part) for part in parts))
 
 
 def _champion(champion_dir: Path) -> tuple[ModelCard, Vocabulary]:
@@ -74,7 +75,8 @@ def _save(
 ) -> TrainedModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / KERAS_NAME)
-    baseline = unigram_loss(data.train, data.validation, data.vocab_size)
+    baseline = unigram_loss(data.train, data.test, data.vocab_size)
+    measured = test_loss(model, data, int(params["context_length"]), batch_size=16)
     epochs = [epoch.__dict__ for epoch in history.epochs]
     trained = TrainedModel(
         agent_id=champion.agent_id,
@@ -90,6 +92,7 @@ def _save(
         warm_started_from=None,
         seconds=history.seconds,
         mlflow_run_id=None,
+        test_loss=measured,
     )
     ModelCard(
         agent_id=champion.agent_id,
@@ -102,6 +105,7 @@ def _save(
             unigram_loss=baseline,
             epochs=len(epochs),
             train_seconds=history.seconds,
+            test_loss=measured,
         ),
         files={KERAS_NAME: sha256_of(out_dir / KERAS_NAME)},
         dataset_version=trained.dataset_version,

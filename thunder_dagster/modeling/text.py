@@ -1,5 +1,6 @@
-"""Characters as tokens: the vocabulary, the train/validation split and the training windows."""
+"""Characters as tokens: the vocabulary, the train/validation/test split and the windows."""
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,36 +42,101 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class EncodedText:
-    """A vocabulary with the training and validation text as token ids."""
+    """A vocabulary (from the training text) with the three splits as token ids: training,
+    validation (selects the trial and the best epoch) and test (seen by neither; every reported
+    loss and the deployment gate)."""
 
     vocabulary: Vocabulary
     train: np.ndarray
     validation: np.ndarray
+    test: np.ndarray
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocabulary)
 
 
-def split_documents(texts: Sequence[str], validation_fraction: float = 0.1) -> tuple[str, str]:
-    """The last `validation_fraction` of every document is held out, the rest is for training.
+@dataclass(frozen=True)
+class TextSplit:
+    train: str
+    validation: str
+    test: str
+    by: str  # "documents" (whole documents held out) or "blocks" (the end of the text)
 
-    One document split this way is exactly nanoGPT's split of tinyshakespeare.
+
+# Whole documents are held out once an agent has this many: fewer, and one document would be
+# most of a held-out split.
+MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT = 10
+# Text left out between the training, validation and test blocks, so that no block's first
+# characters continue the sentence the block before it ended on (one chunk).
+BLOCK_GAP = 512
+
+
+def split_documents(texts: Sequence[str], held_out_fraction: float = 0.1) -> TextSplit:
+    """Training, validation and test text, the last two `held_out_fraction` of the text each.
+
+    With enough documents (MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT) whole documents are held out, in
+    an order fixed by their content hashes, so validation and test are documents the model
+    never saw a line of. Otherwise the documents are joined and cut into three contiguous
+    blocks, test last and validation before it, with a gap between blocks: on one document
+    the test block is the last tenth of it, nanoGPT's held-out text of tinyshakespeare.
     """
-    if not 0 < validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    train, validation = [], []
-    for text in texts:
-        cut = int(len(text) * (1 - validation_fraction))
-        train.append(text[:cut])
-        validation.append(text[cut:])
-    return DOCUMENT_SEPARATOR.join(train), DOCUMENT_SEPARATOR.join(validation)
+    if not 0 < held_out_fraction < 0.5:
+        raise ValueError(f"held_out_fraction must be in (0, 0.5), got {held_out_fraction}")
+    by_documents = _split_by_documents(texts, held_out_fraction)
+    if by_documents is not None:
+        return by_documents
+    text = DOCUMENT_SEPARATOR.join(texts)
+    size = round(len(text) * held_out_fraction)
+    gap = min(BLOCK_GAP, len(text) // 100)
+    test_start = len(text) - size
+    validation_start = test_start - gap - size
+    return TextSplit(
+        train=text[: max(0, validation_start - gap)],
+        validation=text[validation_start : test_start - gap],
+        test=text[test_start:],
+        by="blocks",
+    )
 
 
-def encode_documents(texts: Sequence[str], validation_fraction: float = 0.1) -> EncodedText:
-    train, validation = split_documents(texts, validation_fraction)
-    vocabulary = Vocabulary.from_text(train)
-    return EncodedText(vocabulary, vocabulary.encode(train), vocabulary.encode(validation))
+def _split_by_documents(texts: Sequence[str], fraction: float) -> TextSplit | None:
+    if len(texts) < MIN_DOCUMENTS_FOR_DOCUMENT_SPLIT:
+        return None
+    total = sum(len(text) for text in texts)
+    order = sorted(texts, key=lambda text: hashlib.sha256(text.encode()).hexdigest())
+    held: list[list[str]] = [[], []]  # test, then validation
+    rest = iter(order)
+    for part in held:
+        for text in rest:
+            part.append(text)
+            if sum(map(len, part)) >= fraction * total:
+                break
+    train = list(rest)
+    test, validation = held
+    # A document of half the text, drawn into a held-out split, would starve the training.
+    shares = [sum(map(len, part)) / total for part in held]
+    if not train or any(share > 2 * fraction for share in shares):
+        return None
+    return TextSplit(
+        DOCUMENT_SEPARATOR.join(train),
+        DOCUMENT_SEPARATOR.join(validation),
+        DOCUMENT_SEPARATOR.join(test),
+        by="documents",
+    )
+
+
+def encode_split(split: TextSplit) -> EncodedText:
+    vocabulary = Vocabulary.from_text(split.train)
+    return EncodedText(
+        vocabulary,
+        vocabulary.encode(split.train),
+        vocabulary.encode(split.validation),
+        vocabulary.encode(split.test),
+    )
+
+
+def encode_documents(texts: Sequence[str], held_out_fraction: float = 0.1) -> EncodedText:
+    return encode_split(split_documents(texts, held_out_fraction))
 
 
 def dataset_documents(csv_path: str | Path) -> list[str]:
@@ -125,32 +191,35 @@ def sequential_windows(
     return windows[:, :-1], windows[:, 1:]
 
 
-def unigram_loss(train: np.ndarray, validation: np.ndarray, vocab_size: int) -> float:
-    """Nats per character of the validation text under the training text's character frequencies.
+def unigram_loss(train: np.ndarray, held_out: np.ndarray, vocab_size: int) -> float:
+    """Nats per character of held-out text under the training text's character frequencies.
 
     Add-one smoothing keeps it finite. A model that does no better has learned nothing.
     """
     counts = np.bincount(train, minlength=vocab_size).astype(np.float64) + 1.0
     log_probabilities = np.log(counts / counts.sum())
-    return float(-log_probabilities[validation].mean())
+    return float(-log_probabilities[held_out].mean())
 
 
 MIN_VALIDATION_CHARACTERS = 200
 
 
 class DatasetTooSmallError(ValueError):
-    """A dataset whose held-out share is too short to validate a model on."""
+    """A dataset whose held-out shares are too short to validate and test a model on."""
 
 
 def encoded_dataset(dataset: TrainingDataset, validation_fraction: float) -> EncodedText:
-    """The dataset's documents encoded and split; too few held-out characters is an error that
-    says what to upload."""
+    """The dataset's documents encoded and split three ways, `validation_fraction` of the text
+    for validation and as much for test; too few held-out characters is an error that says
+    what to upload."""
     data = encode_documents(dataset_documents(dataset.path), validation_fraction)
-    if len(data.validation) < MIN_VALIDATION_CHARACTERS:
+    shortest = min(len(data.validation), len(data.test))
+    if shortest < MIN_VALIDATION_CHARACTERS:
         raise DatasetTooSmallError(
             f"agent {dataset.agent_id}: dataset {dataset.version} ({dataset.path}) holds "
-            f"{dataset.characters} characters; the held-out {validation_fraction:.0%} is "
-            f"{len(data.validation)} characters, too few to validate a model. Upload more "
-            "documents."
+            f"{dataset.characters} characters; the held-out {validation_fraction:.0%} for "
+            f"validation and as much for test are {len(data.validation)} and "
+            f"{len(data.test)} characters, too few ({MIN_VALIDATION_CHARACTERS} each) to "
+            "validate and test a model. Upload more documents."
         )
     return data

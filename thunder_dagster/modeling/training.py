@@ -65,9 +65,23 @@ class NonFiniteLossError(ArithmeticError):
 def validation_loss(
     model, data: "EncodedText", context_length: int, windows: int, batch_size: int
 ) -> float:
+    return held_out_loss(model, data.validation, context_length, batch_size, windows)
+
+
+# Test windows scored for a model's card: all of a test split up to this many (evenly thinned
+# past it), so the reported loss is the held-out text's, not a sample's.
+TEST_WINDOWS = 2048
+
+
+def test_loss(model, data: "EncodedText", context_length: int, batch_size: int = 64) -> float:
+    """Nats per character on the test split, which neither the search nor early stopping saw."""
+    return held_out_loss(model, data.test, context_length, batch_size, TEST_WINDOWS)
+
+
+def held_out_loss(model, ids, context_length: int, batch_size: int, windows: int | None) -> float:
     from thunder_dagster.modeling.text import sequential_windows
 
-    x, y = sequential_windows(data.validation, context_length, limit=windows)
+    x, y = sequential_windows(ids, context_length, limit=windows)
     return float(model.evaluate(x, y, batch_size=batch_size, verbose=0))
 
 
