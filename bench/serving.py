@@ -6,8 +6,10 @@ On a temporary THUNDER_HOME it deploys an (untrained; latency does not depend on
 model of the default shape, starts `thunder serve`, and prints:
 - start-up: seconds from spawning the server to its first /healthz answer, and its resident
   memory, beside a process that only imports TensorFlow;
-- latency p50/p99 and throughput of POST /generate (64 tokens) at concurrency 1, 8 and 32
-  from a loopback load generator, beside the same generation through onnxruntime in process;
+- latency p50/p99, throughput and failures of POST /generate (64 tokens) at concurrency 1, 8
+  and 32 from a loopback load generator, beside the same generation through onnxruntime in a
+  process of its own, measured in the same run on one thread and on one thread per core (the
+  server's generation pool);
 - the cost of generating 64 tokens after 64, 256 and 1024 characters of context, with the step
   graph and with the windowed graph run again for every token.
 Targets (the serving issue): at most 2 ms added per request at p50 and concurrency 1; no failed
@@ -167,27 +169,46 @@ def load(port: int, requests: int, concurrency: int) -> dict:
 
 BARE = """
 import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from pathlib import Path
 from thunder_dagster.serving.generation import generate, load_deployed
 model = load_deployed(Path(sys.argv[1]))
+prompt, requests, threads = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 for _ in range(5):
-    generate(model, sys.argv[2], 64, 0.8)
-latencies = []
-for _ in range(int(sys.argv[3])):
+    generate(model, prompt, 64, 0.8)
+latencies, failures = [], []
+def one(_):
     started = time.perf_counter()
-    generate(model, sys.argv[2], 64, 0.8)
+    try:
+        generate(model, prompt, 64, 0.8)
+    except Exception as error:
+        failures.append(repr(error))
     latencies.append((time.perf_counter() - started) * 1000)
+started = time.perf_counter()
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(one, range(requests)))
+wall = time.perf_counter() - started
 print(json.dumps({"p50": float(np.percentile(latencies, 50)),
-                  "p99": float(np.percentile(latencies, 99))}))
+                  "p99": float(np.percentile(latencies, 99)),
+                  "throughput": requests / wall, "failed": len(failures)}))
 """
 
 
-def bare(home, requests: int) -> dict:
+def bare(home, requests: int, threads: int = 1) -> dict:
     """The same generation in a fresh process that, like the server, never loaded TensorFlow
-    (whose thread pools, in this process, would slow onnxruntime down)."""
+    (whose thread pools, in this process, would slow onnxruntime down), on `threads` threads:
+    the server generates on one thread per core."""
     out = subprocess.run(
-        [sys.executable, "-c", BARE, str(home.deployments_dir("bench")), PROMPT, str(requests)],
+        [
+            sys.executable,
+            "-c",
+            BARE,
+            str(home.deployments_dir("bench")),
+            PROMPT,
+            str(requests),
+            str(threads),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -261,23 +282,32 @@ def main() -> None:
                 f"64 tokens, {arguments.family}-{arguments.hidden}: "
                 f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>7} {'p50 - bare':>11}"
             )
-            print(
-                f"{'bare onnxruntime, in process':34}{bare_p50:8.2f} "
-                f"{statistics.median(r[0]['p99'] for r in rounds):8.2f} "
-                f"{1000 / bare_p50:8.1f} {0:7d}"
-            )
+            bare_single = {
+                key: statistics.median(r[0][key] for r in rounds)
+                for key in ("p50", "p99", "throughput", "failed")
+            }
             single = {
                 key: statistics.median(r[1][key] for r in rounds)
                 for key in ("p50", "p99", "throughput", "failed")
             }
-            for concurrency in (1, 8, 32):
-                measured = (
-                    single if concurrency == 1 else load(port, arguments.requests, concurrency)
+            cores = os.cpu_count() or 2
+            measured_rows = [
+                ("bare onnxruntime, 1 thread", bare_single),
+                ("server, concurrency 1", single),
+                (f"bare onnxruntime, {cores} threads", bare(home, arguments.requests, cores)),
+            ]
+            for concurrency in (8, 32):
+                measured_rows.append(
+                    (
+                        f"server, concurrency {concurrency}",
+                        load(port, arguments.requests, concurrency),
+                    )
                 )
+            for name, measured in measured_rows:
                 print(
-                    f"{f'server, concurrency {concurrency}':34}{measured['p50']:8.2f} "
-                    f"{measured['p99']:8.2f} {measured['throughput']:8.1f} "
-                    f"{int(measured['failed']):7d} {measured['p50'] - bare_p50:10.2f}",
+                    f"{name:34}{measured['p50']:8.2f} {measured['p99']:8.2f} "
+                    f"{measured['throughput']:8.1f} {int(measured['failed']):7d} "
+                    f"{measured['p50'] - bare_p50:10.2f}",
                     flush=True,
                 )
         finally:

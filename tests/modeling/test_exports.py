@@ -120,13 +120,29 @@ def test_the_step_graph_gives_the_windowed_logits_one_token_at_a_time(family):
     assert stepped == windowed
 
 
-def test_a_full_transformer_cache_keeps_generating_within_its_positions():
+def test_a_full_transformer_cache_gives_the_windowed_logits_of_the_tokens_it_holds():
+    """Past its learned positions the cache starts again from the last half context; at every
+    step its logits are the windowed graph's over exactly the tokens it then holds."""
     model = tiny("transformer")
+    window = session(export_onnx(model, "transformer").SerializeToString())
     step = session(export_step_onnx(model, "transformer").SerializeToString())
     decoder = StepDecoder(step, CONTEXT, bounded=True)
-    produced, confidences = sample(decoder, [1] * 40, 3 * CONTEXT, 1.0, np.random.default_rng(0))
-    assert len(produced) == 3 * CONTEXT and all(0 < c <= 1 for c in confidences)
-    assert decoder.cached <= CONTEXT
+    prompt = [1 + n % (VOCAB - 1) for n in range(40)]
+    logits = decoder.start(prompt)
+    held = prompt[-CONTEXT:]
+    restarts = 0
+    for _ in range(3 * CONTEXT):
+        expected = WindowDecoder(window, CONTEXT).start(held)
+        np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
+        assert decoder.cached == len(held) <= CONTEXT
+        token = int(np.argmax(logits))
+        if len(held) >= CONTEXT:
+            held, restarts = (held + [token])[-(CONTEXT // 2) :], restarts + 1
+        else:
+            held = [*held, token]
+        logits = decoder.step(token)
+    # The 40-token prompt filled the cache at once; then every half context started it again.
+    assert restarts == 1 + (3 * CONTEXT - 1) // (CONTEXT // 2 + 1)
 
 
 def test_an_empty_prompt_is_refused_rather_than_fed_to_onnxruntime():
