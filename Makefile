@@ -58,12 +58,15 @@ test: install lint
 	TZ=Pacific/Honolulu $(BIN)/python -m pytest -q $(TZ_TESTS)
 	TZ=Asia/Kolkata $(BIN)/python -m pytest -q $(TZ_TESTS)
 
+## The benchmarks; the ingest one compares against Debian's pdftotext (poppler-utils).
 bench: install
+	@command -v pdftotext >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q poppler-utils
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/instance_overhead.py
+	$(BIN)/python bench/parallel_search.py
 	$(BIN)/python bench/training.py --minutes 2 10
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.

@@ -137,7 +137,7 @@ def test_a_full_transformer_cache_gives_the_windowed_logits_of_the_tokens_it_hol
         assert decoder.cached == len(held) <= CONTEXT
         token = int(np.argmax(logits))
         if len(held) >= CONTEXT:
-            held, restarts = (held + [token])[-(CONTEXT // 2) :], restarts + 1
+            held, restarts = [*held, token][-(CONTEXT // 2) :], restarts + 1
         else:
             held = [*held, token]
         logits = decoder.step(token)

@@ -21,6 +21,8 @@ from thunder_dagster.modeling.training import Epoch, History, NonFiniteLossError
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 FAILURE_ATTR = "failure"
 SURPLUS_ATTR = "surplus"
+# How often a search step whose trials are done looks whether the others' last trials are.
+WAIT_POLL_SECONDS = 1.0
 
 
 class SurplusTrialError(RuntimeError):
@@ -320,8 +322,9 @@ def search(
             continue
         # Other processes hold the study's last trials. Wait for them: a trial of a live
         # process settles; one of a dead process goes stale, fails, and its retry is queued
-        # for this loop to run, so that no trial is lost.
-        time.sleep(min(settings.heartbeat_seconds, left() or settings.heartbeat_seconds))
+        # for this loop to run, so that no trial is lost. A look is one query, so look often:
+        # the step ends as soon as the last trial does.
+        time.sleep(min(WAIT_POLL_SECONDS, left() or WAIT_POLL_SECONDS))
         optuna.storages.fail_stale_trials(study)
     return settled
 
