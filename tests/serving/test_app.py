@@ -208,14 +208,18 @@ def test_stray_entries_under_deployments_never_stop_the_server(home):
 
 def test_every_bad_candidate_is_refused_with_a_reason_and_the_server_answers_throughout(home):
     deploy_tiny(home, "acme", seed=0)
-    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+    # The watcher's own looks are an hour apart and the test looks when a candidate is ready:
+    # a look between a release and its damage would load the candidate while it was whole.
+    quiet = settings(home, challenger_share=0.0, reload_seconds=3600)
+    with TestClient(create_app(quiet)) as client:
         answered = []
         pointer = home.deployments_dir("acme") / "champion.json"
 
         def candidate(damage, expected: str) -> str:
             released = deploy_tiny(home, "acme", seed=len(answered) + 1)
             damage(released)
-            pointer.write_text(pointer.read_text())  # the watcher looks at it again
+            pointer.write_text(pointer.read_text())
+            client.app.state.pool.refresh()
             health = wait_for_health(
                 client,
                 lambda r: expected in r.json()["agents"]["acme"]["refused"].get("champion", ""),
