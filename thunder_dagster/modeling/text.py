@@ -105,16 +105,18 @@ def _split_by_documents(texts: Sequence[str], fraction: float) -> TextSplit | No
     total = sum(len(text) for text in texts)
     order = sorted(texts, key=lambda text: hashlib.sha256(text.encode()).hexdigest())
     held: list[list[str]] = [[], []]  # test, then validation
+    sizes = [0, 0]
     rest = iter(order)
-    for part in held:
+    for number, part in enumerate(held):
         for text in rest:
             part.append(text)
-            if sum(map(len, part)) >= fraction * total:
+            sizes[number] += len(text)
+            if sizes[number] >= fraction * total:
                 break
     train = list(rest)
     test, validation = held
     # A document of half the text, drawn into a held-out split, would starve the training.
-    shares = [sum(map(len, part)) / total for part in held]
+    shares = [size / total for size in sizes]
     if not train or any(share > 2 * fraction for share in shares):
         return None
     return TextSplit(

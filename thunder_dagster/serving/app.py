@@ -160,7 +160,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             problems.append({"reason": f"the last look at the pointers failed: {pool.look_error}"})
         logging_problem = app.state.writer.problem()
         if logging_problem:
-            problems.append({"reason": f"{logging_problem}: answers are not being logged"})
+            problems.append({"reason": logging_problem})
         for name, models in sorted(pool.agents.items()):
             if models.champion is None:
                 why = models.refused.get("champion", "no champion is deployed")

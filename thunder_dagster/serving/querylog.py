@@ -52,9 +52,13 @@ class QueryLogWriter:
         """Why answers are not in the query log now, for /healthz; None when they are."""
         parts = []
         if self._opened.is_set() and self._store is None:
-            parts.append(f"the query-log store cannot open ({self._open_error})")
+            parts.append(
+                f"the query-log store cannot open ({self._open_error}): answers wait in the spool"
+            )
         elif self.failure is not None:
-            parts.append(f"the last query-log write failed ({self.failure})")
+            parts.append(
+                f"the last query-log write failed ({self.failure}): answers wait in the spool"
+            )
         if self.spool.depth:
             parts.append(
                 f"{self.spool.queries} answers and {self.spool.ratings} ratings are spooled "
@@ -82,38 +86,25 @@ class QueryLogWriter:
         its answer (or, with the store down, to be checked against the log when it replays).
         UnknownQueryError when the store is up and no answer has the id."""
         rating = Rating(query_id, score, comment, datetime.now(UTC))
-        if self._spooled(query_id):
-            return self._spool_rating(rating)
         self._opened.wait(10)  # a store still opening at start-up is worth a moment's wait
         store = self._store
-        if store is not None:
+        for attempt in range(2):
+            if store is None or self.spool.holds(query_id):
+                break
             try:
                 store.add_feedback(query_id, score, comment, rating.at)
                 return True
             except UnknownQueryError:
-                # The answer may still be in the writer's queue, or spooled since.
-                self.flush()
-                if self._spooled(query_id):
-                    return self._spool_rating(rating)
-                try:
-                    store.add_feedback(query_id, score, comment, rating.at)
-                    return True
-                except UnknownQueryError:
+                if attempt:
                     raise
-                except Exception as error:
-                    self.failure = type(error).__name__
+                self.flush()  # the answer may still be in the writer's queue
             except Exception as error:  # the database is down or refused the write
                 self.failure = type(error).__name__
                 log.warning("spooling a rating: the store refused it (%s)", self.failure)
+                break
         # Its answer, if still queued, goes to the log or the spool first: a replay then never
         # meets a rating before its answer.
         self.flush()
-        return self._spool_rating(rating)
-
-    def _spooled(self, query_id: str) -> bool:
-        return self.spool.holds(query_id)
-
-    def _spool_rating(self, rating: Rating) -> bool:
         self.spool.add_rating(rating)  # OSError when the spool cannot be written either
         return False
 
