@@ -2,21 +2,25 @@
 
     .venv/bin/python bench/training.py --minutes 2 10 [--arms reference core product]
 
-tinyshakespeare is split as the product splits one document: the last 10% is the test text,
-the 10% before it validation, the rest training (with a 512-character gap between blocks).
-Every arm is scored on that test text, over every back-to-back window of its context length,
-in nats per character, the way nanoGPT evaluates. Per budget of M minutes:
+The last 10% of tinyshakespeare is the test text of every arm, never uploaded. The first 90%
+is uploaded as three documents of one agent and ingested once; the product's own split of
+them (its training, validation and test splits, as `thunder train` makes them) is what every
+arm trains and validates on, so the three arms learn from the same characters. Every arm is
+scored on the test text over every back-to-back window of its context length, in nats per
+character, the way nanoGPT evaluates. Per budget of M minutes:
 
 - reference: a plain Keras transformer with nanoGPT's documented CPU configuration (4 layers,
   4 heads, 128 wide, context 64, batch 12, AdamW at 1e-3, no dropout), trained here on the
   training split for M minutes of wall clock. Written in this file, sharing no model code with
   thunder-dagster.
-- core: thunder-dagster's modeling core called directly (TPE search for its share of the budget,
-  then the final training), on the same training and validation splits.
-- product: the path a user runs. The training and validation text (the first 90%) uploaded as
-  three documents of one agent into a fresh THUNDER_HOME, `thunder ingest`, then
-  `thunder train AGENT --minutes M` on the embedded instance, and the deployed model.onnx
-  scored with onnxruntime. Its wall clock includes the Dagster run's start-up.
+- core: thunder-dagster's modeling core called directly, with the configs `thunder train`
+  builds (the search's share of the budget, then the final training, both ending where the
+  product's would).
+- product: the path a user runs, in a fresh THUNDER_HOME holding the same three uploads:
+  `thunder ingest`, then `thunder train AGENT --minutes M` on the embedded instance, and the
+  deployed model.onnx scored with onnxruntime. Its wall clock is the whole command's: the
+  Dagster run's start-up, the ingest assets, the search, the training, the export and the
+  deployment.
 
 Each row says how long the arm took; one that overran its budget says so.
 """
@@ -129,36 +133,29 @@ def reference_arm(data, minutes: float) -> dict:
 
 
 def core_arm(data, minutes: float) -> dict:
-    from thunder_dagster.jobs.training import SEARCH_SHARE
+    from thunder_dagster.assets.models import TrainingConfig
+    from thunder_dagster.assets.tuning import SearchConfig
+    from thunder_dagster.jobs.training import training_ops
     from thunder_dagster.modeling.models import train_best
-    from thunder_dagster.modeling.search import SearchSettings
-    from thunder_dagster.modeling.training import Budget
     from thunder_dagster.modeling.tuning import run_search
+    from thunder_dagster.times import utc_now
 
+    # The product's own configs, built as `thunder train --minutes` builds them (the same
+    # share, end times and defaults), so the two thunder arms cannot drift apart.
+    ops = training_ops(None, minutes, started=utc_now())
     started = time.monotonic()
-    settings = SearchSettings(
-        trials=100,
-        minutes=minutes * SEARCH_SHARE,
-        budget=Budget(epochs=3, steps_per_epoch=100, batch_size=128, validation_windows=128),
-    )
+    search_config = SearchConfig(**ops["tpe_trials"]["config"])
     with tempfile.TemporaryDirectory() as folder:
         search = run_search(
-            data, settings, f"sqlite:///{folder}/optuna.db", "bench", Path(folder) / "trials"
+            data,
+            search_config.settings(),
+            f"sqlite:///{folder}/optuna.db",
+            "bench",
+            Path(folder) / "trials",
         )
         searched = time.monotonic() - started
-        model, history, _ = train_best(
-            search,
-            data,
-            Budget(
-                epochs=1000,
-                steps_per_epoch=100,
-                batch_size=128,
-                max_seconds=minutes * 60 - searched,
-                validation_windows=128,
-                decay_to=0.1,
-            ),
-            seed=0,
-        )
+        final = TrainingConfig(**ops["keras_model"]["config"])
+        model, history, _ = train_best(search, data, final.budget(), final.seed, final.warm_start)
         seconds = time.monotonic() - started
         context = int(search.best_params["context_length"])
         loss = windows_loss(lambda x: model(x, training=False), data.test, context)
@@ -172,32 +169,35 @@ def core_arm(data, minutes: float) -> dict:
     }
 
 
-def product_arm(uploaded: str, test_ids_of, minutes: float) -> dict:
+def prepared_home(folder: str, uploaded: str) -> tuple:
+    """A THUNDER_HOME with `uploaded` as three documents of the agent, ingested; and its env."""
+    from thunder_dagster.home import Home
+
+    home = Home.resolve(Path(folder) / "thunder")
+    env = {**os.environ, "THUNDER_HOME": str(home.root), "DAGSTER_HOME": str(home.root / "dagster")}
+    (home.root / "dagster").mkdir(parents=True)
+    (home.root / "dagster" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    home.create_agent(AGENT)
+    third = len(uploaded) // 3
+    for number in range(3):
+        part = uploaded[number * third : (number + 1) * third if number < 2 else None]
+        path = home.category_dir(AGENT, "reference") / f"shakespeare_{number + 1}.txt"
+        path.write_text(part)
+    subprocess.run([str(THUNDER), "ingest", AGENT], env=env, check=True, capture_output=True)
+    return home, env
+
+
+def product_arm(uploaded: str, test_text: str, minutes: float) -> dict:
     """Upload, ingest and train through the CLI; score the deployed ONNX file."""
     import onnxruntime
 
     from thunder_dagster.deployments.pointers import read_pointer
-    from thunder_dagster.home import Home
     from thunder_dagster.modeling.cards import ModelCard
     from thunder_dagster.modeling.graphs import INPUT_NAME, OUTPUT_NAME
     from thunder_dagster.modeling.text import Vocabulary
 
     with tempfile.TemporaryDirectory() as folder:
-        home = Home.resolve(Path(folder) / "thunder")
-        env = {
-            **os.environ,
-            "THUNDER_HOME": str(home.root),
-            "DAGSTER_HOME": str(home.root / "dagster"),
-        }
-        (home.root / "dagster").mkdir(parents=True)
-        (home.root / "dagster" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-        home.create_agent(AGENT)
-        third = len(uploaded) // 3
-        for number in range(3):
-            part = uploaded[number * third : (number + 1) * third if number < 2 else None]
-            path = home.category_dir(AGENT, "reference") / f"shakespeare_{number + 1}.txt"
-            path.write_text(part)
-        subprocess.run([str(THUNDER), "ingest", AGENT], env=env, check=True, capture_output=True)
+        home, env = prepared_home(folder, uploaded)
         started = time.monotonic()
         trained = subprocess.run(
             [str(THUNDER), "train", AGENT, "--minutes", str(minutes)],
@@ -213,7 +213,7 @@ def product_arm(uploaded: str, test_ids_of, minutes: float) -> dict:
         session = onnxruntime.InferenceSession(
             deployment.onnx_path, providers=["CPUExecutionProvider"]
         )
-        ids = test_ids_of(Vocabulary(card.vocab))
+        ids = Vocabulary(card.vocab).encode(test_text)
         loss = windows_loss(
             lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x.astype(np.int32)})[0],
             ids,
@@ -228,6 +228,18 @@ def product_arm(uploaded: str, test_ids_of, minutes: float) -> dict:
     }
 
 
+def product_split(uploaded: str, test_text: str):
+    """The product's own training and validation splits of the uploads, with the bench's test
+    text (encoded with the training split's vocabulary) as the test split."""
+    from thunder_dagster.documents.datasets import latest_dataset
+    from thunder_dagster.modeling.text import EncodedText, encoded_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        home, _ = prepared_home(folder, uploaded)
+        own = encoded_dataset(latest_dataset(home.processed_dir(AGENT)), 0.1)
+    return EncodedText(own.vocabulary, own.train, own.validation, own.vocabulary.encode(test_text))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[2.0, 10.0])
@@ -235,16 +247,17 @@ def main() -> None:
         "--arms", nargs="+", default=["reference", "core", "product"], help="which arms to run"
     )
     arguments = parser.parse_args()
-    from thunder_dagster.modeling.text import encode_split, split_documents, unigram_loss
+    from thunder_dagster.modeling.text import split_documents, unigram_loss
 
     text = CORPUS.read_text()
-    split = split_documents([text])
-    data = encode_split(split)
-    uploaded = text[: len(text) - len(split.test)]
+    test_text = split_documents([text]).test
+    uploaded = text[: len(text) - len(test_text)]
+    data = product_split(uploaded, test_text)
     print(
-        f"tinyshakespeare: {len(data.train)} train, {len(data.validation)} validation, "
-        f"{len(data.test)} test characters; unigram baseline on test "
-        f"{unigram_loss(data.train, data.test, data.vocab_size):.3f} nats/char",
+        f"tinyshakespeare: {len(uploaded)} characters uploaded as three documents; the "
+        f"product's split of them: {len(data.train)} train, {len(data.validation)} validation; "
+        f"{len(data.test)} test characters (the last 10%, not uploaded); unigram baseline on "
+        f"test {unigram_loss(data.train, data.test, data.vocab_size):.3f} nats/char",
         flush=True,
     )
     rows = []
@@ -255,7 +268,7 @@ def main() -> None:
             elif arm == "core":
                 row = core_arm(data, minutes)
             else:
-                row = product_arm(uploaded, lambda v: v.encode(split.test), minutes)
+                row = product_arm(uploaded, test_text, minutes)
             over = row["seconds"] > minutes * 60 * OVERRUN_TOLERANCE
             row |= {"arm": arm, "minutes": minutes, "overran": over}
             rows.append(row)

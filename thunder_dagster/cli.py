@@ -11,6 +11,7 @@ import click
 
 from thunder_dagster import settings
 from thunder_dagster.home import CATEGORIES, Home, InvalidAgentIdError, validate_agent_id
+from thunder_dagster.times import utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,16 +216,19 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
 @click.argument("agent_id")
 @click.option("--trials", type=click.IntRange(min=1), help="TPE trials to finish")
 @click.option(
-    "--minutes", type=click.FloatRange(min=0.1), help="Wall-clock budget, search and training"
+    "--minutes",
+    type=click.FloatRange(min=0.1),
+    help="Wall-clock budget of the whole run: ingest, search, training, export and deployment",
 )
 def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
-    """Ingest AGENT_ID's uploads and train, verify and deploy its model now."""
+    """Ingest AGENT_ID's uploads and train, verify and deploy its model now, within --minutes."""
+    started = utc_now()
     agent_id = _agent(agent_id)
     home = _home()
     _require_folder(home, agent_id)
     from thunder_dagster.jobs.training import training_ops
 
-    result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes))
+    result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes, started=started))
     print_ingest_summary(home, agent_id)
     if result.success:
         print_training_summary(home, agent_id)

@@ -1,9 +1,16 @@
 """The training jobs' run config split and the prompt job's refusals."""
 
-import dagster as dg
+from datetime import UTC, datetime, timedelta
 
-from thunder_dagster.jobs.training import prompt_training_job, training_ops
+import dagster as dg
+import pytest
+
+from thunder_dagster.assets.models import TrainingConfig
+from thunder_dagster.assets.tuning import SearchConfig
+from thunder_dagster.jobs.training import WRAP_UP_SECONDS, prompt_training_job, training_ops
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.configs import LEAST_SECONDS
+from thunder_dagster.times import utc_now
 
 
 def test_training_ops_split_the_minutes_between_search_and_training():
@@ -12,6 +19,38 @@ def test_training_ops_split_the_minutes_between_search_and_training():
         "keras_model": {"config": {"minutes": 7.0}},
     }
     assert training_ops(None, None, parallel=2)["tpe_trials"] == {"config": {"parallel": 2}}
+
+
+def test_a_run_asked_for_at_a_time_ends_its_search_and_training_by_the_whole_budget():
+    started = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    ops = training_ops(None, 10.0, started=started)
+    training = 600 - WRAP_UP_SECONDS
+    assert ops["tpe_trials"]["config"] == {
+        "minutes": 3.0,
+        "finish_by": (started + timedelta(seconds=0.3 * training)).isoformat(),
+    }
+    assert ops["keras_model"]["config"] == {
+        "minutes": 7.0,
+        "finish_by": (started + timedelta(seconds=training)).isoformat(),
+    }
+
+
+def test_finish_by_cuts_a_steps_minutes_and_never_leaves_it_nothing():
+    soon = (utc_now() + timedelta(seconds=90)).isoformat()
+    assert 80 < TrainingConfig(minutes=7.0, finish_by=soon).budget().max_seconds <= 90
+    assert TrainingConfig(minutes=1.0, finish_by=soon).budget().max_seconds == 60
+    settings = SearchConfig(minutes=3.0, finish_by=soon).settings()
+    assert 80 / 60 < settings.minutes <= 90 / 60
+    past = (utc_now() - timedelta(minutes=5)).isoformat()
+    assert TrainingConfig(finish_by=past).seconds() == LEAST_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("finish_by", "says"), [("tomorrow", "not an ISO 8601 time"), ("2026-12-02T10:00", "offset")]
+)
+def test_a_finish_by_that_is_no_utc_time_fails_naming_the_field(finish_by, says):
+    with pytest.raises(dg.Failure, match=f"finish_by: .*{says}"):
+        TrainingConfig(finish_by=finish_by).seconds()
 
 
 def test_an_empty_prompt_fails_with_the_field_named(home):

@@ -8,7 +8,7 @@ from thunder_dagster.modeling.search import SearchResult
 from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
-from thunder_dagster.runtime.configs import BudgetConfig
+from thunder_dagster.runtime.configs import DeadlineConfig
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import image, links, tracking_state
 from thunder_dagster.runtime.partitions import agents
@@ -16,7 +16,7 @@ from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
 from thunder_dagster.tracking.progress import epoch_reporter
 
 
-class TrainingConfig(BudgetConfig):
+class TrainingConfig(DeadlineConfig):
     epochs: int = Field(default=50, ge=1, description="Most epochs of the final training")
     minutes: float = Field(default=4.0, gt=0, description="Wall-clock budget of the training")
     steps_per_epoch: int = Field(default=100, ge=1, description="Batches per epoch")
@@ -29,6 +29,18 @@ class TrainingConfig(BudgetConfig):
         default=True, description="Continue from the best trial's weights when they were kept"
     )
     seed: int = Field(default=0, description="Seed of the weights and the batches")
+
+    def budget(self) -> Budget:
+        """The final training's budget as it starts (the benchmark trains with it too)."""
+        return Budget(
+            epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            batch_size=self.batch_size,
+            max_seconds=self.seconds(),
+            validation_windows=self.validation_windows,
+            patience=self.patience,
+            decay_to=0.1,
+        )
 
 
 @dg.asset(
@@ -69,15 +81,9 @@ def keras_model(
     )
     tracker.log_params(run, tpe_trials.best_params | config.model_dump())
 
-    epoch_ended = epoch_reporter(context.log.info, tracker, run, config.epochs, config.minutes)
-    budget = Budget(
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        batch_size=config.batch_size,
-        max_seconds=config.minutes * 60,
-        validation_windows=config.validation_windows,
-        patience=config.patience,
-        decay_to=0.1,
+    budget = config.budget()
+    epoch_ended = epoch_reporter(
+        context.log.info, tracker, run, config.epochs, budget.max_seconds / 60
     )
     try:
         model, history, warm = train_best(

@@ -15,7 +15,7 @@ from thunder_dagster.modeling.training import Budget
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.resources.tuning import TuningStorage
-from thunder_dagster.runtime.configs import BudgetConfig
+from thunder_dagster.runtime.configs import DeadlineConfig
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.executors import search_parallelism
 from thunder_dagster.runtime.metadata import image, links, markdown_table, tracking_state
@@ -24,7 +24,7 @@ from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
 from thunder_dagster.tracking.progress import RunLogObserver
 
 
-class SearchConfig(BudgetConfig):
+class SearchConfig(DeadlineConfig):
     trials: int = Field(default=12, ge=1, description="Finished trials the study should hold")
     minutes: float = Field(default=4.0, gt=0, description="Wall-clock budget of the search")
     epochs: int = Field(default=3, ge=1, description="Epochs per trial")
@@ -61,7 +61,7 @@ class SearchConfig(BudgetConfig):
             )
         return SearchSettings(
             trials=self.trials,
-            minutes=self.minutes,
+            minutes=self.seconds() / 60,
             budget=Budget(
                 epochs=self.epochs,
                 steps_per_epoch=self.steps_per_epoch,
