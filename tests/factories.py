@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+from absl import logging as absl_logging
 
 from thunder_dagster.assets import feedback
 from thunder_dagster.deployments.registry import NoRegistry
@@ -24,6 +25,12 @@ from thunder_dagster.modeling.backend import keras
 from thunder_dagster.modeling.cards import CardMetrics, ModelCard
 from thunder_dagster.modeling.graphs import export_onnx, export_step_onnx
 from thunder_dagster.resources.bundle import build_resources
+
+# Even at collection that stderr is pytest's capture, and a CliRunner test's run closes it:
+# Dagster's logging set-up (dictConfig) closes every handler ever made, and absl's closes its
+# stream unless it is the sys.stderr of that moment, which CliRunner has swapped. The process's
+# own stderr it never closes.
+absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
