@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,15 @@ import pytest
 from tests.factories import CORPUS
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def encoder_cache(tmp_path_factory) -> Path:
+    """One sentence-encoder graph for the whole session (and its subprocesses), not one per
+    test home."""
+    folder = tmp_path_factory.mktemp("encoders")
+    os.environ["THUNDER_ENCODER_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ def test_the_graph_has_the_expected_shape():
         "documents",
         "chunks",
         "training_dataset",
+        "chunk_embeddings",
+        "retrieval_index",
         "tpe_trials",
         "keras_model",
         "onnx_model",
@@ -26,6 +28,7 @@ def test_the_graph_has_the_expected_shape():
         "training_dataset:not_empty",
         "training_dataset:chunks_within_size",
         "training_dataset:unique_chunk_ids",
+        "retrieval_index:retrieval_quality",
         "ab_test_result:challenger_significantly_better",
         *(
             f"{asset}:{check}"
@@ -64,6 +67,8 @@ def test_the_graph_has_the_expected_shape():
         "documents": "ingest",
         "chunks": "ingest",
         "training_dataset": "ingest",
+        "chunk_embeddings": "retrieval",
+        "retrieval_index": "retrieval",
         "tpe_trials": "training",
         "keras_model": "training",
         "onnx_model": "deployment",

@@ -68,6 +68,14 @@ class Home:
         return self.root / "cache" / "upload_state.json"
 
     @property
+    def encoder_cache_dir(self) -> Path:
+        return Path(settings.ENCODER_CACHE.value() or self.root / "cache" / "encoders")
+
+    def retrieval_dir(self, agent_id: str) -> Path:
+        """The agent's chunk vectors (vectors/<encoder version>/) and indexes (indexes/)."""
+        return self.root / "retrieval" / validate_agent_id(agent_id)
+
+    @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
 

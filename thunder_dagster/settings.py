@@ -81,3 +81,9 @@ VARIABLES = (
     DAGSTER_PG_URL,
     MLFLOW_DB_URL,
 )
+ENCODER_CACHE = Variable(
+    "THUNDER_ENCODER_CACHE",
+    "",
+    "Folder of the sentence encoders' ONNX graphs, written once per encoder version; empty: "
+    "$THUNDER_HOME/cache/encoders",
+)

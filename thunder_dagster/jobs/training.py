@@ -28,8 +28,9 @@ training_job = dg.define_asset_job(
 
 pipeline_job = dg.define_asset_job(
     name="pipeline_job",
-    selection=dg.AssetSelection.groups("ingest", "training", "deployment"),
-    description="The whole graph for one agent: uploads to a deployed model.",
+    selection=dg.AssetSelection.groups("ingest", "retrieval", "training", "deployment"),
+    description="The whole graph for one agent: uploads to a deployed model and its "
+    "retrieval index.",
     tags=RUN_RETRY_TAGS,
 )
 

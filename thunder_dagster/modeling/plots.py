@@ -108,3 +108,24 @@ def ab_comparison(variants: list[dict], title: str = "") -> bytes:
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def chunk_projection(vectors, categories: list[str], title: str = "") -> bytes:
+    """The chunk vectors on their first two principal components, one colour per category."""
+    import numpy as np
+
+    matrix = np.asarray(vectors, np.float64)
+    centred = matrix - matrix.mean(axis=0)
+    # Principal axes by SVD; fewer than two chunks, or all alike, leave zeros.
+    _, _, axes_t = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ axes_t[:2].T if len(matrix) > 1 else np.zeros((len(matrix), 2))
+    if points.shape[1] < 2:
+        points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+    figure, axes = _axes(title, "first principal component", "second principal component")
+    labels = np.asarray(categories)
+    for category in sorted(set(categories)):
+        chosen = points[labels == category]
+        axes.scatter(
+            chosen[:, 0], chosen[:, 1], s=8, alpha=0.7, label=f"{category} ({len(chosen)})"
+        )
+    return _png(figure, axes)

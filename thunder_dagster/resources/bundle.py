@@ -2,6 +2,7 @@
 
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.resources.retrieval import SentenceEncoderResource
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.resources.tuning import TuningStorage
 
@@ -14,4 +15,5 @@ def build_resources(root: str = "") -> dict:
         "tracking": MlflowTracking(thunder=thunder),
         "tuning": TuningStorage(thunder=thunder),
         "queries": QueryLogStore(thunder=thunder),
+        "encoder": SentenceEncoderResource(thunder=thunder),
     }

@@ -1,0 +1,225 @@
+"""The retrieval index of one agent: BM25 over the chunk texts (bm25s) and nearest neighbours
+over their vectors (usearch's HNSW graph, or exact search below APPROXIMATE_FROM chunks, where
+it is as fast), fused by reciprocal rank.
+
+One index is a folder, written whole and then pointed at, as models are:
+
+    retrieval/<agent>/indexes/<version>/
+        manifest.json   IndexManifest       chunks.json   the ChunkRecords, in row order
+        vectors.npy     float32 [n, d]      vectors.usearch (when approximate)   bm25/
+    retrieval/<agent>/current.json          {"version": ...}: the index the server serves
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thunder_dagster.files import write_atomically
+from thunder_dagster.retrieval.vectors import ChunkRecord
+from thunder_dagster.times import utc_now
+
+MANIFEST = "manifest.json"
+CHUNKS = "chunks.json"
+VECTORS = "vectors.npy"
+GRAPH = "vectors.usearch"
+BM25_DIR = "bm25"
+POINTER = "current.json"
+# Below this many chunks exact search (one matrix product) is as fast as the graph, and exact.
+APPROXIMATE_FROM = 20_000
+# How deep each index is read before fusing, and reciprocal rank fusion's constant.
+FUSION_DEPTH = 50
+RRF_K = 60
+HNSW_CONNECTIVITY = 16
+HNSW_EXPANSION_ADD = 128
+HNSW_EXPANSION_SEARCH = 128
+
+
+class IndexUnavailableError(RuntimeError):
+    """No index, or one that cannot be loaded: the message says which and why."""
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    version: str
+    agent_id: str
+    encoder_version: str
+    dimensions: int
+    chunks: int
+    approximate: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: ChunkRecord
+    score: float
+    found_by: str  # "bm25", "vector" or "both"
+    bm25_rank: int | None
+    vector_rank: int | None
+
+
+def index_version(encoder_version: str, chunks: list[ChunkRecord]) -> str:
+    """Equal chunks under an equal encoder: equal version, and no rebuild."""
+    digest = hashlib.sha256(encoder_version.encode())
+    for chunk in sorted(chunks, key=lambda chunk: chunk.chunk_id):
+        digest.update(f"\n{chunk.chunk_id}:{chunk.hash}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _tokenize(texts: list[str], as_ids: bool = True):
+    """bm25s' tokens: lowercased words of two letters or more, English stop words left out.
+    A query's come as strings, which the index maps to its own vocabulary (unknown ones drop)."""
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", return_ids=as_ids, show_progress=False)
+
+
+def build_index(
+    folder: Path,
+    agent_id: str,
+    encoder_version: str,
+    chunks: list[ChunkRecord],
+    vectors: np.ndarray,
+) -> IndexManifest:
+    """Write the index of `chunks` (and their `vectors`, row for row) into `folder`, whole:
+    it is written beside its final name and renamed into place."""
+    import bm25s
+
+    if len(chunks) != len(vectors) or not chunks:
+        raise ValueError(f"agent {agent_id}: {len(chunks)} chunks and {len(vectors)} vectors")
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True, exist_ok=False)
+    approximate = len(chunks) >= APPROXIMATE_FROM
+    matrix = np.ascontiguousarray(vectors, np.float32)
+    np.save(partial / VECTORS, matrix)
+    if approximate:
+        graph = _graph(matrix.shape[1])
+        graph.add(np.arange(len(matrix), dtype=np.uint64), matrix)
+        graph.save(str(partial / GRAPH))
+    lexical = bm25s.BM25()
+    lexical.index(_tokenize([chunk.text for chunk in chunks]), show_progress=False)
+    lexical.save(str(partial / BM25_DIR))
+    (partial / CHUNKS).write_text(json.dumps([asdict(chunk) for chunk in chunks]))
+    manifest = IndexManifest(
+        version=folder.name,
+        agent_id=agent_id,
+        encoder_version=encoder_version,
+        dimensions=int(matrix.shape[1]),
+        chunks=len(chunks),
+        approximate=approximate,
+        created_at=utc_now().isoformat(),
+    )
+    (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+    os.replace(partial, folder)
+    return manifest
+
+
+def _graph(dimensions: int):
+    from usearch.index import Index
+
+    return Index(
+        ndim=dimensions,
+        metric="cos",
+        dtype="f32",
+        connectivity=HNSW_CONNECTIVITY,
+        expansion_add=HNSW_EXPANSION_ADD,
+        expansion_search=HNSW_EXPANSION_SEARCH,
+    )
+
+
+def point_at(agent_dir: Path, version: str) -> None:
+    write_atomically(agent_dir / POINTER, json.dumps({"version": version}).encode())
+
+
+def pointed_version(agent_dir: Path) -> str | None:
+    """The version current.json names, or None when there is no readable pointer."""
+    try:
+        version = json.loads((agent_dir / POINTER).read_text())["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, str) else None
+
+
+class RetrievalIndex:
+    """A loaded index: search by a query's text and vector."""
+
+    def __init__(self, folder: Path):
+        import bm25s
+
+        folder = Path(folder)
+        try:
+            self.manifest = IndexManifest(**json.loads((folder / MANIFEST).read_text()))
+            self.chunks = [ChunkRecord(**row) for row in json.loads((folder / CHUNKS).read_text())]
+            self.vectors = np.load(folder / VECTORS, mmap_mode="r")
+            self.lexical = bm25s.BM25.load(str(folder / BM25_DIR))
+            self.graph = None
+            if self.manifest.approximate:
+                self.graph = _graph(self.manifest.dimensions)
+                self.graph.load(str(folder / GRAPH))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise IndexUnavailableError(f"index {folder.name}: {error}") from error
+        counts = {len(self.chunks), self.vectors.shape[0], self.manifest.chunks}
+        if self.graph is not None:
+            counts.add(len(self.graph))
+        if len(counts) != 1 or self.vectors.shape[1] != self.manifest.dimensions:
+            raise IndexUnavailableError(
+                f"index {folder.name}: its parts disagree (chunks, vectors, graph: {counts}, "
+                f"{self.vectors.shape[1]} dimensions against {self.manifest.dimensions})"
+            )
+        self.folder = folder
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def vector_ranking(self, query: np.ndarray, depth: int) -> list[int]:
+        depth = min(depth, len(self.chunks))
+        if self.graph is not None:
+            matches = self.graph.search(np.asarray(query, np.float32), depth)
+            return [int(key) for key in matches.keys]
+        scores = np.asarray(self.vectors @ np.asarray(query, np.float32))
+        top = np.argpartition(-scores, depth - 1)[:depth]
+        return [int(i) for i in top[np.argsort(-scores[top])]]
+
+    def lexical_ranking(self, query: str, depth: int) -> list[int]:
+        depth = min(depth, len(self.chunks))
+        tokens = _tokenize([query], as_ids=False)
+        if not tokens[0]:
+            return []
+        documents, scores = self.lexical.retrieve(tokens, k=depth, show_progress=False)
+        return [int(d) for d, s in zip(documents[0], scores[0], strict=True) if s > 0]
+
+    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
+        """The top `k` chunks by reciprocal rank fusion of the two rankings."""
+        depth = max(FUSION_DEPTH, k)
+        lexical = self.lexical_ranking(query, depth)
+        vector = self.vector_ranking(query_vector, depth)
+        ranks: dict[int, list[int | None]] = {}
+        for rank, row in enumerate(lexical):
+            ranks.setdefault(row, [None, None])[0] = rank
+        for rank, row in enumerate(vector):
+            ranks.setdefault(row, [None, None])[1] = rank
+        scored = [
+            (sum(1.0 / (RRF_K + 1 + r) for r in (b, v) if r is not None), row, b, v)
+            for row, (b, v) in ranks.items()
+        ]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [
+            Hit(
+                chunk=self.chunks[row],
+                score=score,
+                found_by="both"
+                if b is not None and v is not None
+                else "bm25"
+                if v is None
+                else "vector",
+                bm25_rank=b,
+                vector_rank=v,
+            )
+            for score, row, b, v in scored[:k]
+        ]

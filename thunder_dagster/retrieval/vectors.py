@@ -1,0 +1,178 @@
+"""Chunk vectors on disk: one file per document and encoder version, so an upload embeds only
+its own chunks and a new encoder version starts from nothing.
+
+    retrieval/<agent>/vectors/<encoder version>/<document id>.npz
+        chunk_ids  str [n]    hashes  str [n] (sha256 of the chunk text, 16 hex)
+        vectors    float32 [n, dimensions]
+"""
+
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from thunder_dagster.files import write_atomically
+
+SUFFIX = ".npz"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """What the index keeps of a chunk besides its vector."""
+
+    chunk_id: str
+    document_id: str
+    category: str
+    filename: str
+    start: int
+    end: int
+    text: str
+
+    @property
+    def hash(self) -> str:
+        return text_hash(self.text)
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    embedded: int
+    skipped: int
+    documents_embedded: int
+    documents_skipped: int
+    removed_documents: int
+    seconds: float
+    unreadable: list[str] = field(default_factory=list)  # files set aside and embedded again
+
+
+class VectorStore:
+    """The vectors of one agent under one encoder version."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, document_id: str) -> Path:
+        return self.folder / f"{document_id}{SUFFIX}"
+
+    def read(self, document_id: str) -> tuple[list[str], list[str], np.ndarray] | None:
+        """The document's chunk ids, hashes and vectors; None when it has no readable file."""
+        path = self.path(document_id)
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return list(data["chunk_ids"]), list(data["hashes"]), data["vectors"]
+
+    def write(self, document_id: str, ids: list[str], hashes: list[str], vectors: np.ndarray):
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            chunk_ids=np.asarray(ids, dtype=str),
+            hashes=np.asarray(hashes, dtype=str),
+            vectors=np.asarray(vectors, np.float32),
+        )
+        write_atomically(self.path(document_id), buffer.getvalue())
+
+    def documents(self) -> set[str]:
+        if not self.folder.is_dir():
+            return set()
+        return {path.stem for path in self.folder.glob(f"*{SUFFIX}") if path.is_file()}
+
+
+def group_by_document(chunks: Iterable[ChunkRecord]) -> dict[str, list[ChunkRecord]]:
+    grouped: dict[str, list[ChunkRecord]] = {}
+    for chunk in chunks:
+        grouped.setdefault(chunk.document_id, []).append(chunk)
+    return grouped
+
+
+def embed_chunks(
+    chunks: list[ChunkRecord],
+    encode: Callable[[list[str]], np.ndarray],
+    store: VectorStore,
+    reembed: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> EmbedReport:
+    """Embed every chunk the store lacks, one document at a time; keep the rest.
+
+    A chunk is kept when its document's file holds its id with the same text hash. `reembed`
+    embeds everything again. Files of documents no longer among `chunks` are removed. A file
+    that cannot be read (torn, or left there by hand) is reported and its document embedded
+    again, never a reason to stop.
+    """
+    started = time.monotonic()
+    embedded = skipped = documents_embedded = documents_skipped = 0
+    unreadable: list[str] = []
+    grouped = group_by_document(chunks)
+    for number, (document_id, rows) in enumerate(sorted(grouped.items()), start=1):
+        known: dict[tuple[str, str], np.ndarray] = {}
+        if not reembed:
+            try:
+                stored = store.read(document_id)
+            except (OSError, ValueError, KeyError) as error:
+                unreadable.append(f"{store.path(document_id).name}: {error}")
+                stored = None
+            if stored is not None:
+                ids, hashes, vectors = stored
+                known = {(i, h): v for i, h, v in zip(ids, hashes, vectors, strict=True)}
+        keys = [(row.chunk_id, row.hash) for row in rows]
+        missing = [index for index, key in enumerate(keys) if key not in known]
+        if not missing and len(known) == len(keys):
+            skipped += len(rows)
+            documents_skipped += 1
+            continue
+        fresh = encode([rows[index].text for index in missing]) if missing else None
+        vectors = [known.get(key) for key in keys]
+        for position, index in enumerate(missing):
+            vectors[index] = fresh[position]
+        store.write(document_id, [k[0] for k in keys], [k[1] for k in keys], np.stack(vectors))
+        embedded += len(missing)
+        skipped += len(rows) - len(missing)
+        documents_embedded += 1
+        log(
+            f"document {number}/{len(grouped)} ({rows[0].filename}): {len(missing)} chunks "
+            f"embedded, {len(rows) - len(missing)} kept"
+        )
+    removed = 0
+    for stale in store.documents() - set(grouped):
+        store.path(stale).unlink(missing_ok=True)
+        removed += 1
+    return EmbedReport(
+        embedded=embedded,
+        skipped=skipped,
+        documents_embedded=documents_embedded,
+        documents_skipped=documents_skipped,
+        removed_documents=removed,
+        seconds=time.monotonic() - started,
+        unreadable=unreadable,
+    )
+
+
+def gather_vectors(chunks: list[ChunkRecord], store: VectorStore) -> np.ndarray:
+    """The vectors of `chunks`, in their order; every one must be in the store."""
+    found: dict[tuple[str, str], np.ndarray] = {}
+    for document_id in group_by_document(chunks):
+        stored = store.read(document_id)
+        if stored is None:
+            raise FileNotFoundError(
+                f"{store.path(document_id)}: no vectors for document {document_id}; "
+                "materialize chunk_embeddings first"
+            )
+        ids, hashes, vectors = stored
+        found.update(zip(zip(ids, hashes, strict=True), vectors, strict=True))
+    rows = []
+    for chunk in chunks:
+        vector = found.get((chunk.chunk_id, chunk.hash))
+        if vector is None:
+            raise KeyError(
+                f"chunk {chunk.chunk_id}: not embedded under this encoder; "
+                "materialize chunk_embeddings first"
+            )
+        rows.append(vector)
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
