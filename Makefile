@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 export THUNDER_HOME ?= $(CURDIR)/.thunder
 export DAGSTER_HOME ?= $(THUNDER_HOME)/dagster
 
-.PHONY: install run run-prod dev dev-prod test lint format bench lock clean
+.PHONY: install run run-prod dev dev-prod test lint format bench reference-env lock clean
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -70,6 +70,14 @@ bench: install
 	$(BIN)/python bench/instance_overhead.py
 	$(BIN)/python bench/parallel_search.py
 	$(BIN)/python bench/training.py --minutes 2 10
+	$(BIN)/python bench/retrieval.py
+
+## The scratch environment bench/retrieval.py compares against (sentence-transformers on
+## PyTorch's CPU build) and the encoder fixture was made in; the project itself never uses it.
+reference-env:
+	@test -x .venv-st/bin/python || $(PYTHON) -m venv .venv-st
+	.venv-st/bin/python -m pip install --quiet torch==2.13.0 sentence-transformers==6.2.0
+	.venv-st/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements/encoder.txt
 
 ## Re-resolve the lock from pyproject.toml in a scratch venv.
 lock:

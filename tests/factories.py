@@ -1,6 +1,7 @@
 """What tests build: files, resources on a temporary home, a released tiny model, logged
 queries, an analysed day. Test modules import from here, never from one another."""
 
+import functools
 import os
 import socket
 import subprocess
@@ -146,3 +147,42 @@ def analyse(home, instance, day: str, agent="acme"):
         instance=instance,
         resources=resources(home),
     )
+
+
+@functools.cache
+def sentence_encoder(cache_dir: str):
+    from thunder_dagster.retrieval.encoder import EncoderFiles, SentenceEncoder
+
+    return SentenceEncoder(EncoderFiles.packaged(), Path(cache_dir))
+
+
+def index_agent(home: Home, agent_id: str, texts: dict[str, str], category="reference") -> str:
+    """The agent's retrieval index over `texts` (filename -> text) as the ingest path builds
+    it: 512-character chunks, embedded, indexed and pointed at. Returns the index version."""
+    from thunder_dagster.documents.chunking import chunk_id, chunk_spans
+    from thunder_dagster.retrieval.index import build_index, index_version, point_at
+    from thunder_dagster.retrieval.vectors import ChunkRecord, text_hash
+
+    chunks = []
+    for filename, text in texts.items():
+        document_id = text_hash(text)
+        for number, (start, end) in enumerate(chunk_spans(len(text))):
+            chunks.append(
+                ChunkRecord(
+                    chunk_id(document_id, number),
+                    document_id,
+                    category,
+                    filename,
+                    start,
+                    end,
+                    text[start:end],
+                )
+            )
+    encoder = sentence_encoder(str(home.encoder_cache_dir))
+    version = index_version(encoder.version, chunks)
+    folder = home.retrieval_dir(agent_id) / "indexes" / version
+    if not folder.is_dir():
+        vectors = encoder.encode([chunk.text for chunk in chunks])
+        build_index(folder, agent_id, encoder.version, chunks, vectors)
+    point_at(home.retrieval_dir(agent_id), version)
+    return version

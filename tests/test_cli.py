@@ -3,7 +3,7 @@ import shutil
 
 from click.testing import CliRunner
 
-from tests.factories import deploy_tiny, thunder, write
+from tests.factories import CORPUS, deploy_tiny, index_agent, thunder, write
 from thunder_dagster.cli import main
 from thunder_dagster.deployments.pointers import read_pointer
 
@@ -80,3 +80,17 @@ def test_rollback_goes_to_a_named_version_and_refuses_one_that_was_pruned(home):
     unknown = thunder("rollback", "acme", "--to", "1.2.0")
     assert unknown.returncode == 1
     assert "1.2.0 is not an earlier champion of acme: roll back to one of 1.0.0" in unknown.stderr
+
+
+def test_search_prints_the_nearest_chunks_and_says_when_there_is_no_index(home):
+    text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:5000]
+    missing = CliRunner().invoke(main, ["search", "bard", "citizens"])
+    assert missing.exit_code == 1 and "no retrieval index yet" in missing.output
+    index_agent(home, "bard", {"play.txt": text})
+    found = CliRunner().invoke(
+        main, ["search", "bard", "we are accounted poor citizens", "-k", "2"]
+    )
+    assert found.exit_code == 0, found.output
+    lines = found.output.splitlines()
+    assert lines[0].startswith("1. reference/play.txt [") and lines[2].startswith("2. ")
+    assert "accounted poor" in " ".join(found.output.split())

@@ -32,7 +32,7 @@ def test_status_shows_each_agent_from_its_files_and_the_instance(home):
     result = thunder("status")
     assert result.returncode == 0, result.stderr
     header, _, acme, empty = result.stdout.splitlines()[:4]
-    assert header.split()[:4] == ["agent", "documents", "dataset", "champion"]
+    assert header.split()[:5] == ["agent", "documents", "dataset", "index", "champion"]
     dataset = json.loads((home.processed_dir("acme") / "dataset.json").read_text())
     assert acme.startswith("acme ")
     assert "1 ok, 1 rejected" in acme and dataset["version"][:12] in acme

@@ -261,6 +261,46 @@ def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: 
 
 @main.command()
 @click.argument("agent_id")
+@click.argument("query")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100))
+def search(agent_id: str, query: str, k: int) -> None:
+    """The chunks of AGENT_ID's documents nearest QUERY, from the index the server serves."""
+    from thunder_dagster.retrieval.encoder import (
+        EncoderFiles,
+        EncoderUnavailableError,
+        SentenceEncoder,
+    )
+    from thunder_dagster.retrieval.index import (
+        IndexUnavailableError,
+        RetrievalIndex,
+        pointed_version,
+    )
+
+    agent_id = _agent(agent_id)
+    home = Home.resolve()
+    version = pointed_version(home.retrieval_dir(agent_id))
+    if not query.strip():
+        raise click.BadParameter("the query is blank", param_hint="QUERY")
+    if version is None:
+        raise click.ClickException(
+            f"agent {agent_id} has no retrieval index yet: run `thunder ingest {agent_id}`"
+        )
+    try:
+        index = RetrievalIndex(home.retrieval_dir(agent_id) / "indexes" / version)
+        encoder = SentenceEncoder(EncoderFiles.packaged(), home.encoder_cache_dir, threads=1)
+    except (IndexUnavailableError, EncoderUnavailableError) as error:
+        raise click.ClickException(str(error)) from error
+    for rank, hit in enumerate(index.search(query, encoder.encode([query])[0], k), start=1):
+        chunk = hit.chunk
+        click.echo(
+            f"{rank}. {chunk.category}/{chunk.filename} [{chunk.start}:{chunk.end}] "
+            f"score {hit.score:.4f} ({hit.found_by})"
+        )
+        click.echo("   " + " ".join(chunk.text.split())[:200])
+
+
+@main.command()
+@click.argument("agent_id")
 @click.option("--to", "to_version", help="An earlier champion's version [default: the one before]")
 def rollback(agent_id: str, to_version: str | None) -> None:
     """Move AGENT_ID's champion back, one version or to VERSION: the pointer the server serves
@@ -318,6 +358,8 @@ def serve(
     settings = ServerSettings(
         deployments_root=home.root / "deployments",
         query_db_url=db_url or home.queries_db_url,
+        retrieval_root=home.root / "retrieval",
+        encoder_cache_dir=home.encoder_cache_dir,
         challenger_share=challenger_share,
         teacher_threshold=teacher_threshold,
     )

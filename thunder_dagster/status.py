@@ -1,6 +1,6 @@
 """What `thunder status` shows of each agent, read from THUNDER_HOME's files: documents, the
-dataset version, the champion and challenger. The CLI adds what only the Dagster instance
-knows (the last training run, the latest trigger decision)."""
+dataset version, the retrieval index served, the champion and challenger. The CLI adds what
+only the Dagster instance knows (the last training run, the latest trigger decision)."""
 
 import json
 from dataclasses import dataclass, field
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.datasets import latest_dataset
 from thunder_dagster.home import Home
+from thunder_dagster.retrieval.index import MANIFEST, pointed_version
 
 
 @dataclass
@@ -16,6 +17,7 @@ class AgentStatus:
     documents: dict[str, int] = field(default_factory=dict)  # status -> count
     dataset_version: str | None = None
     dataset_rows: int | None = None
+    index: str | None = None  # "<version> (<chunks> chunks)" of the index the server searches
     champion: str | None = None
     challenger: str | None = None
     last_training: str | None = None  # "<time> <status>", from the instance
@@ -33,6 +35,7 @@ class AgentStatus:
             self.agent_id,
             documents,
             dataset,
+            self.index or "-",
             self.champion or "-",
             self.challenger or "-",
             self.last_training or "-",
@@ -40,7 +43,8 @@ class AgentStatus:
         ]
 
 
-HEADERS = ["agent", "documents", "dataset", "champion", "challenger", "last training", "trigger"]
+HEADERS = ["agent", "documents", "dataset", "index", "champion", "challenger", "last training"]
+HEADERS += ["trigger"]
 
 
 def agent_status(home: Home, agent_id: str) -> AgentStatus:
@@ -58,6 +62,14 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
             status.dataset_version, status.dataset_rows = dataset.version, dataset.rows
     except (ValueError, TypeError) as error:
         status.problems.append(f"{home.processed_dir(agent_id)}: dataset unreadable ({error})")
+    retrieval = home.retrieval_dir(agent_id)
+    version = pointed_version(retrieval)
+    if version is not None:
+        manifest = retrieval / "indexes" / version / MANIFEST
+        try:
+            status.index = f"{version[:8]} ({json.loads(manifest.read_text())['chunks']} chunks)"
+        except (OSError, ValueError, KeyError) as error:
+            status.problems.append(f"{manifest}: index unreadable ({error})")
     deployments = home.deployments_dir(agent_id)
     for role in ("champion", "challenger"):
         try:

@@ -132,3 +132,20 @@ def test_an_agent_without_chunks_serves_no_index_and_says_why(home, bard):
     evaluation = check(result)
     assert not evaluation.passed and "upload documents" in evaluation.description
     assert pointed_version(home.retrieval_dir("bard")) is None
+
+
+def test_an_index_that_fails_its_check_is_not_served_and_the_last_good_one_stays(home, bard):
+    materialize(home)
+    served = pointed_version(home.retrieval_dir("bard"))
+    # Three more documents of one sentence over and over: their chunks are alike, so a query
+    # made from one of them cannot tell it from the others.
+    for number in range(3):
+        sentence = f"The same words are written here again and again in copy {number}. "
+        (bard / "communication" / f"copy_{number}.txt").write_text(sentence * 120)
+    strict = {"ops": {"retrieval_index": {"config": {"min_recall": 0.95, "known_items": 60}}}}
+    result = materialize(home, run_config=strict)
+    evaluation = check(result)
+    assert not evaluation.passed
+    assert evaluation.metadata["recall_at_5"].value < 0.95
+    assert metadata(result, "retrieval_index")["served"] is False
+    assert pointed_version(home.retrieval_dir("bard")) == served

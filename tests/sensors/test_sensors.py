@@ -4,7 +4,7 @@ import os
 import dagster as dg
 import pytest
 
-from tests.factories import write
+from tests.factories import CORPUS, write
 from thunder_dagster.definitions import defs
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.launch import run_job
@@ -167,6 +167,27 @@ def test_a_failed_ingest_is_retried_by_thunder_ingest_not_by_the_sensor(ticker, 
     retried = run_job(defs.resolve_job_def("ingest_job"), "acme", instance=ticker.instance)
     assert retried.success
     assert home.ingest_report_path("acme").exists()
+
+
+def test_the_sensors_run_ends_with_the_agents_index_current_and_searchable(ticker, home):
+    from thunder_dagster.retrieval.index import RetrievalIndex, pointed_version
+
+    agent = home.create_agent("acme")
+    text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:6000]
+    write(agent / "reference" / "play.txt", text, mtime_ns=T0)
+    (request,) = ticker.settle().run_requests
+    run = defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=ticker.instance,
+        partition_key=request.partition_key,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+    assert run.success
+    checks = {check.check_name: check.passed for check in run.get_asset_check_evaluations()}
+    assert checks["retrieval_quality"] is True
+    version = pointed_version(home.retrieval_dir("acme"))
+    index = RetrievalIndex(home.retrieval_dir("acme") / "indexes" / version)
+    assert [chunk.filename for chunk in index.chunks] == ["play.txt"] * index.manifest.chunks
+    assert index.lexical_ranking("Menenius Agrippa", 1) != []
 
 
 def test_a_failed_run_is_recorded_beside_the_agents_report(home):

@@ -5,7 +5,7 @@ import hypothesis
 import schemathesis
 from fastapi.testclient import TestClient
 
-from tests.factories import deploy_tiny
+from tests.factories import CORPUS, deploy_tiny, index_agent
 from thunder_dagster.serving.app import ServerSettings, create_app
 
 EXAMPLES = 60
@@ -13,10 +13,13 @@ EXAMPLES = 60
 
 def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
     deploy_tiny(home, "acme")
+    text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:3000]
+    index_agent(home, "acme", {"play.txt": text})
     settings = ServerSettings(
         deployments_root=home.root / "deployments",
         query_db_url=home.queries_db_url,
         reload_seconds=0.05,
+        encoder_cache_dir=home.encoder_cache_dir,
     )
     app = create_app(settings)
     with TestClient(app):  # the lifespan runs: models load, the query-log writer starts
@@ -25,17 +28,23 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
         assert {operation.label for operation in operations} == {
             "GET /healthz",
             "POST /v1/agents/{agent_id}/generate",
+            "POST /v1/agents/{agent_id}/search",
             "POST /v1/feedback",
         }
         generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
+        search = schema.find_operation_by_label("POST /v1/agents/{agent_id}/search")
         # Invalid input too, where there is input to get wrong (healthz takes none).
         strategies = [operation.as_strategy() for operation in operations] + [
             operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
             for operation in operations
             if operation.method.upper() == "POST"
         ]
-        # The deployed agent too, so that generation itself meets whatever prompt comes.
-        strategies.append(generate.as_strategy(path_parameters={"agent_id": "acme"}))
+        # The deployed and indexed agent too, so that generation (grounded or not) and the
+        # search itself meet whatever prompt or query comes.
+        strategies += [
+            operation.as_strategy(path_parameters={"agent_id": "acme"})
+            for operation in (generate, search)
+        ]
         for strategy in strategies:
 
             @hypothesis.given(case=strategy)

@@ -98,6 +98,8 @@ def chunk_embeddings(
         raise _io_retried(error) from error
     for problem in report.unreadable:
         context.log.warning(f"vectors set aside and embedded again: {problem}")
+    for problem in report.failed:
+        context.log.error(f"not embedded, left out of the index: {problem}")
     rate = report.embedded / report.seconds if report.seconds and report.embedded else 0.0
     context.log.info(
         f"{report.embedded} chunks embedded, {report.skipped} kept, by {loaded.name} "
@@ -117,6 +119,7 @@ def chunk_embeddings(
         "documents_embedded": report.documents_embedded,
         "documents_skipped": report.documents_skipped,
         "documents_removed": report.removed_documents,
+        "documents_failed": dg.MetadataValue.json(report.failed),
         "dimensions": loaded.dimensions,
         "encoder": loaded.name,
         "encoder_version": loaded.version,
@@ -124,10 +127,10 @@ def chunk_embeddings(
         "chunks_per_second": dg.MetadataValue.float(round(rate, 1)),
         "vectors_dir": dg.MetadataValue.path(str(store.folder)),
     }
-    if records:
-        shown = records[:: max(1, len(records) // PROJECTED_CHUNKS)]
+    shown, vectors = gather_vectors(records[:: max(1, len(records) // PROJECTED_CHUNKS)], store)
+    if shown:
         plot = chunk_projection(
-            gather_vectors(shown, store),
+            vectors,
             [record.category for record in shown],
             title=f"{agent_id}: {len(shown)} chunks on two principal components",
         )
@@ -172,16 +175,18 @@ def retrieval_index(
     agent_id = context.partition_key
     home = thunder.home()
     agent_dir = home.retrieval_dir(agent_id)
-    records = _records(chunks)
+    store = VectorStore(chunk_embeddings.vectors_dir)
+    records, vectors = gather_vectors(_records(chunks), store)
     if not records:
         (agent_dir / "current.json").unlink(missing_ok=True)
-        context.log.warning(f"agent {agent_id} has no chunks: no index is served")
+        context.log.warning(f"agent {agent_id} has no embedded chunks: no index is served")
         yield dg.Output(ServedIndex(agent_id, None, None, served=False), metadata={"chunks": 0})
         yield dg.AssetCheckResult(
             check_name=RETRIEVAL_CHECK,
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            description="no chunks to search: upload documents",
+            description="no embedded chunks to search: upload documents (a document the "
+            "encoder failed on is listed in chunk_embeddings' documents_failed)",
         )
         return
     version = index_version(chunk_embeddings.encoder_version, records)
@@ -190,14 +195,7 @@ def retrieval_index(
     try:
         built = not folder.is_dir()
         if built:
-            store = VectorStore(chunk_embeddings.vectors_dir)
-            build_index(
-                folder,
-                agent_id,
-                chunk_embeddings.encoder_version,
-                records,
-                gather_vectors(records, store),
-            )
+            build_index(folder, agent_id, chunk_embeddings.encoder_version, records, vectors)
         index = RetrievalIndex(folder)
     except OSError as error:
         context.log.warning(f"index of {agent_id}: {error}; trying again")

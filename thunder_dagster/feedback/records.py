@@ -22,6 +22,8 @@ class QueryRecord:
     fallback: bool
     latency_ms: float
     teacher_confidence: float | None = None  # the teacher's, when it answered instead
+    # The chunk ids of the retrieved passages that conditioned a grounded answer, best first.
+    sources: list[str] | None = None
 
 
 @dataclass(frozen=True)

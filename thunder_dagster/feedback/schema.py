@@ -7,7 +7,7 @@ the way out, so no caller ever meets a naive time or the process's local zone.
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -43,6 +43,7 @@ class QueryLog(Base):
     response: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     teacher_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sources: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

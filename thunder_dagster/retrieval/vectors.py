@@ -50,6 +50,7 @@ class EmbedReport:
     removed_documents: int
     seconds: float
     unreadable: list[str] = field(default_factory=list)  # files set aside and embedded again
+    failed: list[str] = field(default_factory=list)  # "<file>: <reason>", left out of the index
 
 
 class VectorStore:
@@ -104,11 +105,14 @@ def embed_chunks(
     A chunk is kept when its document's file holds its id with the same text hash. `reembed`
     embeds everything again. Files of documents no longer among `chunks` are removed. A file
     that cannot be read (torn, or left there by hand) is reported and its document embedded
-    again, never a reason to stop.
+    again, never a reason to stop. A document whose chunks the encoder fails on is reported
+    and passed by, as the seed's EmbedJob logs a failure and goes on (an IO error while writing
+    is raised: the step's retries are for those).
     """
     started = time.monotonic()
     embedded = skipped = documents_embedded = documents_skipped = 0
     unreadable: list[str] = []
+    failed: list[str] = []
     grouped = group_by_document(chunks)
     for number, (document_id, rows) in enumerate(sorted(grouped.items()), start=1):
         known: dict[tuple[str, str], np.ndarray] = {}
@@ -127,7 +131,12 @@ def embed_chunks(
             skipped += len(rows)
             documents_skipped += 1
             continue
-        fresh = encode([rows[index].text for index in missing]) if missing else None
+        try:
+            fresh = encode([rows[index].text for index in missing]) if missing else None
+        except Exception as error:  # this document's trouble, not the others'
+            failed.append(f"{rows[0].filename}: {type(error).__name__}: {error}")
+            log(f"document {number}/{len(grouped)} ({rows[0].filename}): not embedded: {error}")
+            continue
         vectors = [known.get(key) for key in keys]
         for position, index in enumerate(missing):
             vectors[index] = fresh[position]
@@ -151,28 +160,23 @@ def embed_chunks(
         removed_documents=removed,
         seconds=time.monotonic() - started,
         unreadable=unreadable,
+        failed=failed,
     )
 
 
-def gather_vectors(chunks: list[ChunkRecord], store: VectorStore) -> np.ndarray:
-    """The vectors of `chunks`, in their order; every one must be in the store."""
+def gather_vectors(
+    chunks: list[ChunkRecord], store: VectorStore
+) -> tuple[list[ChunkRecord], np.ndarray]:
+    """The chunks the store has vectors for, in their order, and those vectors row for row."""
     found: dict[tuple[str, str], np.ndarray] = {}
     for document_id in group_by_document(chunks):
-        stored = store.read(document_id)
-        if stored is None:
-            raise FileNotFoundError(
-                f"{store.path(document_id)}: no vectors for document {document_id}; "
-                "materialize chunk_embeddings first"
-            )
-        ids, hashes, vectors = stored
-        found.update(zip(zip(ids, hashes, strict=True), vectors, strict=True))
-    rows = []
-    for chunk in chunks:
-        vector = found.get((chunk.chunk_id, chunk.hash))
-        if vector is None:
-            raise KeyError(
-                f"chunk {chunk.chunk_id}: not embedded under this encoder; "
-                "materialize chunk_embeddings first"
-            )
-        rows.append(vector)
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+        try:
+            stored = store.read(document_id)
+        except (ValueError, KeyError):  # unreadable: its chunks are left out
+            stored = None
+        if stored is not None:
+            ids, hashes, vectors = stored
+            found.update(zip(zip(ids, hashes, strict=True), vectors, strict=True))
+    kept = [chunk for chunk in chunks if (chunk.chunk_id, chunk.hash) in found]
+    rows = [found[(chunk.chunk_id, chunk.hash)] for chunk in kept]
+    return kept, (np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32))

@@ -2,9 +2,12 @@
 
     thunder serve [--host 127.0.0.1] [--port 8000]
 
-GET /healthz, POST /v1/agents/{agent_id}/generate, POST /v1/feedback. Answers come from the
-champion, or from the challenger for the A/B share of users; when the answer's confidence is
-under the threshold and the agent has a teacher, the teacher answers and the log says so.
+GET /healthz, GET /metrics (Prometheus), POST /v1/agents/{agent_id}/generate,
+POST /v1/agents/{agent_id}/search, POST /v1/feedback. Answers come from the champion, or from
+the challenger for the A/B share of users; when the answer's confidence is under the
+threshold and the agent has a teacher, the teacher answers and the log says so. A grounded
+answer ("grounding": "retrieved") is conditioned on the agent's best passages, which it
+lists, and the log keeps their chunk ids.
 """
 
 import asyncio
@@ -16,21 +19,26 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.serving.generation import LoadedModel, generate
+from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
 from thunder_dagster.serving.querylog import QueryLogWriter
+from thunder_dagster.serving.retrieval import Retrieval
 
 # What the API document promises; a server may be configured tighter (ServerSettings).
 HARD_PROMPT_LIMIT = 4000
 HARD_TOKEN_LIMIT = 1024
+HARD_QUERY_LIMIT = 4000
+MAX_RESULTS = 100
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,11 @@ class ServerSettings:
     max_tokens: int = HARD_TOKEN_LIMIT
     reload_seconds: float = 0.5
     cache_ttl_seconds: int = 3600
+    # The agents' retrieval indexes; None: beside the deployments. The query encoder's graph
+    # is written under encoder_cache_dir (None: THUNDER_HOME's encoder cache beside them).
+    retrieval_root: Path | None = None
+    encoder_cache_dir: Path | None = None
+    grounding_passages: int = 3
     workers: int = os.cpu_count() or 2
 
 
@@ -81,6 +94,17 @@ class GenerateRequest(BaseModel):
     )
     temperature: float = Field(default=0.8, ge=0.0, le=5.0, description="0 is greedy")
     user_id: str = Field(min_length=1, max_length=128, description="decides the A/B variant")
+    grounding: Literal["none", "retrieved"] = Field(
+        default="none",
+        description="retrieved: the agent's best passages for the prompt are fed through the "
+        "model before it, and the answer lists them",
+    )
+
+
+class Source(BaseModel):
+    chunk_id: str
+    document_id: str
+    filename: str
 
 
 class GenerateResponse(BaseModel):
@@ -90,6 +114,37 @@ class GenerateResponse(BaseModel):
     variant: str
     query_id: str
     fallback: bool
+    sources: list[Source] = Field(default_factory=list, description="grounded answers only")
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=HARD_QUERY_LIMIT, description="what to find")
+    k: int = Field(default=5, ge=1, le=MAX_RESULTS, description="how many chunks to return")
+
+    @field_validator("query")
+    @classmethod
+    def not_blank(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("the query is blank: send some words to search for")
+        return query
+
+
+class SearchHit(BaseModel):
+    chunk_id: str
+    document_id: str
+    category: str
+    filename: str
+    start: int
+    end: int
+    text: str
+    score: float = Field(description="reciprocal rank fusion score, higher is better")
+    found_by: Literal["bm25", "vector", "both"]
+
+
+class SearchResponse(BaseModel):
+    agent_id: str
+    index_version: str
+    results: list[SearchHit]
 
 
 class FeedbackRequest(BaseModel):
@@ -101,22 +156,61 @@ class FeedbackRequest(BaseModel):
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
+    metrics = ServerMetrics()
+
     @asynccontextmanager
     async def lifespan(served: FastAPI):
         # The writer opens the store in its thread while the models load here.
         spool_dir = settings.spool_dir or settings.deployments_root.parent / "spool"
         writer = QueryLogWriter(settings.query_db_url, spool_dir, settings.store_retry_seconds)
-        pool = ModelPool(settings.deployments_root, settings.reload_seconds)
+        reloaded = metrics.reloads.labels
+        pool = ModelPool(
+            settings.deployments_root,
+            settings.reload_seconds,
+            on_load=lambda agent, role, outcome: reloaded(agent, role, outcome).inc(),
+        )
         pool.start()
+        retrieval = Retrieval.start(
+            settings.retrieval_root or settings.deployments_root.parent / "retrieval",
+            settings.encoder_cache_dir or settings.deployments_root.parent / "cache" / "encoders",
+            settings.reload_seconds,
+            on_load=lambda agent, outcome: reloaded(agent, "index", outcome).inc(),
+        )
+        metrics.watch(
+            lambda: set(pool.agents) | set(retrieval.agents()),
+            StateCollector(
+                lambda: {name: m.versions() for name, m in list(pool.agents.items())}, writer
+            ),
+        )
         workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
         # On app.state, where an operator's tooling (and the tests) can reach them.
         served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
+        served.state.retrieval = retrieval
         yield
         workers.shutdown(wait=True)
+        retrieval.stop()
         pool.stop()
         writer.close()
 
     app = FastAPI(title="thunder-dagster model server", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def measured(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        agent = metrics.agent_label(request.path_params.get("agent_id"))
+        metrics.requests.labels(endpoint, agent, str(response.status_code)).inc()
+        metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """What Prometheus scrapes: the server's metrics in its text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -168,6 +262,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             for role, why in sorted(models.refused.items()):
                 if role != "champion" or models.champion is not None:
                     problems.append({"agent": name, "reason": f"{role} refused: {why}"})
+        problems += app.state.retrieval.problems()
         answering = any(models.champion is not None for models in pool.agents.values())
         status = 503 if pool.agents and not answering else 200
         body = {"status": "degraded" if problems else "ok", "agents": agents, "problems": problems}
@@ -206,13 +301,22 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if model is None:
             variant, model = "champion", models.champion
         fallback, teacher_confidence = False, None
-        text, confidence = answer(model, request)
+        sources: list = []
+        if request.grounding == "retrieved":
+            _, hits = searched(agent_id, request.prompt, settings.grounding_passages)
+            sources = [hit.chunk for hit in hits]
+        generating = time.perf_counter()
+        text, confidence = answer(model, request, sources)
+        metrics.model_seconds.labels(agent_id, variant).observe(time.perf_counter() - generating)
+        metrics.confidence.labels(agent_id, variant).observe(confidence)
+        metrics.characters.labels(agent_id, variant).inc(len(text))
         # The log keeps the local model's confidence, the daily rules' input, also when the
         # teacher answers; the teacher's goes in its own column (distillation selects by it).
         local_confidence = confidence
         if confidence < settings.teacher_threshold and models.teacher is not None:
             model, fallback = models.teacher, True
-            text, confidence = answer(model, request)
+            text, confidence = answer(model, request, sources)
+            metrics.fallbacks.labels(agent_id).inc()
             teacher_confidence = confidence
         latency_ms = (time.perf_counter() - started) * 1000
         query_id = app.state.writer.submit(
@@ -227,6 +331,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 fallback=fallback,
                 latency_ms=latency_ms,
                 teacher_confidence=teacher_confidence,
+                sources=[chunk.chunk_id for chunk in sources] if sources else None,
             )
         )
         return GenerateResponse(
@@ -236,13 +341,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
             variant=variant,
             query_id=query_id,
             fallback=fallback,
+            sources=[
+                Source(chunk_id=c.chunk_id, document_id=c.document_id, filename=c.filename)
+                for c in sources
+            ],
         )
 
-    def answer(model: LoadedModel, request: GenerateRequest) -> tuple[str, float]:
-        """Greedy answers are cached per model version; sampled ones never are. Without the
-        store (not open yet, or down) an answer is generated, not looked up."""
+    def searched(agent_id: str, query: str, k: int) -> tuple:
+        """The agent's index and its top `k` hits for `query`; a 404 that says why when the
+        agent has no index to search."""
+        retrieval: Retrieval = app.state.retrieval
+        index = retrieval.index(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
+        if index is None:
+            raise HTTPException(
+                404, f"agent {agent_id!r} has no retrieval index: {retrieval.why_not(agent_id)}"
+            )
+        started = time.perf_counter()
+        hits = index.search(query, retrieval.encode(query), k)
+        metrics.search_seconds.labels(agent_id).observe(time.perf_counter() - started)
+        return index, hits
+
+    def answer(model: LoadedModel, request: GenerateRequest, passages=()) -> tuple[str, float]:
+        """Greedy answers are cached per model version and passages; sampled ones never are.
+        Without the store (not open yet, or down) an answer is generated, not looked up. The
+        passages go through the model before the prompt, best last, next to it."""
         store = app.state.writer.store() if request.temperature == 0 else None
-        prompt_key = f"{request.prompt}\0{request.max_tokens}"
+        context = "".join(f"{chunk.text}\n\n" for chunk in reversed(list(passages)))
+        grounded = [chunk.chunk_id for chunk in passages]
+        prompt_key = f"{request.prompt}\0{request.max_tokens}\0{','.join(grounded)}"
         key = cache_key(model.deployment.agent_id, model.deployment.version, prompt_key)
         if store is not None:
             try:
@@ -251,7 +377,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 store, cached = None, None
             if cached is not None:
                 return cached.response, cached.confidence
-        generation = generate(model, request.prompt, request.max_tokens, request.temperature)
+        generation = generate(
+            model, context + request.prompt, request.max_tokens, request.temperature
+        )
         if store is not None:
             with contextlib.suppress(Exception):
                 store.cache_response(
@@ -263,6 +391,40 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     timedelta(seconds=settings.cache_ttl_seconds),
                 )
         return generation.text, generation.confidence
+
+    @app.post(
+        "/v1/agents/{agent_id}/search",
+        response_model=SearchResponse,
+        responses={
+            400: UNREADABLE_BODY,
+            404: {"model": Problem, "description": "the agent has no retrieval index"},
+        },
+    )
+    async def search(agent_id: str, request: SearchRequest) -> SearchResponse:
+        """The agent's chunks nearest the query: BM25 and vector search, fused by rank."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(app.state.workers, search_request, agent_id, request)
+
+    def search_request(agent_id: str, request: SearchRequest) -> SearchResponse:
+        index, hits = searched(agent_id, request.query, request.k)
+        return SearchResponse(
+            agent_id=agent_id,
+            index_version=index.version,
+            results=[
+                SearchHit(
+                    chunk_id=hit.chunk.chunk_id,
+                    document_id=hit.chunk.document_id,
+                    category=hit.chunk.category,
+                    filename=hit.chunk.filename,
+                    start=hit.chunk.start,
+                    end=hit.chunk.end,
+                    text=hit.chunk.text,
+                    score=hit.score,
+                    found_by=hit.found_by,
+                )
+                for hit in hits
+            ],
+        )
 
     @app.post(
         "/v1/feedback",

