@@ -61,8 +61,6 @@ def test_fusion_ranks_a_chunk_both_indexes_found_first_and_says_who_found_each(t
     hits = index.search("item7", vectors[7], 5)
     assert hits[0].chunk.chunk_id == "doc-00007" and hits[0].found_by == "both"
     assert (hits[0].bm25_rank, hits[0].vector_rank) == (0, 0)
-    assert hits[0].score == pytest.approx(2 / 61)
-    assert {hit.found_by for hit in hits[1:]} <= {"vector", "bm25"}
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     # Words the index never saw: the vectors alone answer.
     assert {hit.found_by for hit in index.search("zebra", vectors[3], 3)} == {"vector"}

@@ -137,7 +137,7 @@ class SearchHit(BaseModel):
     start: int
     end: int
     text: str
-    score: float = Field(description="reciprocal rank fusion score, higher is better")
+    score: float = Field(description="the two indexes' standardised scores added; higher is better")
     found_by: Literal["bm25", "vector", "both"]
 
 
@@ -401,7 +401,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         },
     )
     async def search(agent_id: str, request: SearchRequest) -> SearchResponse:
-        """The agent's chunks nearest the query: BM25 and vector search, fused by rank."""
+        """The agent's chunks nearest the query: BM25 and vector search, fused."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(app.state.workers, search_request, agent_id, request)
 
