@@ -156,8 +156,8 @@ def retrieval_index(
     thunder: ThunderHome,
     encoder: SentenceEncoderResource,
 ):
-    """BM25 over the chunk texts and the vector index over their embeddings, fused by their
-    standardised scores: what the model server searches and grounds answers in.
+    """BM25 over the chunk texts and the vector index over their embeddings, fused by the larger of
+    their standardised scores: what the model server searches and grounds answers in.
 
     Written whole under retrieval/<agent>/indexes/<version>/ and served once current.json names
     it, which happens when retrieval_quality passes; the same chunks under the same encoder

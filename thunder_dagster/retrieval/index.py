@@ -1,6 +1,6 @@
 """The retrieval index of one agent: BM25 over the chunk texts (bm25s) and nearest neighbours
 over their vectors (usearch's HNSW graph, or exact search below APPROXIMATE_FROM chunks, where
-it is as fast), fused by adding each one's standardised scores over the candidates.
+it is as fast), fused by taking, for each candidate, the larger of its two standardised scores.
 
 One index is a folder, written whole and then pointed at, as models are:
 
@@ -196,14 +196,14 @@ class RetrievalIndex:
         return [int(d) for d, s in zip(documents[0], scores[0], strict=True) if s > 0]
 
     def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
-        """The top `k` chunks by z-score fusion over the two rankings' candidates.
+        """The top `k` chunks by the more confident of the two indexes, candidate by candidate.
 
         Each index's top FUSION_DEPTH chunks are the candidates. Every candidate gets both
         scores (its BM25 score and its cosine to the query, found or not), each standardised
-        over the candidates, and the two are added. A retriever whose best match stands out
-        (a peaked score) outweighs one whose scores are flat, where reciprocal rank fusion would
-        count a flat ranking's first place as much as a clear one's (bench/retrieval.py
-        measures both)."""
+        over the candidates; its fused score is the larger of the two. A match that stands out
+        in one index (a peaked score) is not dragged down by the other's flat ranking, as it
+        is when ranks or scores are added (bench/retrieval.py measures all three on
+        known-item queries; bench/README.md has the figures)."""
         depth = max(FUSION_DEPTH, k)
         lexical = self.lexical_ranking(query, depth)
         vector = self.vector_ranking(query_vector, depth)
@@ -215,7 +215,7 @@ class RetrievalIndex:
             else np.zeros(len(candidates))
         )
         cosine = np.asarray(self.vectors[candidates] @ np.asarray(query_vector, np.float32))
-        fused = _standardised(bm25) + _standardised(cosine)
+        fused = np.maximum(_standardised(bm25), _standardised(cosine))
         lexical_rank = {row: rank for rank, row in enumerate(lexical)}
         vector_rank = {row: rank for rank, row in enumerate(vector)}
         order = sorted(range(len(candidates)), key=lambda i: (-fused[i], candidates[i]))[:k]

@@ -137,7 +137,9 @@ class SearchHit(BaseModel):
     start: int
     end: int
     text: str
-    score: float = Field(description="the two indexes' standardised scores added; higher is better")
+    score: float = Field(
+        description="the larger of the two indexes' standardised scores; higher is better"
+    )
     found_by: Literal["bm25", "vector", "both"]
 
 
