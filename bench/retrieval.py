@@ -208,7 +208,8 @@ def quality(encoder, text: str) -> None:
     vectors = encoder.encode([record.text for record in records], BATCH)
     print(f"\n3. Known-item retrieval over {len(records)} chunks of 40 documents (recall@5, MRR)")
     print(
-        f"   {'seed':>4} {'queries':>7} {'bm25':>13} {'vectors':>13} {'fusion':>13}  fusion >= best"
+        f"   {'seed':>4} {'queries':>7} {'bm25':>13} {'vectors':>13} {'rrf':>13} {'added':>13}"
+        f" {'fusion':>13}  fusion >= best"
     )
     with tempfile.TemporaryDirectory() as folder:
         built = Path(folder) / "index"

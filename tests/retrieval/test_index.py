@@ -2,6 +2,8 @@
 rankings, a damaged folder is refused with its reason, a junk pointer names nothing."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,3 +87,13 @@ def test_a_pointer_left_by_hand_names_no_version(tmp_path):
     assert pointed_version(tmp_path) is None
     point_at(tmp_path, "abc")
     assert pointed_version(tmp_path) == "abc"
+
+
+def test_an_approximate_index_opened_before_the_encoder_does_not_crash_the_process():
+    # usearch's native library loaded before onnxruntime's made the later import segfault.
+    script = (
+        "from thunder_dagster.retrieval.index import _graph; _graph(4); "
+        "import onnxruntime; print('alive')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr[-2000:]

@@ -34,9 +34,9 @@ APPROXIMATE_FROM = 20_000
 # benchmark's reference fusion).
 FUSION_DEPTH = 50
 RRF_K = 60
-HNSW_CONNECTIVITY = 16
-HNSW_EXPANSION_ADD = 128
-HNSW_EXPANSION_SEARCH = 128
+HNSW_CONNECTIVITY = 32
+HNSW_EXPANSION_ADD = 200
+HNSW_EXPANSION_SEARCH = 256
 
 
 class IndexUnavailableError(RuntimeError):
@@ -121,6 +121,10 @@ def build_index(
 
 
 def _graph(dimensions: int):
+    # onnxruntime first: loaded after usearch's native library, onnxruntime's crashes the
+    # process (a segmentation fault on import, usearch 2.26 with onnxruntime 1.32), and the
+    # encoder loads it after an index has been opened (`thunder search`, the server).
+    import onnxruntime  # noqa: F401
     from usearch.index import Index
 
     return Index(
