@@ -56,27 +56,15 @@ print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
 def chunk_records(text: str, documents: int = 1):
-    from thunder_dagster.documents.chunking import chunk_id, chunk_spans
-    from thunder_dagster.retrieval.vectors import ChunkRecord, text_hash
+    """`text` cut into `documents` equal documents, each cut into chunks as ingest cuts them."""
+    from thunder_dagster.retrieval.vectors import chunks_of
 
     size = len(text) // documents
-    records = []
-    for number in range(documents):
-        part = text[number * size : (number + 1) * size]
-        document_id = text_hash(part)
-        for index, (start, end) in enumerate(chunk_spans(len(part))):
-            records.append(
-                ChunkRecord(
-                    chunk_id(document_id, index),
-                    document_id,
-                    "reference",
-                    f"part_{number:02d}.txt",
-                    start,
-                    end,
-                    part[start:end],
-                )
-            )
-    return records
+    return [
+        record
+        for number in range(documents)
+        for record in chunks_of(text[number * size : (number + 1) * size], f"part_{number:02d}.txt")
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:

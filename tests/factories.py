@@ -159,25 +159,10 @@ def sentence_encoder(cache_dir: str):
 def index_agent(home: Home, agent_id: str, texts: dict[str, str], category="reference") -> str:
     """The agent's retrieval index over `texts` (filename -> text) as the ingest path builds
     it: 512-character chunks, embedded, indexed and pointed at. Returns the index version."""
-    from thunder_dagster.documents.chunking import chunk_id, chunk_spans
     from thunder_dagster.retrieval.index import build_index, index_version, point_at
-    from thunder_dagster.retrieval.vectors import ChunkRecord, text_hash
+    from thunder_dagster.retrieval.vectors import chunks_of
 
-    chunks = []
-    for filename, text in texts.items():
-        document_id = text_hash(text)
-        for number, (start, end) in enumerate(chunk_spans(len(text))):
-            chunks.append(
-                ChunkRecord(
-                    chunk_id(document_id, number),
-                    document_id,
-                    category,
-                    filename,
-                    start,
-                    end,
-                    text[start:end],
-                )
-            )
+    chunks = [c for filename, text in texts.items() for c in chunks_of(text, filename, category)]
     encoder = sentence_encoder(str(home.encoder_cache_dir))
     version = index_version(encoder.version, chunks)
     folder = home.retrieval_dir(agent_id) / "indexes" / version

@@ -41,6 +41,26 @@ class ChunkRecord:
         return text_hash(self.text)
 
 
+def chunks_of(text: str, filename: str, category: str = "reference") -> list[ChunkRecord]:
+    """A text's chunks as ingest cuts them (512 characters, 50 shared), its document id the
+    hash of the text: for the benchmarks and tests, which start from text, not from uploads."""
+    from thunder_dagster.documents.chunking import chunk_id, chunk_spans
+
+    document_id = text_hash(text)
+    return [
+        ChunkRecord(
+            chunk_id(document_id, number),
+            document_id,
+            category,
+            filename,
+            start,
+            end,
+            text[start:end],
+        )
+        for number, (start, end) in enumerate(chunk_spans(len(text)))
+    ]
+
+
 @dataclass(frozen=True)
 class EmbedReport:
     embedded: int
