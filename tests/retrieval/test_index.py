@@ -16,12 +16,15 @@ from thunder_dagster.retrieval.index import (
     point_at,
     pointed_version,
 )
+from thunder_dagster.retrieval.quality import known_items
 from thunder_dagster.retrieval.vectors import ChunkRecord
 
 WORDS = "oven bread flour yeast crust butter sugar salt water knead proof bake".split()
 
 
-def corpus(count: int, seed: int = 0):
+def corpus(count: int, seed: int = 0, named: bool = True):
+    """`count` chunks of eight words from WORDS and a word of their own, or, not `named`, of
+    eight words from the first four of WORDS alone; with random unit vectors."""
     rng = np.random.default_rng(seed)
     chunks = [
         ChunkRecord(
@@ -31,7 +34,8 @@ def corpus(count: int, seed: int = 0):
             "doc.txt",
             n,
             n + 1,
-            " ".join(rng.choice(WORDS, size=8)) + f" item{n}",
+            " ".join(rng.choice(WORDS if named else WORDS[:4], size=8))
+            + (f" item{n}" if named else ""),
         )
         for n in range(count)
     ]
@@ -97,3 +101,47 @@ def test_an_approximate_index_opened_before_the_encoder_does_not_crash_the_proce
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert (done.returncode, done.stdout.strip()) == (0, "alive"), done.stderr[-2000:]
+
+
+def test_the_vector_weight_is_fitted_to_what_the_vectors_add_on_the_index_s_own_queries(
+    tmp_path,
+):
+    """Where BM25 alone often misses (chunks of the same four words), an encoder that places
+    each query on its chunk earns the vectors a weight. Where BM25 finds the chunk (each has a
+    word of its own), vectors of noise get weight 0, and the index ranks exactly as BM25."""
+    chunks, vectors = corpus(200, named=False)
+    items = known_items(chunks, index_module.CALIBRATION_QUERIES, index_module.CALIBRATION_SEED)
+    row_of = {chunk.chunk_id: row for row, chunk in enumerate(chunks)}
+    answer = {item.query: vectors[row_of[item.chunk_id]] for item in items}
+    rng = np.random.default_rng(1)
+
+    def knowing(texts):
+        return np.stack([answer.get(text, vectors[0]) for text in texts])
+
+    def noise(texts):
+        found = rng.normal(size=(len(texts), vectors.shape[1])).astype(np.float32)
+        return found / np.linalg.norm(found, axis=1, keepdims=True)
+
+    helped = build_index(tmp_path / "helped", "a", "enc", chunks, vectors, encode=knowing)
+    assert helped.vector_weight > 0
+    assert helped.calibration["queries"] == len(items)
+    recalls = helped.calibration["recall_at_5"]
+    assert recalls[str(helped.vector_weight)] > recalls["0.0"]
+    chunks, vectors = corpus(200)
+    unhelped = build_index(tmp_path / "noise", "a", "enc", chunks, vectors, encode=noise)
+    assert unhelped.vector_weight == 0.0
+    items = known_items(chunks, 40, seed=3)
+    index = RetrievalIndex(tmp_path / "noise")
+    for item in items:
+        lexical = index.lexical_ranking(item.query, 5)
+        fused = [chunks.index(hit.chunk) for hit in index.search(item.query, noise([""])[0], 5)]
+        assert fused[: len(lexical)] == lexical
+
+
+def test_an_index_too_small_to_judge_takes_the_default_weight(tmp_path):
+    chunks, vectors = corpus(10)
+    manifest = build_index(tmp_path / "i", "a", "enc", chunks, vectors, encode=lambda t: None)
+    assert (manifest.vector_weight, manifest.calibration) == (
+        index_module.DEFAULT_VECTOR_WEIGHT,
+        None,
+    )

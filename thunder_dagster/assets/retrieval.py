@@ -156,8 +156,9 @@ def retrieval_index(
     thunder: ThunderHome,
     encoder: SentenceEncoderResource,
 ):
-    """BM25 over the chunk texts and the vector index over their embeddings, fused by the larger of
-    their standardised scores: what the model server searches and grounds answers in.
+    """BM25 over the chunk texts and the vector index over their embeddings, fused by adding
+    their standardised scores, the vectors' weighted by what they add on the agent's own
+    known-item queries: what the model server searches and grounds answers in.
 
     Written whole under retrieval/<agent>/indexes/<version>/ and served once current.json names
     it, which happens when retrieval_quality passes; the same chunks under the same encoder
@@ -192,16 +193,23 @@ def retrieval_index(
     version = index_version(chunk_embeddings.encoder_version, records)
     folder = agent_dir / "indexes" / version
     started = time.monotonic()
+    loaded = encoder.encoder()
     try:
         built = not folder.is_dir()
         if built:
-            build_index(folder, agent_id, chunk_embeddings.encoder_version, records, vectors)
+            build_index(
+                folder,
+                agent_id,
+                chunk_embeddings.encoder_version,
+                records,
+                vectors,
+                encode=loaded.encode,
+            )
         index = RetrievalIndex(folder)
     except OSError as error:
         context.log.warning(f"index of {agent_id}: {error}; trying again")
         raise _io_retried(error) from error
     seconds = time.monotonic() - started
-    loaded = encoder.encoder()
     items = known_items(records, config.known_items, config.seed)
     vectors = loaded.encode([item.query for item in items])
     by_query = {item.query: vector for item, vector in zip(items, vectors, strict=True)}
@@ -231,6 +239,10 @@ def retrieval_index(
             if index.manifest.approximate
             else "exact",
             "encoder_version": index.manifest.encoder_version,
+            "vector_weight": dg.MetadataValue.float(index.manifest.vector_weight),
+            "vector_weight_fit": dg.MetadataValue.json(
+                index.manifest.calibration or {"fitted": False, "reason": "too few queries"}
+            ),
             "built": built,
             "seconds": dg.MetadataValue.float(round(seconds, 2)),
             "served": served,

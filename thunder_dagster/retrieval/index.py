@@ -1,6 +1,7 @@
 """The retrieval index of one agent: BM25 over the chunk texts (bm25s) and nearest neighbours
 over their vectors (usearch's HNSW graph, or exact search below APPROXIMATE_FROM chunks, where
-it is as fast), fused by taking, for each candidate, the larger of its two standardised scores.
+it is as fast), fused by adding the two standardised scores, the vectors' weighted by how much
+they help on this index's own known-item queries (fit_vector_weight, at build time).
 
 One index is a folder, written whole and then pointed at, as models are:
 
@@ -13,12 +14,14 @@ One index is a folder, written whole and then pointed at, as models are:
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from thunder_dagster.files import write_atomically
+from thunder_dagster.retrieval.quality import DEPTH, known_items
 from thunder_dagster.retrieval.vectors import ChunkRecord
 from thunder_dagster.times import utc_now
 
@@ -37,6 +40,17 @@ RRF_K = 60
 HNSW_CONNECTIVITY = 32
 HNSW_EXPANSION_ADD = 200
 HNSW_EXPANSION_SEARCH = 256
+# The weight of the vectors' standardised score beside BM25's. How much the vectors help
+# depends on the text: on modern documents they add what BM25 misses, on Early Modern English
+# this encoder never learned they only add noise (bench/README.md has both). So each index
+# picks its weight from VECTOR_WEIGHTS on known-item queries of its own chunks, drawn with a
+# seed of their own (apart from retrieval_quality's and the benchmark's); an index with fewer
+# than MIN_CALIBRATION queries to judge by takes DEFAULT_VECTOR_WEIGHT.
+VECTOR_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+DEFAULT_VECTOR_WEIGHT = 0.3
+CALIBRATION_QUERIES = 300
+CALIBRATION_SEED = 1009
+MIN_CALIBRATION = 30
 
 
 class IndexUnavailableError(RuntimeError):
@@ -52,6 +66,9 @@ class IndexManifest:
     chunks: int
     approximate: bool
     created_at: str
+    vector_weight: float = DEFAULT_VECTOR_WEIGHT
+    # {"queries": n, "recall_at_5": {weight: recall}} of the fit, or None when too few queries.
+    calibration: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +102,11 @@ def build_index(
     encoder_version: str,
     chunks: list[ChunkRecord],
     vectors: np.ndarray,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> IndexManifest:
     """Write the index of `chunks` (and their `vectors`, row for row) into `folder`, whole:
-    it is written beside its final name and renamed into place."""
+    it is written beside its final name and renamed into place. With `encode` (the encoder
+    that made `vectors`), the fusion's vector weight is fitted to the index's own queries."""
     import bm25s
 
     if len(chunks) != len(vectors) or not chunks:
@@ -116,8 +135,72 @@ def build_index(
         created_at=utc_now().isoformat(),
     )
     (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
+    if encode is not None:
+        weight, calibration = fit_vector_weight(RetrievalIndex(partial), encode)
+        manifest = replace(manifest, vector_weight=weight, calibration=calibration)
+        (partial / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2))
     os.replace(partial, folder)
     return manifest
+
+
+def fit_vector_weight(
+    index: "RetrievalIndex", encode: Callable[[list[str]], np.ndarray]
+) -> tuple[float, dict | None]:
+    """The weight in VECTOR_WEIGHTS under which `index` finds most of CALIBRATION_QUERIES
+    known-item queries of its own in the top DEPTH (ties: the better MRR, then the smaller
+    weight), with the recall of each weight; DEFAULT_VECTOR_WEIGHT when too few queries."""
+    items = known_items(index.chunks, CALIBRATION_QUERIES, CALIBRATION_SEED)
+    if len(items) < MIN_CALIBRATION:
+        return DEFAULT_VECTOR_WEIGHT, None
+    row_of = {chunk.chunk_id: row for row, chunk in enumerate(index.chunks)}
+    found = np.zeros(len(VECTOR_WEIGHTS))
+    reciprocal = np.zeros(len(VECTOR_WEIGHTS))
+    for item, vector in zip(items, encode([item.query for item in items]), strict=True):
+        scores = index.fusion_scores(item.query, vector, FUSION_DEPTH)
+        if row_of[item.chunk_id] not in scores.rows:
+            continue
+        target = scores.rows.index(row_of[item.chunk_id])
+        for number, weight in enumerate(VECTOR_WEIGHTS):
+            rank = scores.order(weight).index(target)
+            if rank < DEPTH:
+                found[number] += 1
+                reciprocal[number] += 1.0 / (rank + 1)
+    best = max(range(len(VECTOR_WEIGHTS)), key=lambda n: (found[n], reciprocal[n], -n))
+    recalls = {
+        str(w): round(float(f) / len(items), 4) for w, f in zip(VECTOR_WEIGHTS, found, strict=True)
+    }
+    return VECTOR_WEIGHTS[best], {"queries": len(items), "recall_at_5": recalls}
+
+
+@dataclass(frozen=True)
+class FusionScores:
+    """Both indexes' scores of the candidates (rows), each standardised over them."""
+
+    rows: list[int]
+    bm25: np.ndarray
+    cosine: np.ndarray  # raw cosines, the tie-break
+    lexical: list[int]  # each index's own ranking of its candidates
+    vector: list[int]
+
+    def fused(self, weight: float) -> np.ndarray:
+        return _standardised(self.bm25) + weight * _standardised(self.cosine)
+
+    def order(self, weight: float) -> list[int]:
+        """Candidate positions, best first: by the fused score; equal ones in BM25's own order,
+        then by cosine (so weight 0 ranks exactly as BM25 does, and the vectors order what
+        BM25 did not score)."""
+        fused = self.fused(weight)
+        lexical = {row: rank for rank, row in enumerate(self.lexical)}
+        unranked = len(self.lexical)
+        return sorted(
+            range(len(self.rows)),
+            key=lambda i: (
+                -fused[i],
+                lexical.get(self.rows[i], unranked),
+                -self.cosine[i],
+                self.rows[i],
+            ),
+        )
 
 
 def _graph(dimensions: int):
@@ -199,33 +282,28 @@ class RetrievalIndex:
         documents, scores = self.lexical.retrieve(tokens, k=depth, show_progress=False)
         return [int(d) for d, s in zip(documents[0], scores[0], strict=True) if s > 0]
 
-    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
-        """The top `k` chunks by the more confident of the two indexes, candidate by candidate.
-
-        Each index's top FUSION_DEPTH chunks are the candidates. Every candidate gets both
-        scores (its BM25 score and its cosine to the query, found or not), each standardised
-        over the candidates; its fused score is the larger of the two. A match that stands out
-        in one index (a peaked score) is not dragged down by the other's flat ranking, as it
-        is when ranks or scores are added (bench/retrieval.py measures all three on
-        known-item queries; bench/README.md has the figures)."""
-        depth = max(FUSION_DEPTH, k)
+    def fusion_scores(self, query: str, query_vector: np.ndarray, depth: int) -> FusionScores:
+        """Each index's top `depth` chunks are the candidates; every candidate gets both scores
+        (its BM25 score and its cosine to the query, found by that index or not)."""
         lexical = self.lexical_ranking(query, depth)
         vector = self.vector_ranking(query_vector, depth)
-        candidates = sorted(set(lexical) | set(vector))
+        rows = sorted(set(lexical) | set(vector))
         tokens = _tokenize([query], as_ids=False)[0]
-        bm25 = (
-            np.asarray(self.lexical.get_scores(tokens))[candidates]
-            if tokens
-            else np.zeros(len(candidates))
-        )
-        cosine = np.asarray(self.vectors[candidates] @ np.asarray(query_vector, np.float32))
-        fused = np.maximum(_standardised(bm25), _standardised(cosine))
-        lexical_rank = {row: rank for rank, row in enumerate(lexical)}
-        vector_rank = {row: rank for rank, row in enumerate(vector)}
-        order = sorted(range(len(candidates)), key=lambda i: (-fused[i], candidates[i]))[:k]
+        bm25 = np.asarray(self.lexical.get_scores(tokens))[rows] if tokens else np.zeros(len(rows))
+        cosine = np.asarray(self.vectors[rows] @ np.asarray(query_vector, np.float32))
+        return FusionScores(rows, bm25, cosine, lexical, vector)
+
+    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
+        """The top `k` chunks by BM25's standardised score plus the vectors', weighted by the
+        index's fitted vector_weight (bench/retrieval.py measures it beside each index alone,
+        reciprocal rank fusion and the unweighted forms; bench/README.md has the figures)."""
+        scores = self.fusion_scores(query, query_vector, max(FUSION_DEPTH, k))
+        fused = scores.fused(self.manifest.vector_weight)
+        lexical_rank = {row: rank for rank, row in enumerate(scores.lexical)}
+        vector_rank = {row: rank for rank, row in enumerate(scores.vector)}
         hits = []
-        for i in order:
-            row = candidates[i]
+        for i in scores.order(self.manifest.vector_weight)[:k]:
+            row = scores.rows[i]
             b, v = lexical_rank.get(row), vector_rank.get(row)
             found_by = (
                 "both" if b is not None and v is not None else "bm25" if v is None else "vector"

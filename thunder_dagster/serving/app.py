@@ -138,7 +138,8 @@ class SearchHit(BaseModel):
     end: int
     text: str
     score: float = Field(
-        description="the larger of the two indexes' standardised scores; higher is better"
+        description="BM25's standardised score plus the vectors', weighted as the index "
+        "fitted; higher is better"
     )
     found_by: Literal["bm25", "vector", "both"]
 
