@@ -22,6 +22,7 @@ def test_the_graph_has_the_expected_shape():
         "distilled_model",
         "ab_test_result",
         "champion_promotion",
+        "operations",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
@@ -57,6 +58,7 @@ def test_the_graph_has_the_expected_shape():
         "training_sensor",
         "prompt_followup_sensor",
         "retraining_sensor",
+        "alert_sensor",
     }
     schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
     assert set(schedules) == {"daily_analysis_schedule", "ab_test_schedule", "cleanup_schedule"}
@@ -79,6 +81,7 @@ def test_the_graph_has_the_expected_shape():
         "champion_promotion": "feedback",
         "fine_tuned_model": "retraining",
         "distilled_model": "retraining",
+        "operations": "monitoring",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

@@ -142,6 +142,58 @@ def _add_instance_state(statuses) -> str | None:
 
 
 @main.command()
+@click.option("--open", "open_only", is_flag=True, help="Only the alerts that are open now.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def alerts(open_only: bool, limit: int) -> None:
+    """Open alerts, then the most recent resolved ones: rule, subject, since when, and what
+    each said; with where its notifications went. alert_sensor evaluates the rules."""
+    from thunder_dagster import settings
+    from thunder_dagster.feedback.store import QueryStore
+    from thunder_dagster.monitoring.incidents import AlertLog
+    from thunder_dagster.status import render_table
+
+    home = _home()
+    url = settings.QUERY_DB_URL.value() or home.queries_db_url
+    if not settings.QUERY_DB_URL.is_set() and not home.queries_db.exists():
+        click.echo("no alerts: the query-log store does not exist yet (the alert sensor makes it)")
+        return
+    with QueryStore.open(url) as store:
+        log = AlertLog(store.engine)
+        found = log.alerts(open_only=open_only, limit=limit)
+        deliveries = {alert.id: log.deliveries(alert.id) for alert in found}
+    if not found:
+        click.echo("no open alerts" if open_only else "no alerts recorded")
+        return
+    rows = []
+    for alert in found:
+        sent = deliveries[alert.id]
+        delivered = sum(1 for d in sent if d.delivered)
+        rows.append(
+            [
+                alert.id,
+                "open" if alert.is_open else "resolved",
+                alert.rule,
+                alert.subject,
+                alert.severity,
+                f"{alert.opened_at:%Y-%m-%d %H:%M} UTC",
+                f"{alert.resolved_at:%Y-%m-%d %H:%M} UTC" if alert.resolved_at else "-",
+                f"{delivered}/{len(sent)}" if sent else "-",
+                alert.summary,
+            ]
+        )
+    headers = ["id", "state", "rule", "subject", "severity", "opened", "resolved", "sent"]
+    click.echo(render_table(rows, [*headers, "summary"]))
+    for alert in found:
+        for delivery in deliveries[alert.id]:
+            if not delivery.delivered:
+                click.echo(
+                    f"alert {alert.id} {delivery.event}: not delivered to {delivery.channel} "
+                    f"after {delivery.attempts} tries: {delivery.error}",
+                    err=True,
+                )
+
+
+@main.command()
 @click.argument("agent_id", required=False)
 def status(agent_id: str | None) -> None:
     """Each agent's state (or AGENT_ID's): documents, dataset version, champion and challenger,

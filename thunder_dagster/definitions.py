@@ -19,13 +19,14 @@ from thunder_dagster.jobs.training import (
 )
 from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.runtime.executors import job_executor
+from thunder_dagster.sensors.alerts import alert_sensor, operations
 from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
 from thunder_dagster.sensors.uploads import upload_sensor
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_package_module(assets),
+    assets=[*dg.load_assets_from_package_module(assets), operations],
     asset_checks=dg.load_asset_checks_from_package_module(assets),
     jobs=[
         ingest_job,
@@ -46,6 +47,7 @@ defs = dg.Definitions(
         training_sensor,
         prompt_followup_sensor,
         retraining_sensor,
+        alert_sensor,
     ],
     resources=build_resources(),
     # THUNDER_EXECUTOR: in the run's own process (the default) or on Celery workers.

@@ -65,6 +65,19 @@ MLFLOW_DB_URL = Variable(
     "THUNDER_MLFLOW_DB_URL", "", "Backend store of the production profile's MLflow server"
 )
 
+ENCODER_CACHE = Variable(
+    "THUNDER_ENCODER_CACHE",
+    "",
+    "Folder of the sentence encoders' ONNX graphs, written once per encoder version; empty: "
+    "$THUNDER_HOME/cache/encoders",
+)
+ALERT_URLS = Variable(
+    "THUNDER_ALERT_URLS",
+    "",
+    "Where alerts go: Apprise URLs (mailto://, json://, slack://, msteams://, ...), separated "
+    "by spaces or commas; empty: alerts are recorded and shown, not sent",
+)
+
 VARIABLES = (
     HOME,
     DAGSTER_HOME,
@@ -80,10 +93,6 @@ VARIABLES = (
     MLFLOW_TRACKING_URI,
     DAGSTER_PG_URL,
     MLFLOW_DB_URL,
-)
-ENCODER_CACHE = Variable(
-    "THUNDER_ENCODER_CACHE",
-    "",
-    "Folder of the sentence encoders' ONNX graphs, written once per encoder version; empty: "
-    "$THUNDER_HOME/cache/encoders",
+    ENCODER_CACHE,
+    ALERT_URLS,
 )

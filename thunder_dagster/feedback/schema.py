@@ -86,3 +86,54 @@ class CachedResponse(Base):
     response: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class AlertRow(Base):
+    """One incident of one alert rule for one subject (an agent, or "all"): opened when the
+    rule's condition first holds, resolved when it stops holding. At most one open per rule
+    and subject, so a rule that keeps holding fires once."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+
+
+class AlertDelivery(Base):
+    """One notification of one alert event ("fired" or "resolved") to one channel: how many
+    attempts it took and whether it got through."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("alerts.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(256))
+    attempts: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DriftScore(Base):
+    """One agent's drift on one day: how far that day's queries lie from its training text."""
+
+    __tablename__ = "drift_scores"
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    queries: Mapped[int] = mapped_column(Integer)
+    p95: Mapped[float] = mapped_column(Float)
+    loss_p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    distance_p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(32))
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -37,12 +37,18 @@ from thunder_dagster.feedback.records import (
     cache_key,
     new_query_id,
 )
-from thunder_dagster.feedback.schema import Analysis, CachedResponse, Feedback, QueryLog
+from thunder_dagster.feedback.schema import (
+    Analysis,
+    CachedResponse,
+    DriftScore,
+    Feedback,
+    QueryLog,
+)
 from thunder_dagster.times import as_utc, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -353,3 +359,52 @@ class QueryStore:
                 delete(CachedResponse).where(CachedResponse.expires_at <= (now or utc_now()))
             )
             return result.rowcount
+
+    def latencies_since(self, since: datetime) -> dict[str, list[float]]:
+        """Each agent's answer latencies (ms) logged after `since`."""
+        found: dict[str, list[float]] = {}
+        with self.sessions() as session:
+            rows = session.execute(
+                select(QueryLog.agent_id, QueryLog.latency_ms).where(
+                    QueryLog.created_at > as_utc(since)
+                )
+            )
+            for agent_id, latency in rows:
+                found.setdefault(agent_id, []).append(float(latency))
+        return found
+
+    def queries_on(self, agent_id: str, start: datetime, end: datetime) -> list[str]:
+        """The prompts of the agent's answers logged in [start, end)."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(QueryLog.prompt).where(
+                        QueryLog.agent_id == agent_id,
+                        QueryLog.created_at >= as_utc(start),
+                        QueryLog.created_at < as_utc(end),
+                    )
+                )
+            )
+
+    def record_drift(self, score: DriftScore) -> None:
+        with self.sessions.begin() as session:
+            session.merge(score)
+
+    def drift_history(self, agent_id: str, limit: int = 90) -> list[DriftScore]:
+        """The agent's daily drift scores, oldest first (the newest `limit` days)."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(DriftScore)
+                .where(DriftScore.agent_id == agent_id)
+                .order_by(DriftScore.day.desc())
+                .limit(limit)
+            )
+            return sorted(rows, key=lambda row: row.day)
+
+    def latest_drift(self) -> dict[str, tuple[str, float]]:
+        """Each agent's newest day with a drift score: (day, p95)."""
+        latest: dict[str, tuple[str, float]] = {}
+        with self.sessions() as session:
+            for row in session.scalars(select(DriftScore).order_by(DriftScore.day)):
+                latest[row.agent_id] = (row.day.isoformat(), row.p95)
+        return latest

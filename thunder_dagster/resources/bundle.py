@@ -1,5 +1,6 @@
 """The code location's resources, built once for definitions.py and for the tests."""
 
+from thunder_dagster.resources.alerting import AlertingResource
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.retrieval import SentenceEncoderResource
@@ -16,4 +17,5 @@ def build_resources(root: str = "") -> dict:
         "tuning": TuningStorage(thunder=thunder),
         "queries": QueryLogStore(thunder=thunder),
         "encoder": SentenceEncoderResource(thunder=thunder),
+        "alerting": AlertingResource(),
     }
