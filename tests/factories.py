@@ -171,3 +171,26 @@ def index_agent(home: Home, agent_id: str, texts: dict[str, str], category="refe
         build_index(folder, agent_id, encoder.version, chunks, vectors)
     point_at(home.retrieval_dir(agent_id), version)
     return version
+
+
+def webhook_receiver():
+    """An HTTP server on loopback that keeps every JSON body POSTed to it: (server, bodies).
+    The caller shuts the server down."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received

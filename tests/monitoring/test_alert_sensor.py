@@ -2,13 +2,10 @@
 backlog fire once and reach the webhook, the operations asset reports each agent's last
 successes, and the next tick sends nothing new."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import dagster as dg
 from click.testing import CliRunner
 
+from tests.factories import webhook_receiver
 from thunder_dagster.cli import main
 from thunder_dagster.documents.datasets import write_training_dataset
 from thunder_dagster.resources.alerting import AlertingResource
@@ -27,23 +24,6 @@ def failing_fine_tune():
     fails()
 
 
-def receiver():
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
-
-
 def test_the_sensor_fires_once_reports_operations_and_thunder_alerts_lists_them(home):
     home.create_agent("bakery")
     rows = [
@@ -51,7 +31,7 @@ def test_the_sensor_fires_once_reports_operations_and_thunder_alerts_lists_them(
         for n in range(3)
     ]
     write_training_dataset("bakery", rows, home.processed_dir("bakery"))
-    server, received = receiver()
+    server, received = webhook_receiver()
     thunder = ThunderHome(root=str(home.root))
     resources = {
         "thunder": thunder,

@@ -2,15 +2,12 @@
 server and a webhook receiver, both on loopback, and a failing channel is retried and recorded
 while the others receive."""
 
-import json
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.factories import free_port, webhook_receiver
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.monitoring.alerting import run_tick
 from thunder_dagster.monitoring.channels import ChannelError, deliver, parse_channels
@@ -18,12 +15,6 @@ from thunder_dagster.monitoring.incidents import AlertLog
 from thunder_dagster.monitoring.rules import Observations, Thresholds
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -45,19 +36,7 @@ def smtp():
 @pytest.fixture
 def webhook():
     """An HTTP receiver on loopback; yields (port, received JSON bodies)."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, received = webhook_receiver()
     yield server.server_port, received
     server.shutdown()
 
