@@ -114,8 +114,8 @@ def test_a_real_prometheus_scrapes_the_server_and_answers_for_a_recorded_series(
                     stderr=subprocess.STDOUT,
                 )
             )
-        series = 'thunder_requests_total{endpoint="/v1/agents/{agent_id}/search",status="404"}'
-        query = urllib.parse.quote(series)
+        wanted = 'thunder_requests_total{endpoint="/v1/agents/{agent_id}/search",status="404"}'
+        query = urllib.parse.quote(wanted)
         api = f"http://127.0.0.1:{prometheus_port}/api/v1/query?query={query}"
 
         def recorded():
