@@ -108,7 +108,7 @@ def webserver(home, tmp_path):
     home.create_agent("sample")
     copy_sample_agent(home, "sample")
     trained = subprocess.run(
-        [str(BIN / "thunder"), "train", "sample", "--trials", "2", "--minutes", "0.6"],
+        [str(BIN / "thunder"), "train", "sample", "--trials", "2", "--minutes", "1"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
