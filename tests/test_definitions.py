@@ -22,6 +22,7 @@ def test_the_graph_has_the_expected_shape():
         "distilled_model",
         "ab_test_result",
         "champion_promotion",
+        "query_drift",
         "operations",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
@@ -77,6 +78,7 @@ def test_the_graph_has_the_expected_shape():
         "deployment": "deployment",
         "query_log_stats": "feedback",
         "training_triggers": "feedback",
+        "query_drift": "feedback",
         "ab_test_result": "feedback",
         "champion_promotion": "feedback",
         "fine_tuned_model": "retraining",

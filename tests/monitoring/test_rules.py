@@ -81,5 +81,5 @@ def test_resource_exhaustion_disk_and_spool():
 
 
 def test_drift_above_its_bound():
-    seen = Observations(NOW, drift={"a": ("2026-12-01", 0.95), "b": ("2026-12-01", 0.5)})
+    seen = Observations(NOW, drift={"a": ("2026-12-01", 3.5), "b": ("2026-12-01", 2.0)})
     assert fired(seen) == {("drift", "a")}

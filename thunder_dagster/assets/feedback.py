@@ -5,8 +5,11 @@ import dagster as dg
 
 from thunder_dagster.feedback.records import QueryStats
 from thunder_dagster.feedback.rules import Decision, day_bounds, decide
+from thunder_dagster.resources.alerting import AlertingResource
+from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
-from thunder_dagster.runtime.metadata import markdown_table
+from thunder_dagster.resources.retrieval import SentenceEncoderResource
+from thunder_dagster.runtime.metadata import image, markdown_table
 from thunder_dagster.runtime.partitions import ANALYSIS_TIMEZONE, agent_days
 
 
@@ -87,4 +90,108 @@ def training_triggers(
                 [[name, f"{value:.4g}"] for name, value in decision.inputs.items()],
             ),
         },
+    )
+
+
+@dg.asset(group_name="feedback", kinds={"onnx"}, partitions_def=agent_days)
+def query_drift(
+    context: dg.AssetExecutionContext,
+    queries: QueryLogStore,
+    thunder: ThunderHome,
+    encoder: SentenceEncoderResource,
+    alerting: AlertingResource,
+) -> dg.MaterializeResult:
+    """How far one day's queries lie from the agent's training text (seed 001's drift score):
+    the champion's per-character loss on each query against its loss on the test split, and
+    each query's distance to its nearest chunk against the chunks' own, in standard deviations
+    of the agent's text; the day's score is the 95th percentile. Kept in the query-log store,
+    where alert_sensor's drift rule reads it; the plot shows it over the days."""
+    from datetime import UTC
+    from datetime import datetime as moment
+
+    from thunder_dagster.documents.datasets import latest_dataset
+    from thunder_dagster.feedback.schema import DriftScore
+    from thunder_dagster.modeling.plots import drift_history
+    from thunder_dagster.modeling.text import dataset_documents, split_documents
+    from thunder_dagster.monitoring import drift
+    from thunder_dagster.retrieval.index import IndexUnavailableError, RetrievalIndex
+    from thunder_dagster.retrieval.index import pointed_version as index_pointed
+    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
+
+    agent_id, day = agent_and_day(context)
+    start, end = day_bounds(day, ANALYSIS_TIMEZONE)
+    home = thunder.home()
+    with queries.open() as store:
+        texts = [text for text in store.queries_on(agent_id, start, end) if len(text) >= 2]
+    if len(texts) < drift.MIN_QUERIES:
+        context.log.info(f"{agent_id} {day}: {len(texts)} queries; too few to judge drift")
+        return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
+    try:
+        model = load_deployed(home.deployments_dir(agent_id))
+    except NoDeploymentError as error:
+        context.log.warning(f"{agent_id} {day}: no drift score: {error}")
+        return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
+    dataset = latest_dataset(home.processed_dir(agent_id))
+    if dataset is None:
+        context.log.warning(f"{agent_id} {day}: no dataset to compare the queries with")
+        return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
+    test_text = split_documents(dataset_documents(dataset.path)).test
+    pieces = drift.reference_pieces(test_text, [len(text) for text in texts])
+    losses = drift.text_losses(model.session, model.vocabulary, model.context_length, texts)
+    reference = drift.text_losses(model.session, model.vocabulary, model.context_length, pieces)
+    distances = reference_distances = None
+    version = index_pointed(home.retrieval_dir(agent_id))
+    if version is not None:
+        try:
+            index = RetrievalIndex(home.retrieval_dir(agent_id) / "indexes" / version)
+            loaded = encoder.encoder()
+            distances = drift.nearest_distances(loaded.encode(texts), index.vectors)
+            reference_distances = drift.piece_distances(
+                pieces, loaded.encode(pieces), index.chunks, index.vectors
+            )
+        except IndexUnavailableError as error:
+            context.log.warning(f"{agent_id}: drift without distances: {error}")
+    report = drift.drift_report(losses, reference, distances, reference_distances)
+    with queries.open() as store:
+        store.record_drift(
+            DriftScore(
+                agent_id=agent_id,
+                day=day,
+                queries=report.queries,
+                p95=report.p95,
+                loss_p95=report.loss_p95,
+                distance_p95=report.distance_p95,
+                model_version=model.deployment.version,
+                computed_at=moment.now(UTC),
+            )
+        )
+        history = store.drift_history(agent_id)
+    bound = alerting.bounds().drift_p95
+    context.log.info(
+        f"{agent_id} {day}: drift p95 {report.p95:.2f} over {report.queries} queries "
+        f"(loss {report.loss_p95:.2f}, distance {report.distance_p95}); bound {bound:g}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "queries": report.queries,
+            "scored": True,
+            "drift_p95": dg.MetadataValue.float(report.p95),
+            "loss_p95": dg.MetadataValue.float(report.loss_p95),
+            "distance_p95": dg.MetadataValue.float(
+                report.distance_p95 if report.distance_p95 is not None else float("nan")
+            ),
+            "ks_statistic": dg.MetadataValue.float(report.ks_statistic),
+            "ks_p_value": dg.MetadataValue.float(report.ks_p_value),
+            "model_version": model.deployment.version,
+            "bound": dg.MetadataValue.float(bound),
+            "history": image(
+                drift_history(
+                    [row.day.isoformat() for row in history],
+                    [row.p95 for row in history],
+                    bound,
+                    title=f"{agent_id}: daily drift",
+                ),
+                "drift over the days",
+            ),
+        }
     )

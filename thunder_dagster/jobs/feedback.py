@@ -8,9 +8,9 @@ from thunder_dagster.runtime.partitions import ANALYSIS_START, ANALYSIS_TIMEZONE
 
 daily_analysis_job = dg.define_asset_job(
     name="daily_analysis_job",
-    selection=dg.AssetSelection.assets("query_log_stats", "training_triggers"),
-    description="The statistics of an agent's query logs for one day and the decision "
-    "of the fine-tune and distillation rules.",
+    selection=dg.AssetSelection.assets("query_log_stats", "training_triggers", "query_drift"),
+    description="The statistics of an agent's query logs for one day, the decision of the "
+    "fine-tune and distillation rules, and the day's drift score.",
 )
 
 

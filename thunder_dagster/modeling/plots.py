@@ -129,3 +129,12 @@ def chunk_projection(vectors, categories: list[str], title: str = "") -> bytes:
             chosen[:, 0], chosen[:, 1], s=8, alpha=0.7, label=f"{category} ({len(chosen)})"
         )
     return _png(figure, axes)
+
+
+def drift_history(days: list[str], p95: list[float], bound: float, title: str = "") -> bytes:
+    """The daily p95 drift score with the alert's bound."""
+    figure, axes = _axes(title, "day", "drift p95 (standard deviations)")
+    axes.plot(days, p95, marker="o", label="p95 drift")
+    axes.axhline(bound, color="tab:red", linestyle="--", label=f"alert bound ({bound:g})")
+    axes.tick_params(axis="x", labelrotation=45)
+    return _png(figure, axes)
