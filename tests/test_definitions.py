@@ -32,6 +32,8 @@ def test_the_graph_has_the_expected_shape():
         "training_dataset:unique_chunk_ids",
         "retrieval_index:retrieval_quality",
         "ab_test_result:challenger_significantly_better",
+        "operations:cleanup_recent",
+        "operations:training_runs_healthy",
         *(
             f"{asset}:{check}"
             for asset in ("onnx_model", "fine_tuned_model", "distilled_model")

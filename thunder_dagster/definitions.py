@@ -19,7 +19,8 @@ from thunder_dagster.jobs.training import (
 )
 from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.runtime.executors import job_executor
-from thunder_dagster.sensors.alerts import alert_sensor, operations
+from thunder_dagster.runtime.operations import operations
+from thunder_dagster.sensors.alerts import alert_sensor
 from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor

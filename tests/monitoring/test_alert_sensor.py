@@ -55,8 +55,11 @@ def test_the_sensor_fires_once_reports_operations_and_thunder_alerts_lists_them(
                 "[thunder-dagster] FIRING training_failure_rate (all)",
                 "[thunder-dagster] FIRING embedding_backlog (bakery)",
             }
-            (report,) = result.asset_events
+            report, *checks = result.asset_events
             assert report.asset_key == OPERATIONS
+            verdicts = {check.check_name: check.passed for check in checks}
+            # No cleanup yet, but the instance is minutes old; the one training run failed.
+            assert verdicts == {"cleanup_recent": True, "training_runs_healthy": False}
             assert report.metadata["open_alert_count"].value == 2
             assert (
                 "| bakery | never | never | never | never |"

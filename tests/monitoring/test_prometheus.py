@@ -4,10 +4,13 @@ rules`), and a real Prometheus scrapes a running `thunder serve` and answers for
 recorded."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -54,6 +57,29 @@ def test_each_alert_rule_passes_its_promtool_unit_test():
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
 
+def search(base: str) -> int:
+    """A search for an agent the server does not have: the status it answered."""
+    request = urllib.request.Request(
+        f"{base}/v1/agents/nobody/search",
+        data=json.dumps({"query": "hello", "k": 3}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def instant(api: str):
+    """The result of an instant query, or None while Prometheus cannot answer it."""
+    try:
+        answer = get_json(api)
+    except OSError:
+        return None
+    return answer["data"]["result"] if answer.get("status") == "success" else None
+
+
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.loads(response.read())
@@ -69,6 +95,7 @@ def test_a_real_prometheus_scrapes_the_server_and_answers_for_a_recorded_series(
     text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
     text = text.replace("127.0.0.1:8000", f"127.0.0.1:{server_port}")
     text = text.replace("scrape_interval: 15s", "scrape_interval: 1s")
+    text = text.replace("evaluation_interval: 15s", "evaluation_interval: 1s")
     config.write_text(text)
     shutil.copy(PROMETHEUS_DIR / "rules.yml", tmp_path / "rules.yml")
     thunder = Path(sys.executable).parent / "thunder"
@@ -93,14 +120,7 @@ def test_a_real_prometheus_scrapes_the_server_and_answers_for_a_recorded_series(
 
         wait_for(healthy, 60, "the server did not come up", server_log)
         for _ in range(3):
-            request = urllib.request.Request(
-                f"{base}/v1/agents/nobody/search",
-                data=json.dumps({"query": "hello", "k": 3}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(request, timeout=5)
-            assert refused.value.code == 404
+            assert search(base) == 404
         with open(prometheus_log, "w") as out:
             processes.append(
                 subprocess.Popen(
@@ -118,14 +138,9 @@ def test_a_real_prometheus_scrapes_the_server_and_answers_for_a_recorded_series(
         query = urllib.parse.quote(wanted)
         api = f"http://127.0.0.1:{prometheus_port}/api/v1/query?query={query}"
 
-        def recorded():
-            try:
-                answer = get_json(api)
-            except OSError:
-                return None
-            return answer["data"]["result"] if answer.get("status") == "success" else None
-
-        (series,) = wait_for(recorded, 60, "Prometheus recorded no series", prometheus_log)
+        (series,) = wait_for(
+            lambda: instant(api), 60, "Prometheus recorded no series", prometheus_log
+        )
         assert series["metric"]["job"] == "thunder-serve"
         assert series["metric"]["agent"] == "other"  # an unknown agent is no label value
         assert float(series["value"][1]) == 3.0
@@ -135,6 +150,26 @@ def test_a_real_prometheus_scrapes_the_server_and_answers_for_a_recorded_series(
         rules = get_json(f"http://127.0.0.1:{prometheus_port}/api/v1/rules")
         names = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
         assert "ThunderHighLatency" in names
+        # The recording rule's p95, once requests keep coming between scrapes.
+        busy = threading.Event()
+
+        def keep_asking():
+            while not busy.wait(0.1):
+                search(base)
+
+        threading.Thread(target=keep_asking, daemon=True).start()
+        p95 = urllib.parse.quote('thunder:request_seconds:p95_5m{endpoint=~".*/search"}')
+        rule_api = f"http://127.0.0.1:{prometheus_port}/api/v1/query?query={p95}"
+
+        def finite():
+            found = instant(rule_api)
+            return found if found and math.isfinite(float(found[0]["value"][1])) else None
+
+        try:
+            (recorded,) = wait_for(finite, 60, "no recorded p95", prometheus_log)
+        finally:
+            busy.set()
+        assert 0 < float(recorded["value"][1]) < 5  # seconds: a 404 is quick
     finally:
         for process in processes:
             process.terminate()

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import deploy_tiny
+from thunder_dagster.files import write_atomically
 from thunder_dagster.serving.app import ServerSettings, create_app
 
 
@@ -80,7 +81,9 @@ def test_requests_latency_generation_and_confidence_are_counted_by_agent_and_var
 
 
 def test_a_refused_candidate_and_a_new_deployment_are_counted_as_reloads(served, home):
-    (home.deployments_dir("acme") / "challenger.json").write_text("{not json")
+    # Written whole (renamed into place): the watcher must not catch it half-written, which
+    # would be a second, different bad file and a second refusal.
+    write_atomically(home.deployments_dir("acme") / "challenger.json", b"{not json")
     deploy_tiny(home, "acme", seed=1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -11,89 +11,20 @@ from thunder_dagster.resources.alerting import AlertingResource
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.runtime.metadata import markdown_table
+from thunder_dagster.runtime.operations import (
+    LAST_SUCCESS,
+    OPERATIONS,
+    REPORT_EVERY,
+    age,
+    evaluations,
+    finished_training,
+    in_use_since,
+    last_cleanup,
+    last_successes,
+)
 from thunder_dagster.times import utc_now
 
-TRAINING_JOBS = (
-    "training_job",
-    "pipeline_job",
-    "prompt_training_job",
-    "fine_tune_job",
-    "distillation_job",
-)
-OPERATIONS = dg.AssetKey("operations")
-# What the operations asset shows per agent: the asset whose latest materialization counts.
-LAST_SUCCESS = {
-    "ingest": "documents",
-    "training": "deployment",
-    "analysis": "training_triggers",
-}
-# The operations asset is reported when an alert fires or resolves, and at least this often.
-REPORT_EVERY = timedelta(hours=1)
-
-operations = dg.AssetSpec(
-    OPERATIONS,
-    group_name="monitoring",
-    description="What an operator watches: per agent, the last successful ingest, training, "
-    "cleanup and analysis with their ages, and the open alerts. Reported by alert_sensor.",
-)
-
-
-def _ended(record) -> datetime | None:
-    return datetime.fromtimestamp(record.end_time, tz=utc_now().tzinfo) if record.end_time else None
-
-
-def finished_training(instance, since: datetime):
-    from thunder_dagster.monitoring.rules import Finished
-
-    done = []
-    for job in TRAINING_JOBS:
-        records = instance.get_run_records(
-            filters=dg.RunsFilter(
-                job_name=job,
-                statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
-                updated_after=since,
-            )
-        )
-        for record in records:
-            ended = _ended(record)
-            if ended is not None and ended >= since:
-                done.append(
-                    Finished(job, record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, ended)
-                )
-    return done
-
-
-def last_cleanup(instance) -> datetime | None:
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name="cleanup_job", statuses=[dg.DagsterRunStatus.SUCCESS]),
-        limit=1,
-    )
-    return _ended(records[0]) if records else None
-
-
-def in_use_since(instance) -> datetime | None:
-    records = instance.get_run_records(limit=1, order_by="create_timestamp", ascending=True)
-    return records[0].create_timestamp if records else None
-
-
-def last_successes(instance, agents: list[str]) -> dict[str, dict[str, datetime]]:
-    """Per agent, when each of LAST_SUCCESS's assets was last materialized for it."""
-    found: dict[str, dict[str, datetime]] = {agent: {} for agent in agents}
-    for what, asset in LAST_SUCCESS.items():
-        result = instance.fetch_materializations(dg.AssetKey(asset), limit=500)
-        for record in result.records:  # newest first
-            partition = record.partition_key or ""
-            at = datetime.fromtimestamp(record.timestamp, tz=utc_now().tzinfo)
-            for agent in set(partition.split("|")) & set(found):
-                found[agent].setdefault(what, at)
-    return found
-
-
-def _age(now: datetime, at: datetime | None) -> str:
-    if at is None:
-        return "never"
-    hours = (now - at).total_seconds() / 3600
-    return f"{at.strftime('%Y-%m-%d %H:%M')} UTC ({hours:.1f} h ago)"
+RECENT = 20  # alerts the operations asset lists, open or resolved
 
 
 @dg.sensor(
@@ -142,6 +73,7 @@ def alert_sensor(
         alerts = AlertLog(store.engine)
         tick = run_tick(alerts, seen, bounds, channels, alerting.attempts, alerting.backoff_seconds)
         open_alerts = alerts.alerts(open_only=True)
+        recent = [alert for alert in alerts.alerts(limit=RECENT) if not alert.is_open]
     for alert in tick.changes.fired:
         context.log.warning(f"alert fired: {alert.rule} ({alert.subject}): {alert.summary}")
     for alert in tick.changes.resolved:
@@ -159,8 +91,8 @@ def alert_sensor(
         successes = last_successes(instance, agents)
         rows = [
             [agent]
-            + [_age(now, successes[agent].get(what)) for what in LAST_SUCCESS]
-            + [_age(now, cleanup)]
+            + [age(now, successes[agent].get(what)) for what in LAST_SUCCESS]
+            + [age(now, cleanup)]
             for agent in agents
         ]
         events.append(
@@ -173,8 +105,21 @@ def alert_sensor(
                     "open_alerts": markdown_table(
                         ["rule", "subject", "severity", "since", "summary"],
                         [
-                            [a.rule, a.subject, a.severity, _age(now, a.opened_at), a.summary]
+                            [a.rule, a.subject, a.severity, age(now, a.opened_at), a.summary]
                             for a in open_alerts
+                        ],
+                    ),
+                    "recently_resolved": markdown_table(
+                        ["rule", "subject", "opened", "resolved", "summary"],
+                        [
+                            [
+                                a.rule,
+                                a.subject,
+                                age(now, a.opened_at),
+                                age(now, a.resolved_at),
+                                a.summary,
+                            ]
+                            for a in recent
                         ],
                     ),
                     "open_alert_count": len(open_alerts),
@@ -185,6 +130,7 @@ def alert_sensor(
                 },
             )
         )
+        events += evaluations(instance, bounds, now)
         context.update_cursor(now.isoformat())
     return dg.SensorResult(
         skip_reason=dg.SkipReason(f"alert rules: {tick.summary()}"), asset_events=events
