@@ -407,16 +407,198 @@ def serve(
     from thunder_dagster.serving.app import ServerSettings, create_app
 
     home = Home.resolve()
-    settings = ServerSettings(
+    query_db_url = db_url or home.queries_db_url
+    auth = _serving_auth(host, query_db_url)
+    spool = settings.SPOOL_DIR.value()
+    server = ServerSettings(
         deployments_root=home.root / "deployments",
-        query_db_url=db_url or home.queries_db_url,
+        query_db_url=query_db_url,
         retrieval_root=home.root / "retrieval",
         encoder_cache_dir=home.encoder_cache_dir,
         challenger_share=challenger_share,
         teacher_threshold=teacher_threshold,
+        auth=auth,
+        spool_dir=Path(spool) if spool else None,
     )
-    click.echo(f"serving {settings.deployments_root} on http://{host}:{port}", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    click.echo(f"serving {server.deployments_root} on http://{host}:{port}", err=True)
+    if auth == "open":
+        click.echo(
+            "open: no API keys exist, so any local caller may generate, search and rate "
+            "(loopback only; `thunder keys create` turns keys on)",
+            err=True,
+        )
+    uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _serving_auth(host: str, query_db_url: str) -> str:
+    """The server's auth: keys when any API key is active, open without keys on loopback;
+    without keys anywhere else, refused with how to make one."""
+    import ipaddress
+
+    from thunder_dagster.access.keys import KeyStore
+    from thunder_dagster.feedback.store import QueryStore
+
+    try:
+        with QueryStore.open(query_db_url) as store:
+            active = KeyStore(store.engine).listed(include_revoked=False)
+    except Exception as error:
+        raise click.ClickException(
+            f"the query-log store ({query_db_url.split('@')[-1]}) cannot be read to check the "
+            f"API keys: {type(error).__name__}: {error}"
+        ) from error
+    if active:
+        return "keys"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise click.ClickException(
+            f"refusing to listen on {host} without API keys: anyone who reaches it could rate "
+            "any answer and choose their A/B arm. Make a key first (thunder keys create "
+            "NAME --scope generate --scope feedback), or serve on 127.0.0.1."
+        )
+    return "open"
+
+
+def _key_store():
+    from thunder_dagster.access.keys import KeyStore
+    from thunder_dagster.feedback.store import QueryStore
+
+    home = _home()
+    store = QueryStore.open(settings.QUERY_DB_URL.value() or home.queries_db_url)
+    return store, KeyStore(store.engine)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+@main.group()
+def keys() -> None:
+    """API keys of the model server: create, list, revoke (stored hashed in the query-log
+    store; every change is in the audit log)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["generate", "feedback", "admin"]),
+    help="What the key may do (repeat for several): generate (and search), feedback, admin.",
+)
+@click.option("--agent", "agents", multiple=True, help="Only these agents (repeat); default all.")
+@click.option(
+    "--trust-user-ids",
+    is_flag=True,
+    help="The key's caller names its end users (a product's backend): their user_id then "
+    "decides the A/B arm; without it the key is the user.",
+)
+def keys_create(name: str, scopes, agents, trust_user_ids: bool) -> None:
+    """Make a key; its token is printed once, and only its hash is kept."""
+    import uuid
+
+    agents = [_agent(agent) for agent in agents]
+    store, keys = _key_store()
+    with store:
+        key, token = keys.create(name, list(scopes), agents or None, trust_user_ids)
+        keys.record(
+            _cli_actor(),
+            "key.create",
+            f"key:{key.id}",
+            uuid.uuid4().hex,
+            "ok",
+            f"{name}: {', '.join(key.scopes)}" + (f" for {', '.join(agents)}" if agents else ""),
+        )
+    click.echo(token)
+    click.echo(
+        f"key {key.id} ({name}): {', '.join(key.scopes)}; keep the token above, it is not "
+        "shown again. A running server accepts it within seconds.",
+        err=True,
+    )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key: id, name, scopes, agents, created, revoked (never the secret)."""
+    from thunder_dagster.status import render_table
+
+    store, keys = _key_store()
+    with store:
+        found = keys.listed()
+    if not found:
+        click.echo("no API keys: the server runs open on loopback only")
+        return
+    rows = [
+        [
+            k.id,
+            k.name,
+            ",".join(k.scopes),
+            ",".join(k.agents) if k.agents else "all",
+            "yes" if k.trusts_user_ids else "no",
+            f"{k.created_at:%Y-%m-%d %H:%M} UTC",
+            f"{k.revoked_at:%Y-%m-%d %H:%M} UTC" if k.revoked_at else "-",
+        ]
+        for k in found
+    ]
+    headers = ["id", "name", "scopes", "agents", "user ids", "created", "revoked"]
+    click.echo(render_table(rows, headers))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: servers refuse it within seconds."""
+    import uuid
+
+    from thunder_dagster.access.keys import AccessError
+
+    store, keys = _key_store()
+    with store:
+        try:
+            key = keys.revoke(key_id)
+        except AccessError as error:
+            keys.record(_cli_actor(), "key.revoke", f"key:{key_id}", uuid.uuid4().hex, "refused")
+            raise click.ClickException(str(error)) from error
+        keys.record(_cli_actor(), "key.revoke", f"key:{key.id}", uuid.uuid4().hex, "ok")
+    click.echo(f"key {key.id} ({key.name}) revoked")
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def audit(limit: int) -> None:
+    """The audit log of admin actions, newest first: when, who, what, on what, the request id,
+    the outcome."""
+    from thunder_dagster.status import render_table
+
+    store, keys = _key_store()
+    with store:
+        entries = keys.audit(limit)
+    if not entries:
+        click.echo("the audit log is empty")
+        return
+    rows = [
+        [
+            f"{e.at:%Y-%m-%d %H:%M:%S} UTC",
+            e.actor,
+            e.action,
+            e.target,
+            e.request_id[:12],
+            e.outcome,
+            e.detail or "",
+        ]
+        for e in entries
+    ]
+    headers = ["at", "actor", "action", "target", "request", "outcome", "detail"]
+    click.echo(render_table(rows, headers))
 
 
 @main.command()

@@ -78,6 +78,13 @@ ALERT_URLS = Variable(
     "by spaces or commas; empty: alerts are recorded and shown, not sent",
 )
 
+SPOOL_DIR = Variable(
+    "THUNDER_SPOOL_DIR",
+    "",
+    "Where the model server keeps answers the query-log store could not take yet; empty: "
+    "$THUNDER_HOME/spool",
+)
+
 VARIABLES = (
     HOME,
     DAGSTER_HOME,
@@ -95,4 +102,5 @@ VARIABLES = (
     MLFLOW_DB_URL,
     ENCODER_CACHE,
     ALERT_URLS,
+    SPOOL_DIR,
 )

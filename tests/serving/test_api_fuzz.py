@@ -27,6 +27,8 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
         operations = [result.ok() for result in schema.get_all_operations()]
         assert {operation.label for operation in operations} == {
             "GET /healthz",
+            "GET /livez",
+            "GET /v1/admin/audit",
             "POST /v1/agents/{agent_id}/generate",
             "POST /v1/agents/{agent_id}/search",
             "POST /v1/feedback",
@@ -59,3 +61,41 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
                 case.call_and_validate()
 
             fuzz()
+
+
+def test_a_keyed_server_answers_every_request_by_its_document_with_and_without_a_key(home, store):
+    """With keys on, the document declares Bearer auth and the 401 and 403 answers; requests
+    without a key, with a made-up one (schemathesis' own auth check) and with a real key that
+    holds every scope all get answers the document allows, and none a 5xx."""
+    from thunder_dagster.access.keys import KeyStore
+
+    deploy_tiny(home, "acme")
+    _, token = KeyStore(store.engine).create("fuzz", ["generate", "feedback", "admin"])
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        reload_seconds=0.05,
+        auth="keys",
+    )
+    app = create_app(settings)
+    with TestClient(app):
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        for operation in operations:
+            for headers in ({}, {"Authorization": f"Bearer {token}"}):
+                fuzz_with(operation, headers)
+
+
+def fuzz_with(operation, headers: dict) -> None:
+    @hypothesis.given(case=operation.as_strategy())
+    @hypothesis.settings(
+        max_examples=15,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    def fuzz(case):
+        case.call_and_validate(headers=headers)
+
+    fuzz()

@@ -19,20 +19,25 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
+from thunder_dagster.serving.access import KeyCache
 from thunder_dagster.serving.generation import LoadedModel, generate
 from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
 from thunder_dagster.serving.querylog import QueryLogWriter
 from thunder_dagster.serving.retrieval import Retrieval
+
+if TYPE_CHECKING:
+    from thunder_dagster.access.keys import Identity
 
 # What the API document promises; a server may be configured tighter (ServerSettings).
 HARD_PROMPT_LIMIT = 4000
@@ -60,6 +65,10 @@ class ServerSettings:
     encoder_cache_dir: Path | None = None
     grounding_passages: int = 3
     workers: int = os.cpu_count() or 2
+    # "keys": every /v1 request needs an API key (`thunder keys create`); "open": none does,
+    # for local use on loopback (`thunder serve` refuses any other address without keys).
+    auth: Literal["open", "keys"] = "open"
+    key_refresh_seconds: float = 5.0
 
 
 class Problem(BaseModel):
@@ -68,6 +77,17 @@ class Problem(BaseModel):
 
 # FastAPI's own answer to a body it cannot decode (not UTF-8, not JSON at all).
 UNREADABLE_BODY = {"model": Problem, "description": "the body cannot be read as JSON"}
+# What a server with keys answers a request without the right one.
+KEYED = {
+    401: {"model": Problem, "description": "no API key, or one that is not valid"},
+    403: {"model": Problem, "description": "the key lacks the scope or the agent"},
+}
+# Declares the Bearer scheme in the API document; the check itself is KeyCache's.
+BEARER = HTTPBearer(auto_error=False, description="an API key: `thunder keys create`")
+
+
+def no_credentials() -> None:
+    """An open server's stand-in for BEARER: its document declares no scheme it ignores."""
 
 
 class FeedbackResponse(BaseModel):
@@ -93,7 +113,12 @@ class GenerateRequest(BaseModel):
         default=128, ge=1, le=HARD_TOKEN_LIMIT, description="characters to generate"
     )
     temperature: float = Field(default=0.8, ge=0.0, le=5.0, description="0 is greedy")
-    user_id: str = Field(min_length=1, max_length=128, description="decides the A/B variant")
+    user_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="decides the A/B variant; with API keys, only a key trusted to name its "
+        "users (a product's backend) sets it, and otherwise the key is the user",
+    )
     grounding: Literal["none", "retrieved"] = Field(
         default="none",
         description="retrieved: the agent's best passages for the prompt are fed through the "
@@ -158,8 +183,26 @@ class FeedbackRequest(BaseModel):
     comment: str | None = Field(default=None, max_length=4000)
 
 
+class AuditItem(BaseModel):
+    id: int
+    at: str = Field(description="UTC, ISO 8601")
+    actor: str
+    action: str
+    target: str
+    request_id: str
+    outcome: str
+    detail: str | None
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     metrics = ServerMetrics()
+    # With keys, the document declares the Bearer scheme and the 401 and 403 answers; an open
+    # server's declares neither, since it answers neither.
+    keyed = KEYED if settings.auth == "keys" else {}
+    Credentials = Annotated[
+        HTTPAuthorizationCredentials | None,
+        Depends(BEARER if settings.auth == "keys" else no_credentials),
+    ]
 
     @asynccontextmanager
     async def lifespan(served: FastAPI):
@@ -189,6 +232,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # On app.state, where an operator's tooling (and the tests) can reach them.
         served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
         served.state.retrieval = retrieval
+        served.state.keys = KeyCache(writer.store, settings.key_refresh_seconds)
         yield
         workers.shutdown(wait=True)
         retrieval.stop()
@@ -225,6 +269,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         ]
         return JSONResponse({"detail": details}, status_code=422)
 
+    def caller(request: Request, scope: str, agent_id: str | None = None) -> "Identity | None":
+        """The request's key identity when the server has keys (or the 401, 403 or 503 that
+        says why not); None on an open server."""
+        if settings.auth == "open":
+            return None
+        return app.state.keys.identity(request, scope, agent_id)
+
+    def user_of(identity: "Identity | None", claimed: str) -> str:
+        """Who the answer is for: the caller's claim on an open server or from a key trusted
+        to name its users; otherwise the key itself."""
+        if identity is None:
+            return claimed
+        return f"{identity.key_id}:{claimed}" if identity.trusts_user_ids else identity.key_id
+
     def models_of(agent_id: str) -> AgentModels:
         models = app.state.pool.get(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
         if models is None or models.champion is None:
@@ -237,6 +295,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 f"{', '.join(known) or 'none'}",
             )
         return models
+
+    @app.get("/livez")
+    def livez() -> dict:
+        """The process answers: what a liveness probe asks (no store, no model involved)."""
+        return {"status": "alive"}
 
     @app.get("/healthz", responses={503: {"description": "deployed agents, none can answer"}})
     def healthz() -> JSONResponse:
@@ -276,17 +339,26 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response_model=GenerateResponse,
         responses={
             400: UNREADABLE_BODY,
+            **keyed,
             404: {"model": Problem, "description": "no model deployed for the agent"},
         },
     )
-    async def generate_text(agent_id: str, request: GenerateRequest) -> GenerateResponse:
+    async def generate_text(
+        agent_id: str,
+        request: GenerateRequest,
+        http: Request,
+        _bearer: Credentials = None,
+    ) -> GenerateResponse:
+        user = user_of(caller(http, "generate", agent_id), request.user_id)
         # Generation runs on a pool of one thread per core, first come first served, so the
         # event loop stays free to read requests: the default pool of 40 threads would have
         # them all fight over the GIL and the cores.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(app.state.workers, answer_request, agent_id, request)
+        return await loop.run_in_executor(
+            app.state.workers, answer_request, agent_id, request, user
+        )
 
-    def answer_request(agent_id: str, request: GenerateRequest) -> GenerateResponse:
+    def answer_request(agent_id: str, request: GenerateRequest, user: str) -> GenerateResponse:
         started = time.perf_counter()
         if len(request.prompt) > settings.max_prompt_chars:
             raise field_error(
@@ -299,7 +371,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "max_tokens", f"{request.max_tokens}, the limit is {settings.max_tokens}"
             )
         models = models_of(agent_id)
-        variant = variant_for(agent_id, request.user_id, settings.challenger_share)
+        variant = variant_for(agent_id, user, settings.challenger_share)
         model: LoadedModel = models.challenger if variant == "challenger" else models.champion
         if model is None:
             variant, model = "champion", models.champion
@@ -325,7 +397,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         query_id = app.state.writer.submit(
             QueryRecord(
                 agent_id=agent_id,
-                user_id=request.user_id,
+                user_id=user,
                 variant=variant,
                 model_version=model.deployment.version,
                 prompt=request.prompt,
@@ -400,11 +472,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response_model=SearchResponse,
         responses={
             400: UNREADABLE_BODY,
+            **keyed,
             404: {"model": Problem, "description": "the agent has no retrieval index"},
         },
     )
-    async def search(agent_id: str, request: SearchRequest) -> SearchResponse:
+    async def search(
+        agent_id: str,
+        request: SearchRequest,
+        http: Request,
+        _bearer: Credentials = None,
+    ) -> SearchResponse:
         """The agent's chunks nearest the query: BM25 and vector search, fused."""
+        caller(http, "generate", agent_id)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(app.state.workers, search_request, agent_id, request)
 
@@ -434,11 +513,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response_model=FeedbackResponse,
         responses={
             400: UNREADABLE_BODY,
+            **keyed,
             404: {"model": Problem, "description": "no answer has that query_id"},
             503: {"model": Problem, "description": "the query-log store is unavailable"},
         },
     )
-    def feedback(request: FeedbackRequest) -> FeedbackResponse:
+    def feedback(
+        request: FeedbackRequest,
+        http: Request,
+        _bearer: Credentials = None,
+    ) -> FeedbackResponse:
+        caller(http, "feedback")
         try:
             stored = app.state.writer.rate(request.query_id, request.score, request.comment)
         except UnknownQueryError:
@@ -455,4 +540,55 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ) from error
         return FeedbackResponse(query_id=request.query_id, score=request.score, stored=stored)
 
+    @app.get(
+        "/v1/admin/audit",
+        response_model=list[AuditItem],
+        responses={
+            **keyed,
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def audit(
+        http: Request,
+        limit: Annotated[int, Query(ge=1, le=1000, description="newest entries to return")] = 100,
+        _bearer: Credentials = None,
+    ) -> list[AuditItem]:
+        """The audit log of admin actions, newest first (scope admin). Reading it is recorded
+        too."""
+        from thunder_dagster.access.keys import KeyStore
+
+        identity = caller(http, "admin")
+        store = app.state.writer.store()
+        if store is None:
+            raise HTTPException(503, "the query-log store is unavailable; try again")
+        keys = KeyStore(store.engine)
+        entries = keys.audit(limit)
+        keys.record(
+            identity.actor if identity else "open-server",
+            "audit.read",
+            "audit_log",
+            http.headers.get("x-request-id", "") or new_request_id(),
+            "ok",
+            f"returned {len(entries)}",
+        )
+        return [
+            AuditItem(
+                id=e.id,
+                at=e.at.isoformat(),
+                actor=e.actor,
+                action=e.action,
+                target=e.target,
+                request_id=e.request_id,
+                outcome=e.outcome,
+                detail=e.detail,
+            )
+            for e in entries
+        ]
+
     return app
+
+
+def new_request_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex

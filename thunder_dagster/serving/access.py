@@ -1,0 +1,73 @@
+"""Who a request is: the API key in its `Authorization: Bearer` header, checked against the
+active keys, which the server re-reads from the query-log store every few seconds (a revoked
+key stops working within `refresh_seconds`). Without the store, the keys last read stay in
+force; before any were read, nothing authenticates."""
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from fastapi import HTTPException, Request
+
+if TYPE_CHECKING:
+    # The store's modules (SQLAlchemy) load with the first keyed request, not at start-up.
+    from thunder_dagster.access.keys import Identity
+
+
+class KeyCache:
+    def __init__(self, store_of, refresh_seconds: float = 5.0):
+        self.store_of = store_of  # () -> an open QueryStore, or None while it is unavailable
+        self.refresh_seconds = refresh_seconds
+        self._keys: dict | None = None
+        self._read_at = -float("inf")
+        self._lock = threading.Lock()
+
+    def keys(self) -> dict | None:
+        from thunder_dagster.access.keys import KeyStore
+
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.refresh_seconds:
+                store = self.store_of()
+                if store is not None:
+                    try:
+                        self._keys = KeyStore(store.engine).active()
+                        self._read_at = time.monotonic()
+                    except Exception:  # the store went down: the keys last read stay
+                        pass
+            return self._keys
+
+    def identity(self, request: Request, scope: str, agent_id: str | None = None) -> "Identity":
+        """The request's identity, allowed `scope` (for `agent_id`); 401 without a valid key,
+        403 with a key that lacks the scope or the agent, 503 when no keys could be read."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(
+                401,
+                "an API key is required: send `Authorization: Bearer <key>` (an operator "
+                "makes one with `thunder keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        from thunder_dagster.access.keys import authenticate
+
+        keys = self.keys()
+        if keys is None:
+            raise HTTPException(
+                503, "API keys cannot be checked: the query-log store is unavailable; try again"
+            )
+        identity = authenticate(token, keys)
+        if identity is None:
+            raise HTTPException(
+                401,
+                "the API key is not valid (unknown, revoked or mistyped)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not identity.may(scope, agent_id):
+            what = f"scope {scope!r}" + (f" for agent {agent_id!r}" if agent_id else "")
+            raise HTTPException(
+                403,
+                f"key {identity.key_id} ({identity.name}) lacks {what}; it has "
+                f"{', '.join(identity.scopes)}"
+                + (f" for {', '.join(identity.agents)}" if identity.agents else ""),
+            )
+        return identity
