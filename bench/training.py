@@ -135,10 +135,10 @@ def reference_arm(data, minutes: float) -> dict:
 def core_arm(data, minutes: float) -> dict:
     from thunder_dagster.assets.models import TrainingConfig
     from thunder_dagster.assets.tuning import SearchConfig
-    from thunder_dagster.jobs.training import training_ops
     from thunder_dagster.modeling.models import train_best
     from thunder_dagster.modeling.tuning import run_search
     from thunder_dagster.times import utc_now
+    from thunder_dagster.training_plan import training_ops
 
     # The product's own configs, built as `thunder train --minutes` builds them (the same
     # share, end times and defaults), so the two thunder arms cannot drift apart.

@@ -88,7 +88,7 @@ def test_settings_is_the_only_reader_of_the_environment():
 
 
 CORE = ("documents/", "modeling/", "deployments/", "feedback/", "tracking/", "serving/")
-CORE += ("retrieval/",)
+CORE += ("retrieval/", "monitoring/", "access/", "training_plan.py")
 CORE += ("home.py", "settings.py", "files.py", "samples.py", "status.py")
 DAGSTER_SIDE = ("definitions", "cli", "assets", "sensors", "jobs", "resources", "runtime")
 

@@ -278,7 +278,7 @@ def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
     agent_id = _agent(agent_id)
     home = _home()
     _require_folder(home, agent_id)
-    from thunder_dagster.jobs.training import training_ops
+    from thunder_dagster.training_plan import training_ops
 
     result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes, started=started))
     print_ingest_summary(home, agent_id)
@@ -419,6 +419,7 @@ def serve(
         teacher_threshold=teacher_threshold,
         auth=auth,
         spool_dir=Path(spool) if spool else None,
+        dagster_url=settings.DAGSTER_URL.value() or None,
     )
     click.echo(f"serving {server.deployments_root} on http://{host}:{port}", err=True)
     if auth == "open":
@@ -703,8 +704,8 @@ def demo(agent_id: str, trials: int, minutes: float) -> None:
 def _run_demo(agent_id: str, trials: int, minutes: float, parallel: int | None = None) -> None:
     home = _home()
     home.create_agent(agent_id)
-    from thunder_dagster.jobs.training import training_ops
     from thunder_dagster.samples import copy_sample_agent
+    from thunder_dagster.training_plan import training_ops
 
     copied = copy_sample_agent(home, agent_id)
     click.echo(f"THUNDER_HOME={home.root}; sample agent {agent_id!r}: {copied} file(s) copied")

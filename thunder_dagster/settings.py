@@ -85,6 +85,13 @@ SPOOL_DIR = Variable(
     "$THUNDER_HOME/spool",
 )
 
+DAGSTER_URL = Variable(
+    "THUNDER_DAGSTER_URL",
+    "",
+    "The Dagster webserver the model server's admin API starts, watches and cancels training "
+    "runs through (e.g. http://127.0.0.1:3000); empty: those endpoints answer 503",
+)
+
 VARIABLES = (
     HOME,
     DAGSTER_HOME,
@@ -103,4 +110,5 @@ VARIABLES = (
     ENCODER_CACHE,
     ALERT_URLS,
     SPOOL_DIR,
+    DAGSTER_URL,
 )

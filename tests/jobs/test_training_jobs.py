@@ -7,10 +7,11 @@ import pytest
 
 from thunder_dagster.assets.models import TrainingConfig
 from thunder_dagster.assets.tuning import SearchConfig
-from thunder_dagster.jobs.training import WRAP_UP_SECONDS, prompt_training_job, training_ops
+from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.configs import LEAST_SECONDS
 from thunder_dagster.times import utc_now
+from thunder_dagster.training_plan import WRAP_UP_SECONDS, training_ops
 
 
 def test_training_ops_split_the_minutes_between_search_and_training():

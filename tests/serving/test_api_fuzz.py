@@ -29,6 +29,8 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             "GET /healthz",
             "GET /livez",
             "GET /v1/admin/audit",
+            "GET /v1/admin/deployments",
+            "GET /v1/admin/agents/{agent_id}/versions",
             "POST /v1/agents/{agent_id}/generate",
             "POST /v1/agents/{agent_id}/search",
             "POST /v1/feedback",

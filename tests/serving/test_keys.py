@@ -146,3 +146,31 @@ def test_thunder_keys_create_list_revoke_and_audit(home):
     assert "refused" in lines[2] and "ok" in lines[3]
     with QueryStore.open(home.queries_db_url) as store:
         assert KeyStore(store.engine).listed()[0].revoked_at is not None
+
+
+def test_admin_sees_what_serves_and_every_version_with_its_card(served, keys, home):
+    _, admin = keys.create("ops", ["admin"])
+    _, acme_only = keys.create("acme-ops", ["admin"], agents=["acme"])
+    deployments = served.get("/v1/admin/deployments", headers=bearer(admin))
+    assert deployments.status_code == 200
+    by_agent = {entry["agent_id"]: entry for entry in deployments.json()}
+    assert set(by_agent) == {"acme", "other"}
+    champion = by_agent["acme"]["roles"]["champion"]
+    assert champion["version"] == "1.0.0" and champion["family"] == "gru"
+    assert by_agent["acme"]["roles"]["challenger"]["version"] == "1.1.0"
+    assert by_agent["acme"]["roles"]["teacher"] is None
+    limited = served.get("/v1/admin/deployments", headers=bearer(acme_only)).json()
+    assert [entry["agent_id"] for entry in limited] == ["acme"]
+    listed = served.get("/v1/admin/agents/acme/versions", headers=bearer(admin))
+    assert listed.status_code == 200
+    assert [(v["version"], v["roles"]) for v in listed.json()] == [
+        ("1.1.0", ["challenger"]),
+        ("1.0.0", ["champion"]),
+    ]
+    assert all(v["family"] == "gru" and v["deployed_at"] for v in listed.json())
+    assert (
+        served.get("/v1/admin/agents/other/versions", headers=bearer(acme_only)).status_code == 403
+    )
+    assert served.get("/v1/admin/agents/nobody/versions", headers=bearer(admin)).status_code == 404
+    actions = [e.action for e in keys.audit()]
+    assert actions == ["versions.read", "deployments.read", "deployments.read"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -69,6 +70,8 @@ class ServerSettings:
     # for local use on loopback (`thunder serve` refuses any other address without keys).
     auth: Literal["open", "keys"] = "open"
     key_refresh_seconds: float = 5.0
+    # The Dagster webserver the admin API starts and cancels runs through; None: not offered.
+    dagster_url: str | None = None
 
 
 class Problem(BaseModel):
@@ -181,6 +184,48 @@ class FeedbackRequest(BaseModel):
     query_id: str = Field(min_length=1, max_length=64)
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
     comment: str | None = Field(default=None, max_length=4000)
+
+
+class RoleStatus(BaseModel):
+    version: str
+    family: str
+    deployed_at: str = Field(description="UTC, ISO 8601: when this role was pointed at it")
+    test_loss: float | None = Field(description="nats per character on its test split")
+    checks: dict[str, bool] = Field(description="the export's checks and whether each passed")
+
+
+class AgentDeployment(BaseModel):
+    agent_id: str
+    roles: dict[str, RoleStatus | None]
+    refused: dict[str, str] = Field(description="role -> why its candidate was refused")
+
+
+class VersionItem(BaseModel):
+    version: str
+    family: str | None
+    params: dict
+    test_loss: float | None
+    parent_version: str | None
+    change: str | None = Field(description="retrain, fine_tune or distillation")
+    created_at: str | None
+    roles: list[str]
+    deployed_at: str | None
+    problem: str | None = Field(description="why its card could not be read, if it could not")
+
+
+class TrainingRequest(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    minutes: float = Field(ge=0.2, le=600, description="the whole run's budget, as `--minutes`")
+    trials: int | None = Field(default=None, ge=1, le=500, description="search trials at most")
+
+
+class RunItem(BaseModel):
+    run_id: str
+    status: str = Field(description="Dagster's run status: QUEUED, STARTED, SUCCESS, ...")
+
+
+RunId = Annotated[str, FastApiPath(pattern=r"^[0-9a-f-]{8,64}$", description="a Dagster run id")]
 
 
 class AuditItem(BaseModel):
@@ -555,22 +600,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     ) -> list[AuditItem]:
         """The audit log of admin actions, newest first (scope admin). Reading it is recorded
         too."""
-        from thunder_dagster.access.keys import KeyStore
-
         identity = caller(http, "admin")
-        store = app.state.writer.store()
-        if store is None:
-            raise HTTPException(503, "the query-log store is unavailable; try again")
-        keys = KeyStore(store.engine)
+        keys = admin_log()
         entries = keys.audit(limit)
-        keys.record(
-            identity.actor if identity else "open-server",
-            "audit.read",
-            "audit_log",
-            http.headers.get("x-request-id", "") or new_request_id(),
-            "ok",
-            f"returned {len(entries)}",
-        )
+        audited(keys, identity, http, "audit.read", "audit_log", f"returned {len(entries)}")
         return [
             AuditItem(
                 id=e.id,
@@ -584,6 +617,192 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
             for e in entries
         ]
+
+    def admin_log():
+        """The store's keys and audit log; a 503 while the store is unavailable (an admin
+        action that cannot be recorded is not taken)."""
+        from thunder_dagster.access.keys import KeyStore
+
+        store = app.state.writer.store()
+        if store is None:
+            raise HTTPException(503, "the query-log store is unavailable; try again")
+        return KeyStore(store.engine)
+
+    def audited(
+        keys, identity, http: Request, action: str, target: str, detail: str, outcome="ok"
+    ) -> None:
+        keys.record(
+            identity.actor if identity else "open-server",
+            action,
+            target,
+            http.headers.get("x-request-id", "") or new_request_id(),
+            outcome,
+            detail,
+        )
+
+    def remote(keys, identity, http: Request, action: str, target: str, call) -> RunItem:
+        """A call to the Dagster webserver, audited whatever its outcome: 503 when it does not
+        answer, 409 when Dagster refuses the request."""
+        from thunder_dagster.serving.remote import RemoteError
+
+        try:
+            state = call(settings.dagster_url)
+        except RemoteError as error:
+            refused = "refused" in str(error)
+            audited(keys, identity, http, action, target, str(error)[:500], "failed")
+            raise HTTPException(409 if refused else 503, str(error)) from error
+        audited(keys, identity, http, action, target, f"run {state.run_id}: {state.status}")
+        return RunItem(run_id=state.run_id, status=state.status)
+
+    # Offered only with a webserver to act through (THUNDER_DAGSTER_URL): without one the
+    # document does not list them.
+    if settings.dagster_url:
+
+        @app.post(
+            "/v1/admin/agents/{agent_id}/training",
+            status_code=202,
+            response_model=RunItem,
+            responses={
+                400: UNREADABLE_BODY,
+                **keyed,
+                404: {"model": Problem, "description": "no such agent"},
+                409: {"model": Problem, "description": "Dagster refused the run"},
+                503: {"model": Problem, "description": "no webserver, or no store, to act through"},
+            },
+        )
+        def start_training(
+            agent_id: str, request: TrainingRequest, http: Request, _bearer: Credentials = None
+        ) -> RunItem:
+            """Start pipeline_job for the agent (ingest, search, training, export, deployment)
+            with `minutes` for the whole run, through the Dagster webserver: the UI shows it."""
+            identity = caller(http, "admin", agent_id)
+            if not AGENT_ID_PATTERN.fullmatch(agent_id):
+                raise HTTPException(404, f"unknown agent {agent_id!r}")
+            keys = admin_log()
+
+            def call(url):
+                from thunder_dagster.serving.remote import start_training as start
+
+                return start(url, agent_id, request.minutes, request.trials)
+
+            return remote(keys, identity, http, "training.start", f"agent:{agent_id}", call)
+
+        @app.get(
+            "/v1/admin/runs/{run_id}",
+            response_model=RunItem,
+            responses={
+                **keyed,
+                409: {"model": Problem, "description": "Dagster has no such run"},
+                503: {"model": Problem, "description": "no webserver, or no store, to act through"},
+            },
+        )
+        def run_state(run_id: RunId, http: Request, _bearer: Credentials = None) -> RunItem:
+            """A run's status as Dagster reports it (QUEUED, STARTED, SUCCESS, CANCELED, ...)."""
+            identity = caller(http, "admin")
+            keys = admin_log()
+
+            def call(url):
+                from thunder_dagster.serving.remote import run_status
+
+                return run_status(url, run_id)
+
+            return remote(keys, identity, http, "run.read", f"run:{run_id}", call)
+
+        @app.post(
+            "/v1/admin/runs/{run_id}/cancel",
+            response_model=RunItem,
+            responses={
+                **keyed,
+                409: {"model": Problem, "description": "Dagster refused to cancel the run"},
+                503: {"model": Problem, "description": "no webserver, or no store, to act through"},
+            },
+        )
+        def cancel(
+            run_id: RunId,
+            http: Request,
+            force: Annotated[
+                bool,
+                Query(
+                    description="mark it CANCELED now and kill its process, as the UI's force "
+                    "termination does (for a run that stays CANCELING)"
+                ),
+            ] = False,
+            _bearer: Credentials = None,
+        ) -> RunItem:
+            """Cancel a run: Dagster asks it to stop and marks it CANCELED when it has."""
+            identity = caller(http, "admin")
+            keys = admin_log()
+
+            def call(url):
+                from thunder_dagster.serving.remote import cancel_run
+
+                return cancel_run(url, run_id, force)
+
+            action = "run.force_cancel" if force else "run.cancel"
+            return remote(keys, identity, http, action, f"run:{run_id}", call)
+
+    @app.get(
+        "/v1/admin/deployments",
+        response_model=list[AgentDeployment],
+        responses={
+            **keyed,
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def deployments(http: Request, _bearer: Credentials = None) -> list[AgentDeployment]:
+        """What this server serves: per agent and role, the version, since when, its test
+        loss and the checks it passed at export; and each candidate it refused, with why."""
+        identity = caller(http, "admin")
+        keys = admin_log()
+        found = []
+        for agent_id, models in sorted(app.state.pool.agents.items()):
+            if identity is not None and not identity.may("admin", agent_id):
+                continue
+            roles = {}
+            for role in ("champion", "challenger", "teacher"):
+                model = getattr(models, role)
+                if model is None:
+                    roles[role] = None
+                    continue
+                split, loss = model.card.reported_loss()
+                roles[role] = RoleStatus(
+                    version=model.deployment.version,
+                    family=model.deployment.family,
+                    deployed_at=model.deployment.deployed_at,
+                    test_loss=loss if split == "test" else None,
+                    checks=dict(model.card.onnx.checks) if model.card.onnx else {},
+                )
+            found.append(AgentDeployment(agent_id=agent_id, roles=roles, refused=models.refused))
+        audited(keys, identity, http, "deployments.read", "server", f"{len(found)} agents")
+        return found
+
+    @app.get(
+        "/v1/admin/agents/{agent_id}/versions",
+        response_model=list[VersionItem],
+        responses={
+            **keyed,
+            404: {"model": Problem, "description": "no such agent"},
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def versions(agent_id: str, http: Request, _bearer: Credentials = None) -> list[VersionItem]:
+        """The agent's released versions, newest first: family, hyperparameters, test loss,
+        parent, what made it, the roles pointing at it now and when it was last deployed."""
+        from dataclasses import asdict
+
+        from thunder_dagster.deployments.catalog import agent_versions
+
+        identity = caller(http, "admin", agent_id)
+        deployments_dir = settings.deployments_root / agent_id
+        models_dir = settings.deployments_root.parent / "models" / agent_id
+        if not AGENT_ID_PATTERN.fullmatch(agent_id) or not (
+            deployments_dir.is_dir() or models_dir.is_dir()
+        ):
+            raise HTTPException(404, f"unknown agent {agent_id!r}: nothing was released for it")
+        keys = admin_log()
+        entries = agent_versions(models_dir, deployments_dir)
+        audited(keys, identity, http, "versions.read", f"agent:{agent_id}", f"{len(entries)}")
+        return [VersionItem(**(asdict(entry) | {"roles": list(entry.roles)})) for entry in entries]
 
     return app
 

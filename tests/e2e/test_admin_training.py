@@ -1,0 +1,103 @@
+"""Training through the admin API with a real webserver and daemon: the run the API starts
+is a run of the instance (the UI's), its status is read back through the same client, the
+cancel stops it, and each step is in the audit log."""
+
+import subprocess
+import time
+
+import dagster as dg
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.factories import REPO_ROOT, free_port
+from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
+from thunder_dagster.access.keys import KeyStore
+from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.samples import copy_sample_agent
+from thunder_dagster.serving.app import ServerSettings, create_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def status_of(client, run_id: str) -> str:
+    answer = client.get(f"/v1/admin/runs/{run_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["status"]
+
+
+def test_a_training_run_started_watched_and_cancelled_through_the_api(home, tmp_path):
+    home.create_agent("sample")
+    copy_sample_agent(home, "sample")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(agents.name, ["sample"])
+    port = free_port()
+    log = tmp_path / "webserver.log"
+    with open(log, "wb") as out:
+        webserver = subprocess.Popen(
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    # The daemon's own training sensor would start a training run of the uploads first and
+    # queue this one behind it: told to wait for a still dataset for a day, it stays out.
+    daemon = start_daemon(tmp_path / "daemon.log", env={"THUNDER_TRAINING_DEBOUNCE": "86400"})
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        dagster_url=f"http://127.0.0.1:{port}",
+    )
+    try:
+        with TestClient(create_app(settings)) as client:
+            # Until the webserver answers, the API says so with a 503.
+            def started():
+                answer = client.post("/v1/admin/agents/sample/training", json={"minutes": 5})
+                return answer if answer.status_code == 202 else None
+
+            answer = wait_for(started, 180, "the API could not start a run", log)
+            run_id = answer.json()["run_id"]
+            with dg.DagsterInstance.get() as instance:
+                run = instance.get_run_by_id(run_id)
+                assert run.job_name == "pipeline_job"
+                assert run.tags["dagster/partition"] == "sample"
+            wait_for(
+                lambda: status_of(client, run_id) == "STARTED",
+                240,
+                "the run did not start",
+                tmp_path / "daemon.log",
+                log,
+            )
+            cancelled = client.post(f"/v1/admin/runs/{run_id}/cancel")
+            assert cancelled.status_code == 200
+            assert cancelled.json()["status"] in {"CANCELING", "CANCELED"}
+            # A step with a retry policy takes the stop request for a retry (Dagster's
+            # op_execution_error_boundary), so the run may stay CANCELING: then the forced
+            # cancel, as the UI offers it.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and status_of(client, run_id) != "CANCELED":
+                time.sleep(1)
+            if status_of(client, run_id) != "CANCELED":
+                forced = client.post(f"/v1/admin/runs/{run_id}/cancel", params={"force": True})
+                assert forced.status_code == 200, forced.text
+            wait_for(lambda: status_of(client, run_id) == "CANCELED", 60, "not cancelled", log)
+            refused = client.post("/v1/admin/agents/sample/training", json={"minutes": 0.01})
+            assert refused.status_code == 422
+            unknown = client.get("/v1/admin/runs/00000000-0000-0000-0000-000000000000")
+            assert unknown.status_code == 409
+    finally:
+        stop_daemon(daemon)
+        kill_tree(webserver.pid)
+    with QueryStore.open(home.queries_db_url) as store:
+        actions = [(e.action, e.outcome) for e in reversed(KeyStore(store.engine).audit(500))]
+    assert ("training.start", "ok") in actions and ("run.cancel", "ok") in actions
+    assert actions[-1] == ("run.read", "failed")  # the unknown run
