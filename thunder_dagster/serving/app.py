@@ -12,6 +12,7 @@ lists, and the log keeps their chunk ids.
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -604,19 +605,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         keys = admin_log()
         entries = keys.audit(limit)
         audited(keys, identity, http, "audit.read", "audit_log", f"returned {len(entries)}")
-        return [
-            AuditItem(
-                id=e.id,
-                at=e.at.isoformat(),
-                actor=e.actor,
-                action=e.action,
-                target=e.target,
-                request_id=e.request_id,
-                outcome=e.outcome,
-                detail=e.detail,
-            )
-            for e in entries
-        ]
+        return [AuditItem(**(dataclasses.asdict(e) | {"at": e.at.isoformat()})) for e in entries]
 
     def admin_log():
         """The store's keys and audit log; a 503 while the store is unavailable (an admin
@@ -788,8 +777,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def versions(agent_id: str, http: Request, _bearer: Credentials = None) -> list[VersionItem]:
         """The agent's released versions, newest first: family, hyperparameters, test loss,
         parent, what made it, the roles pointing at it now and when it was last deployed."""
-        from dataclasses import asdict
-
         from thunder_dagster.deployments.catalog import agent_versions
 
         identity = caller(http, "admin", agent_id)
@@ -802,7 +789,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         keys = admin_log()
         entries = agent_versions(models_dir, deployments_dir)
         audited(keys, identity, http, "versions.read", f"agent:{agent_id}", f"{len(entries)}")
-        return [VersionItem(**(asdict(entry) | {"roles": list(entry.roles)})) for entry in entries]
+        return [
+            VersionItem(**(dataclasses.asdict(entry) | {"roles": list(entry.roles)}))
+            for entry in entries
+        ]
 
     return app
 
