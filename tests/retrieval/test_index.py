@@ -51,12 +51,17 @@ def test_approximate_search_finds_what_exact_search_finds(tmp_path, monkeypatch)
     build_index(tmp_path / "graph", "a", "enc", chunks, vectors)
     exact, graph = RetrievalIndex(tmp_path / "exact"), RetrievalIndex(tmp_path / "graph")
     assert (exact.manifest.approximate, graph.manifest.approximate) == (False, True)
-    recalls = []
+    recalls, found_itself = [], 0
     for row in range(0, 600, 20):
         query = vectors[row]
-        assert exact.vector_ranking(query, 1) == [row] == graph.vector_ranking(query, 1)
+        assert exact.vector_ranking(query, 1) == [row]
+        found_itself += graph.vector_ranking(query, 1) == [row]
         top = set(exact.vector_ranking(query, 10))
         recalls.append(len(top & set(graph.vector_ranking(query, 10))) / 10)
+    # The graph is approximate, and built by several threads in no fixed order: a vector's own
+    # query misses it about once in 2,000 (3 of 6,000 over 200 builds here), so one miss in 30
+    # is allowed and two are not.
+    assert found_itself >= 29
     assert np.mean(recalls) >= 0.99
 
 
