@@ -11,6 +11,7 @@ import pytest
 from tests.factories import analyse, deploy_tiny, log, resources
 from thunder_dagster.assets import abtests, retraining
 from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.feedback.experiments import AbTestStore
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.sensors.feedback import retraining_sensor
@@ -167,16 +168,18 @@ def test_distillation_trains_a_smaller_student_on_confident_teacher_answers(home
     assert card.params["hidden_size"] == 32 and card.examples == 120
 
 
-def ab_run(home, instance, selection=None):
+def ab_run(home, instance, selection=None, run_config=None):
+    if run_config is None:
+        run_config = (
+            {} if selection else {"ops": {"ab_test_result": {"config": {"min_sample": 100}}}}
+        )
     return dg.materialize(
         [abtests.ab_test_result, abtests.champion_promotion],
         selection=selection,
         partition_key="acme",
         instance=instance,
         resources=resources(home),
-        run_config={}
-        if selection
-        else {"ops": {"ab_test_result": {"config": {"min_sample": 100}}}},
+        run_config=run_config,
         raise_on_error=False,
     )
 
@@ -230,3 +233,34 @@ def test_a_challenger_no_better_is_retired_and_promotion_refuses_to_run_alone(ho
         alone = ab_run(home, instance, selection=["champion_promotion"])
         assert not alone.success
         assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
+
+
+def test_the_agents_ab_test_sets_the_sample_and_ends_promoted_or_stopped_then_retired(home, store):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    tests = AbTestStore(store.engine)
+    # 200 rated answers a variant: short of this test's 300, so the evaluation waits.
+    waiting = tests.create("acme", "1.0.0", "1.1.0", 0.5, "ops", min_sample=300)
+    serve_ab(store, champion_positive=100, challenger_positive=140)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = ab_run(home, instance, run_config={})
+        tested = result.asset_materializations_for_node("ab_test_result")[0].metadata
+        assert tested["decision"].value == "continue" and tested["min_sample"].value == 300
+        assert tested["ab_test"].value == waiting.id and tests.get(waiting.id).running
+        tests.end(waiting.id, "stopped", "ops", "seen enough")
+        promoting = tests.create("acme", "1.0.0", "1.1.0", 0.5, "ops", min_sample=150)
+        serve_ab(store, champion_positive=100, challenger_positive=140)
+        assert ab_run(home, instance, run_config={}).success
+        assert tests.get(promoting.id).status == "promoted"
+        assert read_pointer(home.deployments_dir("acme")).version == "1.1.0"
+        # A stopped test retires its challenger at the next evaluation, however it was doing.
+        deploy_tiny(home, "acme", seed=2, role="challenger")
+        stopped = tests.create("acme", "1.1.0", "1.2.0", 0.5, "ops")
+        tests.end(stopped.id, "stopped", "key:abc (ops)", "a bad week")
+        result = ab_run(home, instance, run_config={})
+        tested = result.asset_materializations_for_node("ab_test_result")[0].metadata
+        assert tested["decision"].value == "retire"
+        assert "stopped by key:abc (ops): a bad week" in tested["reason"].value
+        assert read_pointer(home.deployments_dir("acme"), "challenger") is None
+        assert tests.get(stopped.id).status == "stopped"

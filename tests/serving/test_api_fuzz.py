@@ -13,6 +13,7 @@ EXAMPLES = 60
 
 def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
     deploy_tiny(home, "acme")
+    deploy_tiny(home, "acme", seed=1, role="challenger")
     text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:3000]
     index_agent(home, "acme", {"play.txt": text})
     settings = ServerSettings(
@@ -31,23 +32,28 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             "GET /v1/admin/audit",
             "GET /v1/admin/deployments",
             "GET /v1/admin/agents/{agent_id}/versions",
+            "POST /v1/admin/agents/{agent_id}/ab-tests",
+            "GET /v1/admin/agents/{agent_id}/ab-tests",
+            "GET /v1/admin/ab-tests/{test_id}",
+            "POST /v1/admin/ab-tests/{test_id}/stop",
             "POST /v1/agents/{agent_id}/generate",
             "POST /v1/agents/{agent_id}/search",
             "POST /v1/feedback",
         }
         generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
         search = schema.find_operation_by_label("POST /v1/agents/{agent_id}/search")
+        testing = schema.find_operation_by_label("POST /v1/admin/agents/{agent_id}/ab-tests")
         # Invalid input too, where there is input to get wrong (healthz takes none).
         strategies = [operation.as_strategy() for operation in operations] + [
             operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
             for operation in operations
             if operation.method.upper() == "POST"
         ]
-        # The deployed and indexed agent too, so that generation (grounded or not) and the
-        # search itself meet whatever prompt or query comes.
+        # The deployed and indexed agent too, so that generation (grounded or not), the
+        # search itself and its A/B test meet whatever prompt, query or split comes.
         strategies += [
             operation.as_strategy(path_parameters={"agent_id": "acme"})
-            for operation in (generate, search)
+            for operation in (generate, search, testing)
         ]
         for strategy in strategies:
 

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import datetime
 
 import dagster as dg
@@ -5,8 +6,13 @@ from pydantic import Field
 
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import NoChallengerError, promote, retire
-from thunder_dagster.feedback.abtest import AbResult, compare
-from thunder_dagster.feedback.records import VariantOutcome
+from thunder_dagster.feedback.abtest import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_SAMPLE,
+    AbResult,
+    compare,
+    outcome_of,
+)
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
@@ -16,17 +22,19 @@ from thunder_dagster.runtime.partitions import agents
 
 
 class AbTestConfig(dg.Config):
-    min_sample: int = Field(
-        default=100, ge=1, description="Rated answers each variant needs before a decision"
+    min_sample: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rated answers each variant needs before a decision; empty: the agent's "
+        f"A/B test's, or {DEFAULT_MIN_SAMPLE} (seed 003) when it has none",
     )
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level, two-sided")
-
-
-def _outcome(outcomes: list[VariantOutcome], variant: str, version: str) -> VariantOutcome:
-    for outcome in outcomes:
-        if outcome.variant == variant and outcome.model_version == version:
-            return outcome
-    return VariantOutcome(variant, version, 0, ())
+    alpha: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Significance level, two-sided; empty: one minus the A/B test's confidence, "
+        f"or {1 - DEFAULT_CONFIDENCE:.2f}",
+    )
 
 
 @dg.asset(
@@ -44,11 +52,15 @@ def ab_test_result(
     tracking: MlflowTracking,
     queries: QueryLogStore,
 ):
-    """Champion against challenger since the challenger was deployed, and the decision.
+    """Champion against challenger since the challenger's A/B test began (since it was
+    deployed, when it has no test), and the decision.
 
     Positive rate and mean score per variant with 95% intervals and a two-sided test; promote,
-    retire, or continue until both have the minimum sample. A retired challenger stops serving
-    here; a promoted one is champion_promotion's to move."""
+    retire, or continue until both have the test's minimum sample, at its confidence. A test an
+    operator stopped retires its challenger. A retired challenger stops serving here and its
+    test ends; a promoted one is champion_promotion's to move."""
+    from thunder_dagster.feedback.experiments import AbTestStore
+
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
@@ -59,18 +71,28 @@ def ab_test_result(
             f"have {champion and champion.version} and {challenger and challenger.version}",
             allow_retries=False,
         )
-    since = datetime.fromisoformat(challenger.deployed_at)
     with queries.open() as store:
+        tests = AbTestStore(store.engine)
+        test = tests.latest(agent_id, challenger.version)
+        since = test.created_at if test else datetime.fromisoformat(challenger.deployed_at)
         outcomes = store.outcomes(agent_id, since)
-    result: AbResult = compare(
-        _outcome(outcomes, "champion", champion.version),
-        _outcome(outcomes, "challenger", challenger.version),
-        config.min_sample,
-        config.alpha,
-    )
-    if result.decision == "retire":
-        retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
-        context.log.info(f"{agent_id} challenger {challenger.version} retired: {result.reason}")
+        result: AbResult = compare(
+            outcome_of(outcomes, "champion", test.champion_version if test else champion.version),
+            outcome_of(outcomes, "challenger", challenger.version),
+            config.min_sample or (test.min_sample if test else DEFAULT_MIN_SAMPLE),
+            config.alpha or (test.alpha if test else round(1 - DEFAULT_CONFIDENCE, 10)),
+        )
+        if test is not None and test.status == "stopped":
+            result = replace(
+                result,
+                decision="retire",
+                reason=f"A/B test {test.id} was stopped by {test.ended_by}: {test.reason}",
+            )
+        if result.decision == "retire":
+            retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
+            context.log.info(f"{agent_id} challenger {challenger.version} retired: {result.reason}")
+            if test is not None and test.running:
+                tests.end(test.id, "retired", "ab_test_result", result.reason)
     rows = [
         [
             s.variant,
@@ -95,6 +117,9 @@ def ab_test_result(
             "reason": result.reason,
             "champion_version": champion.version,
             "challenger_version": challenger.version,
+            "ab_test": test.id if test else "none (the server's default share)",
+            "min_sample": result.min_sample,
+            "alpha": dg.MetadataValue.float(result.alpha),
             "positive_rate_p_value": dg.MetadataValue.float(result.positive_rate_p_value),
             "mean_score_p_value": dg.MetadataValue.float(result.mean_score_p_value),
             "variants": markdown_table(
@@ -126,11 +151,14 @@ def champion_promotion(
     ab_test_result: AbResult,
     thunder: ThunderHome,
     tracking: MlflowTracking,
+    queries: QueryLogStore,
 ) -> dg.MaterializeResult:
     """The challenger made champion, when the A/B result says promote.
 
     The pointer and the MLflow alias move together, and only for the challenger that A/B
     result was about and that is deployed now."""
+    from thunder_dagster.feedback.experiments import AbTestStore
+
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
@@ -148,6 +176,11 @@ def champion_promotion(
     with failing_on(NoChallengerError):
         move = promote(deployments, tracking.registry(tracking.tracker(context.log.warning)))
     context.log.info(f"promoted {move.describe()}")
+    with queries.open() as store:
+        tests = AbTestStore(store.engine)
+        test = tests.running(agent_id)
+        if test is not None and test.challenger_version == tested:
+            tests.end(test.id, "promoted", "champion_promotion", ab_test_result.reason)
     return dg.MaterializeResult(
         metadata={"champion_version": move.deployment.version, "reason": ab_test_result.reason}
     )

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass
 
 from thunder_dagster.feedback.records import POSITIVE_SCORE, VariantOutcome
 
+# Seed 003: 1,000 rated answers per variant, and 95% confidence.
+DEFAULT_MIN_SAMPLE = 1000
+DEFAULT_CONFIDENCE = 0.95
+
 
 @dataclass(frozen=True)
 class VariantSummary:
@@ -52,6 +56,14 @@ class AbResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def outcome_of(outcomes: list[VariantOutcome], variant: str, version: str) -> VariantOutcome:
+    """The answers of `variant` served by `version` among `outcomes` (none: an empty one)."""
+    for outcome in outcomes:
+        if outcome.variant == variant and outcome.model_version == version:
+            return outcome
+    return VariantOutcome(variant, version, 0, ())
 
 
 def wilson_interval(positive: int, total: int, confidence: float = 0.95) -> tuple[float, float]:

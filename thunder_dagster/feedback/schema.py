@@ -169,3 +169,27 @@ class AuditRow(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AbTestRow(Base):
+    """An A/B test of one challenger version against the champion: the share of users it
+    answers, the sample each variant needs and the confidence of the decision. `running_agent`
+    holds the agent while the test runs and is NULL after: unique, so an agent runs at most
+    one test at a time, whoever starts the second."""
+
+    __tablename__ = "ab_tests"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    running_agent: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    champion_version: Mapped[str] = mapped_column(String(32))
+    challenger_version: Mapped[str] = mapped_column(String(32))
+    split: Mapped[float] = mapped_column(Float)
+    min_sample: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(160))
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)

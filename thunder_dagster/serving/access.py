@@ -14,27 +14,44 @@ if TYPE_CHECKING:
     from thunder_dagster.access.keys import Identity
 
 
-class KeyCache:
-    def __init__(self, store_of, refresh_seconds: float = 5.0):
+class StoreSnapshot:
+    """What `read(engine)` last returned from the query-log store, read again once it is
+    `refresh_seconds` old. While the store is down the last value stays; before any read it is
+    None."""
+
+    def __init__(self, store_of, read, refresh_seconds: float = 5.0):
         self.store_of = store_of  # () -> an open QueryStore, or None while it is unavailable
+        self.read = read
         self.refresh_seconds = refresh_seconds
-        self._keys: dict | None = None
+        self._value = None
         self._read_at = -float("inf")
         self._lock = threading.Lock()
 
-    def keys(self) -> dict | None:
-        from thunder_dagster.access.keys import KeyStore
-
+    def value(self):
         with self._lock:
             if time.monotonic() - self._read_at >= self.refresh_seconds:
                 store = self.store_of()
                 if store is not None:
                     try:
-                        self._keys = KeyStore(store.engine).active()
+                        self._value = self.read(store.engine)
                         self._read_at = time.monotonic()
-                    except Exception:  # the store went down: the keys last read stay
+                    except Exception:  # the store went down: the value last read stays
                         pass
-            return self._keys
+            return self._value
+
+
+def _active_keys(engine) -> dict:
+    from thunder_dagster.access.keys import KeyStore
+
+    return KeyStore(engine).active()
+
+
+class KeyCache:
+    def __init__(self, store_of, refresh_seconds: float = 5.0):
+        self.snapshot = StoreSnapshot(store_of, _active_keys, refresh_seconds)
+
+    def keys(self) -> dict | None:
+        return self.snapshot.value()
 
     def identity(self, request: Request, scope: str, agent_id: str | None = None) -> "Identity":
         """The request's identity, allowed `scope` (for `agent_id`); 401 without a valid key,

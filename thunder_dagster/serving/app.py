@@ -31,12 +31,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
+from thunder_dagster.serving.abtests import (
+    AbTestId,
+    AbTestItem,
+    AbTestRequest,
+    AbTestResults,
+    StopRequest,
+    ab_test_item,
+    ab_test_results,
+)
 from thunder_dagster.serving.access import KeyCache
 from thunder_dagster.serving.generation import LoadedModel, generate
 from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
 from thunder_dagster.serving.querylog import QueryLogWriter
 from thunder_dagster.serving.retrieval import Retrieval
+from thunder_dagster.serving.splits import SplitCache
 
 if TYPE_CHECKING:
     from thunder_dagster.access.keys import Identity
@@ -71,6 +81,8 @@ class ServerSettings:
     # for local use on loopback (`thunder serve` refuses any other address without keys).
     auth: Literal["open", "keys"] = "open"
     key_refresh_seconds: float = 5.0
+    # How often each agent's A/B split is read again from its A/B test in the store.
+    split_refresh_seconds: float = 5.0
     # The Dagster webserver the admin API starts and cancels runs through; None: not offered.
     dagster_url: str | None = None
 
@@ -279,6 +291,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
         served.state.retrieval = retrieval
         served.state.keys = KeyCache(writer.store, settings.key_refresh_seconds)
+        served.state.splits = SplitCache(
+            writer.store, settings.challenger_share, settings.split_refresh_seconds
+        )
         yield
         workers.shutdown(wait=True)
         retrieval.stop()
@@ -417,7 +432,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "max_tokens", f"{request.max_tokens}, the limit is {settings.max_tokens}"
             )
         models = models_of(agent_id)
-        variant = variant_for(agent_id, user, settings.challenger_share)
+        challenger = models.challenger
+        share = app.state.splits.share(agent_id, challenger.deployment.version) if challenger else 0
+        variant = variant_for(agent_id, user, share)
         model: LoadedModel = models.challenger if variant == "challenger" else models.champion
         if model is None:
             variant, model = "champion", models.champion
@@ -607,15 +624,24 @@ def create_app(settings: ServerSettings) -> FastAPI:
         audited(keys, identity, http, "audit.read", "audit_log", f"returned {len(entries)}")
         return [AuditItem(**(dataclasses.asdict(e) | {"at": e.at.isoformat()})) for e in entries]
 
+    def open_store():
+        """The query-log store, or the 503 that says it is unavailable now."""
+        store = app.state.writer.store()
+        if store is None:
+            raise HTTPException(503, "the query-log store is unavailable; try again")
+        return store
+
     def admin_log():
         """The store's keys and audit log; a 503 while the store is unavailable (an admin
         action that cannot be recorded is not taken)."""
         from thunder_dagster.access.keys import KeyStore
 
-        store = app.state.writer.store()
-        if store is None:
-            raise HTTPException(503, "the query-log store is unavailable; try again")
-        return KeyStore(store.engine)
+        return KeyStore(open_store().engine)
+
+    def ab_tests():
+        from thunder_dagster.feedback.experiments import AbTestStore
+
+        return AbTestStore(open_store().engine)
 
     def audited(
         keys, identity, http: Request, action: str, target: str, detail: str, outcome="ok"
@@ -793,6 +819,155 @@ def create_app(settings: ServerSettings) -> FastAPI:
             VersionItem(**(dataclasses.asdict(entry) | {"roles": list(entry.roles)}))
             for entry in entries
         ]
+
+    @app.post(
+        "/v1/admin/agents/{agent_id}/ab-tests",
+        status_code=201,
+        response_model=AbTestItem,
+        responses={
+            400: UNREADABLE_BODY,
+            **keyed,
+            404: {"model": Problem, "description": "no model deployed for the agent"},
+            409: {"model": Problem, "description": "no challenger, or a test already runs"},
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def create_ab_test(
+        agent_id: str, request: AbTestRequest, http: Request, _bearer: Credentials = None
+    ) -> AbTestItem:
+        """Start an A/B test of the challenger this server serves for the agent against its
+        champion: `split` of the users get the challenger until the evaluation decides (with
+        `min_sample` rated answers per variant, at `confidence`) or someone stops it."""
+        from thunder_dagster.feedback.experiments import AbTestError
+
+        identity = caller(http, "admin", agent_id)
+        models = models_of(agent_id)
+        keys = admin_log()
+        target = f"agent:{agent_id}"
+        if models.challenger is None:
+            why = models.refused.get("challenger", "none is deployed")
+            audited(
+                keys, identity, http, "ab_test.create", target, f"no challenger: {why}", "failed"
+            )
+            raise HTTPException(
+                409,
+                f"agent {agent_id} has no challenger to test ({why}): deploy one first (a "
+                "fine-tune or distillation run releases one)",
+            )
+        try:
+            test = ab_tests().create(
+                agent_id,
+                models.champion.deployment.version,
+                models.challenger.deployment.version,
+                request.split,
+                identity.actor if identity else "open-server",
+                request.min_sample,
+                request.confidence,
+            )
+        except AbTestError as error:
+            audited(keys, identity, http, "ab_test.create", target, str(error), "failed")
+            raise HTTPException(409, str(error)) from None
+        audited(
+            keys,
+            identity,
+            http,
+            "ab_test.create",
+            target,
+            f"test {test.id}: {test.challenger_version} at split {test.split}",
+        )
+        return ab_test_item(test)
+
+    @app.get(
+        "/v1/admin/agents/{agent_id}/ab-tests",
+        response_model=list[AbTestItem],
+        responses={
+            **keyed,
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def list_ab_tests(
+        agent_id: str, http: Request, _bearer: Credentials = None
+    ) -> list[AbTestItem]:
+        """The agent's A/B tests, newest first, running or ended."""
+        identity = caller(http, "admin", agent_id)
+        keys = admin_log()
+        tests = ab_tests().listed(agent_id)
+        audited(keys, identity, http, "ab_test.list", f"agent:{agent_id}", f"{len(tests)}")
+        return [ab_test_item(test) for test in tests]
+
+    def ab_test_of(test_id: str, identity, keys, http: Request, action: str):
+        """The test, or the 404 that says there is none; a key limited to other agents gets
+        403 as it would for the agent by name."""
+        from thunder_dagster.feedback.experiments import AbTestError
+
+        tests = ab_tests()
+        try:
+            test = tests.get(test_id)
+        except AbTestError as error:
+            audited(keys, identity, http, action, f"ab_test:{test_id}", str(error), "failed")
+            raise HTTPException(404, str(error)) from None
+        if identity is not None and not identity.may("admin", test.agent_id):
+            audited(keys, identity, http, action, f"ab_test:{test_id}", "other agent", "denied")
+            raise HTTPException(
+                403, f"key {identity.key_id} ({identity.name}) lacks agent {test.agent_id!r}"
+            )
+        return tests, test
+
+    @app.get(
+        "/v1/admin/ab-tests/{test_id}",
+        response_model=AbTestResults,
+        responses={
+            **keyed,
+            404: {"model": Problem, "description": "no such test"},
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def ab_test_live(test_id: AbTestId, http: Request, _bearer: Credentials = None):
+        """The test and its live results: per variant the answers, rated answers, positive rate
+        and mean score with 95% intervals, the p-values, and what the evaluation would decide
+        now."""
+        from thunder_dagster.feedback.experiments import live_result
+
+        identity = caller(http, "admin")
+        keys = admin_log()
+        _tests, test = ab_test_of(test_id, identity, keys, http, "ab_test.read")
+        app.state.writer.flush()  # this server's answers so far count too
+        result = live_result(test, open_store().outcomes(test.agent_id, test.created_at))
+        audited(keys, identity, http, "ab_test.read", f"ab_test:{test_id}", result.decision)
+        return ab_test_results(test, result)
+
+    @app.post(
+        "/v1/admin/ab-tests/{test_id}/stop",
+        response_model=AbTestItem,
+        responses={
+            400: UNREADABLE_BODY,
+            **keyed,
+            404: {"model": Problem, "description": "no such test"},
+            409: {"model": Problem, "description": "the test already ended"},
+            503: {"model": Problem, "description": "the query-log store is unavailable"},
+        },
+    )
+    def stop_ab_test(
+        test_id: AbTestId, request: StopRequest, http: Request, _bearer: Credentials = None
+    ) -> AbTestItem:
+        """Stop a running test early: its challenger answers nobody from the next split refresh
+        on (every server within seconds), and the next A/B evaluation retires it."""
+        from thunder_dagster.feedback.experiments import AbTestError
+
+        identity = caller(http, "admin")
+        keys = admin_log()
+        tests, test = ab_test_of(test_id, identity, keys, http, "ab_test.stop")
+        target = f"ab_test:{test_id}"
+        actor = identity.actor if identity else "open-server"
+        try:
+            ended = tests.end(test.id, "stopped", actor, request.reason)
+        except AbTestError as error:
+            audited(
+                keys, identity, http, "ab_test.stop", f"ab_test:{test_id}", str(error), "failed"
+            )
+            raise HTTPException(409, str(error)) from None
+        audited(keys, identity, http, "ab_test.stop", target, request.reason)
+        return ab_test_item(ended)
 
     return app
 

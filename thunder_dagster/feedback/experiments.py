@@ -1,0 +1,188 @@
+"""A/B tests as objects, in the query-log store.
+
+A test names the challenger version it is about, the share of users that version answers
+(`split`), the rated answers each variant needs before a decision (`min_sample`, seed 003's
+1,000 by default) and the confidence of that decision (95%). Each agent runs at most one test
+at a time, with its own split; an agent whose challenger has no test gets the server's
+default share. A test ends `promoted` or `retired` by the A/B evaluation (ab_test_result and
+champion_promotion), or `stopped` by an operator: from then its challenger answers nobody,
+and the next evaluation retires it.
+"""
+
+import secrets
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from thunder_dagster.feedback.abtest import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_SAMPLE,
+    AbResult,
+    compare,
+    outcome_of,
+)
+from thunder_dagster.feedback.records import VariantOutcome
+from thunder_dagster.feedback.schema import AbTestRow
+from thunder_dagster.times import utc_now
+
+RUNNING = "running"
+# How a test ends: an operator stopped it, or the evaluation decided.
+ENDINGS = ("stopped", "promoted", "retired")
+
+
+class AbTestError(ValueError):
+    """A test that cannot be made, found or ended: the message says which and why."""
+
+
+@dataclass(frozen=True)
+class AbTest:
+    id: str
+    agent_id: str
+    champion_version: str
+    challenger_version: str
+    split: float
+    min_sample: int
+    confidence: float
+    status: str
+    created_at: datetime
+    created_by: str
+    ended_at: datetime | None
+    ended_by: str | None
+    reason: str | None
+
+    @property
+    def alpha(self) -> float:
+        return round(1.0 - self.confidence, 10)
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+
+def _test(row: AbTestRow) -> AbTest:
+    return AbTest(**{field.name: getattr(row, field.name) for field in fields(AbTest)})
+
+
+class AbTestStore:
+    def __init__(self, engine: Engine):
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def create(
+        self,
+        agent_id: str,
+        champion_version: str,
+        challenger_version: str,
+        split: float,
+        actor: str,
+        min_sample: int = DEFAULT_MIN_SAMPLE,
+        confidence: float = DEFAULT_CONFIDENCE,
+    ) -> AbTest:
+        if not 0.0 < split < 1.0:
+            raise AbTestError(
+                f"split {split}: give the challenger's share of users, above 0 and below 1"
+            )
+        if min_sample < 1:
+            raise AbTestError(f"min_sample {min_sample}: give at least 1 rated answer per variant")
+        if not 0.5 <= confidence < 1.0:
+            raise AbTestError(f"confidence {confidence}: give a level from 0.5 to below 1")
+        row = AbTestRow(
+            id=secrets.token_hex(6),
+            agent_id=agent_id,
+            running_agent=agent_id,
+            champion_version=champion_version,
+            challenger_version=challenger_version,
+            split=split,
+            min_sample=min_sample,
+            confidence=confidence,
+            status=RUNNING,
+            created_at=utc_now(),
+            created_by=actor,
+        )
+        try:
+            with self.sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            running = self.running(agent_id)
+            raise AbTestError(
+                f"agent {agent_id} already runs A/B test {running.id if running else '?'}"
+                f"{f' of {running.challenger_version}' if running else ''}: stop it first"
+            ) from None
+        return _test(row)
+
+    def get(self, test_id: str) -> AbTest:
+        with self.sessions() as session:
+            row = session.get(AbTestRow, test_id)
+        if row is None:
+            raise AbTestError(f"no A/B test {test_id!r}: list an agent's tests to find its id")
+        return _test(row)
+
+    def listed(self, agent_id: str | None = None) -> list[AbTest]:
+        """Tests newest first, of one agent or all."""
+        with self.sessions() as session:
+            query = select(AbTestRow).order_by(AbTestRow.created_at.desc(), AbTestRow.id)
+            if agent_id is not None:
+                query = query.where(AbTestRow.agent_id == agent_id)
+            return [_test(row) for row in session.scalars(query)]
+
+    def running(self, agent_id: str) -> AbTest | None:
+        with self.sessions() as session:
+            row = session.scalars(
+                select(AbTestRow).where(AbTestRow.running_agent == agent_id)
+            ).first()
+        return _test(row) if row is not None else None
+
+    def latest(self, agent_id: str, challenger_version: str) -> AbTest | None:
+        """The newest test of that challenger version, running or ended."""
+        for test in self.listed(agent_id):
+            if test.challenger_version == challenger_version:
+                return test
+        return None
+
+    def latest_per_agent(self) -> dict[str, AbTest]:
+        """Each agent's newest test: what a server sets its splits by."""
+        found: dict[str, AbTest] = {}
+        for test in self.listed():
+            found.setdefault(test.agent_id, test)
+        return found
+
+    def end(self, test_id: str, status: str, actor: str, reason: str) -> AbTest:
+        """End a running test; ending one that already ended is refused with how it ended."""
+        if status not in ENDINGS:
+            raise ValueError(f"status {status!r}: use one of {', '.join(ENDINGS)}")
+        with self.sessions.begin() as session:
+            row = session.get(AbTestRow, test_id)
+            if row is None:
+                raise AbTestError(f"no A/B test {test_id!r}: list an agent's tests to find its id")
+            if row.status != RUNNING:
+                raise AbTestError(
+                    f"A/B test {test_id} already ended: {row.status} at "
+                    f"{row.ended_at.isoformat() if row.ended_at else '?'} ({row.reason})"
+                )
+            row.status, row.running_agent = status, None
+            row.ended_at, row.ended_by, row.reason = utc_now(), actor, reason
+            return _test(row)
+
+
+def challenger_share(
+    latest: dict[str, AbTest], agent_id: str, challenger_version: str, default: float
+) -> float:
+    """The share of users the agent's challenger answers: its running test's split; nothing
+    once its test has ended; the server's default when no test was ever made for it."""
+    test = latest.get(agent_id)
+    if test is None or test.challenger_version != challenger_version:
+        return default
+    return test.split if test.running else 0.0
+
+
+def live_result(test: AbTest, outcomes: list[VariantOutcome]) -> AbResult:
+    """The test's result from the answers logged since it began (QueryStore.outcomes)."""
+    return compare(
+        outcome_of(outcomes, "champion", test.champion_version),
+        outcome_of(outcomes, "challenger", test.challenger_version),
+        test.min_sample,
+        test.alpha,
+    )
