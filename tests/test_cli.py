@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from tests.factories import CORPUS, deploy_tiny, index_agent, thunder, write
 from thunder_dagster.cli import main
-from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.deployments.pointers import read_pointer, undeployment
 
 
 def test_an_invalid_agent_id_is_refused_with_the_rule(home):
@@ -80,6 +80,22 @@ def test_rollback_goes_to_a_named_version_and_refuses_one_that_was_pruned(home):
     unknown = thunder("rollback", "acme", "--to", "1.2.0")
     assert unknown.returncode == 1
     assert "1.2.0 is not an earlier champion of acme: roll back to one of 1.0.0" in unknown.stderr
+
+
+def test_undeploy_and_redeploy_move_nothing_but_the_marker_and_say_why_they_refuse(home):
+    deploy_tiny(home, "acme")
+    deployments = home.deployments_dir("acme")
+    result = thunder("undeploy", "acme", "--reason", "legal hold")
+    assert result.returncode == 0, result.stderr
+    assert "acme: undeployed (legal hold)" in result.stdout
+    marker = undeployment(deployments)
+    assert marker.reason == "legal hold" and marker.by.startswith("cli:")
+    again = thunder("undeploy", "acme")
+    assert again.returncode == 1 and "already undeployed" in again.stderr
+    served = thunder("redeploy", "acme")
+    assert served.returncode == 0, served.stderr
+    assert "acme: served again, champion 1.0.0" in served.stdout
+    assert undeployment(deployments) is None and read_pointer(deployments).version == "1.0.0"
 
 
 def test_search_prints_the_nearest_chunks_and_says_when_there_is_no_index(home):

@@ -48,6 +48,8 @@ def test_the_graph_has_the_expected_shape():
         "training_job",
         "pipeline_job",
         "rollback_job",
+        "undeploy_job",
+        "redeploy_job",
         "prompt_training_job",
         "daily_analysis_job",
         "fine_tune_job",

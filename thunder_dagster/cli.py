@@ -351,29 +351,63 @@ def search(agent_id: str, query: str, k: int) -> None:
         click.echo("   " + " ".join(chunk.text.split())[:200])
 
 
+def _run_op_job(job_name: str, op_name: str, config: dict):
+    """One run of a one-op job in this process, on the instance (the UI shows it)."""
+    import dagster as dg
+
+    from thunder_dagster.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def(job_name).execute_in_process(
+            run_config={"ops": {op_name: {"config": config}}},
+            instance=instance,
+            tags={"thunder/launched_by": "cli"},
+            raise_on_error=False,
+        )
+
+
 @main.command()
 @click.argument("agent_id")
 @click.option("--to", "to_version", help="An earlier champion's version [default: the one before]")
 def rollback(agent_id: str, to_version: str | None) -> None:
     """Move AGENT_ID's champion back, one version or to VERSION: the pointer the server serves
     and the MLflow `champion` alias together, as a run of rollback_job the UI shows."""
-    import dagster as dg
-
-    from thunder_dagster.definitions import defs
-
     agent_id = _agent(agent_id)
     _home()
     config = {"agent_id": agent_id, "to_version": to_version}
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("rollback_job").execute_in_process(
-            run_config={"ops": {"roll_back_champion": {"config": config}}},
-            instance=instance,
-            tags={"thunder/launched_by": "cli"},
-            raise_on_error=False,
-        )
+    result = _run_op_job("rollback_job", "roll_back_champion", config)
     if result.success:
         click.echo(f"{agent_id}: champion is now {result.output_for_node('roll_back_champion')}")
     _finish(result, "rollback")
+
+
+@main.command()
+@click.argument("agent_id")
+@click.option("--reason", default="undeployed by an operator", show_default=True)
+def undeploy(agent_id: str, reason: str) -> None:
+    """Stop serving AGENT_ID: every model server answers 404 for it within its reload interval,
+    and its MLflow serving aliases go. Nothing is deleted; `thunder redeploy` serves it again."""
+    agent_id = _agent(agent_id)
+    _home()
+    config = {"agent_id": agent_id, "reason": reason, "requested_by": _cli_actor()}
+    result = _run_op_job("undeploy_job", "undeploy_agent", config)
+    if result.success:
+        click.echo(f"{agent_id}: undeployed ({reason})")
+    _finish(result, "undeploy")
+
+
+@main.command()
+@click.argument("agent_id")
+def redeploy(agent_id: str) -> None:
+    """Serve an undeployed AGENT_ID again, from the versions it had."""
+    agent_id = _agent(agent_id)
+    _home()
+    result = _run_op_job(
+        "redeploy_job", "redeploy_agent", {"agent_id": agent_id, "requested_by": _cli_actor()}
+    )
+    if result.success:
+        click.echo(f"{agent_id}: served again, champion {result.output_for_node('redeploy_agent')}")
+    _finish(result, "redeploy")
 
 
 @main.command()

@@ -14,8 +14,10 @@ from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
 from thunder_dagster.jobs.training import (
     pipeline_job,
     prompt_training_job,
+    redeploy_job,
     rollback_job,
     training_job,
+    undeploy_job,
 )
 from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.runtime.executors import job_executor
@@ -34,6 +36,8 @@ defs = dg.Definitions(
         training_job,
         pipeline_job,
         rollback_job,
+        undeploy_job,
+        redeploy_job,
         prompt_training_job,
         daily_analysis_job,
         fine_tune_job,

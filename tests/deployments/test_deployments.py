@@ -1,15 +1,24 @@
 import pytest
 
-from thunder_dagster.deployments.pointers import champion_stack, pointer_path, read_pointer
+from thunder_dagster.deployments.pointers import (
+    champion_stack,
+    history,
+    pointer_path,
+    read_pointer,
+    undeployment,
+)
 from thunder_dagster.deployments.registry import NoRegistry
 from thunder_dagster.deployments.releases import (
+    DeploymentStateError,
     NothingToRollBackError,
     RollbackTargetError,
     UnverifiedArtifactError,
     promote,
+    redeploy,
     release,
     retire,
     rollback,
+    undeploy,
 )
 from thunder_dagster.deployments.versions import Version, next_version
 from thunder_dagster.files import sha256_of
@@ -165,3 +174,51 @@ def test_a_rollback_target_whose_files_changed_is_refused_and_nothing_moves(tmp_
         rollback(deployments, NoRegistry())
     assert read_pointer(deployments).version == "1.1.0"
     assert [d.version for d in champion_stack(deployments)] == ["1.0.0", "1.1.0"]
+
+
+def test_undeploy_keeps_every_file_and_drops_the_aliases_and_redeploy_restores_them(tmp_path):
+    models, deployments = tmp_path / "models", tmp_path / "deployments"
+    tracker = Tracker(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "x", (tmp_path / "art").as_uri(), print
+    )
+    registry, name = MlflowRegistry(tracker), registered_model_name("acme")
+    for folder, role in ((build(tmp_path, "a"), "champion"), (build(tmp_path, "b"), "challenger")):
+        run = tracker.start_run(folder.name, {})
+        onnx = sha256_of(folder / "model.onnx")
+        release(models, deployments, "acme", folder, onnx, registry, role=role, run_id=run)
+    files = sorted(
+        path for path in tmp_path.rglob("*") if path.is_file() and "mlflow" not in str(path)
+    )
+    marker = undeploy(deployments, registry, "cli:ops", "a recall")
+    assert undeployment(deployments) == marker and marker.reason == "a recall"
+    assert tracker.alias_version(name, "champion") is None
+    assert tracker.alias_version(name, "challenger") is None
+    assert read_pointer(deployments).version == "1.0.0"  # the pointers stay as they were
+    assert set(files) <= {path for path in tmp_path.rglob("*") if path.is_file()}
+    with pytest.raises(DeploymentStateError, match=r"already undeployed .* a recall"):
+        undeploy(deployments, registry, "cli:ops", "again")
+    moves = redeploy(deployments, registry, "cli:ops")
+    assert [(m.role, m.deployment.version) for m in moves] == [
+        ("champion", "1.0.0"),
+        ("challenger", "1.1.0"),
+    ]
+    assert undeployment(deployments) is None
+    assert tracker.alias_version(name, "champion") == "1"
+    assert tracker.alias_version(name, "challenger") == "2"
+    with pytest.raises(DeploymentStateError, match="is deployed: nothing to redeploy"):
+        redeploy(deployments, registry, "cli:ops")
+    assert [e["action"] for e in history(deployments)][-2:] == ["undeploy", "redeploy"]
+
+
+def test_a_redeploy_whose_champion_files_are_gone_is_refused_and_stays_undeployed(tmp_path):
+    models, deployments = tmp_path / "models", tmp_path / "deployments"
+    folder = build(tmp_path, "a")
+    release(models, deployments, "acme", folder, sha256_of(folder / "model.onnx"), NoRegistry())
+    undeploy(deployments, NoRegistry(), "cli:ops", "moving disks")
+    (models / "1.0.0" / "model.onnx").unlink()
+    with pytest.raises(RollbackTargetError, match=r"model\.onnx is gone"):
+        redeploy(deployments, NoRegistry(), "cli:ops")
+    assert undeployment(deployments).reason == "moving disks"
+    # A marker someone garbled still undeploys: its presence is what counts.
+    (deployments / "undeployed.json").write_text("{not json")
+    assert "unreadable" in undeployment(deployments).reason

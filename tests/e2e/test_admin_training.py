@@ -1,15 +1,17 @@
-"""Training through the admin API with a real webserver and daemon: the run the API starts
-is a run of the instance (the UI's), its status is read back through the same client, the
-cancel stops it, and each step is in the audit log."""
+"""Training, rollback and undeploy through the admin API with a real webserver and daemon: the
+run the API starts is a run of the instance (the UI's), its status is read back through the
+same client, the cancel stops it, a rollback to a named version and an undeploy are seen by the
+running server, and each step is in the audit log."""
 
 import subprocess
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import REPO_ROOT, free_port
+from tests.factories import REPO_ROOT, deploy_tiny, free_port
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
 from thunder_dagster.access.keys import KeyStore
 from thunder_dagster.feedback.store import QueryStore
@@ -26,7 +28,23 @@ def status_of(client, run_id: str) -> str:
     return answer.json()["status"]
 
 
-def test_a_training_run_started_watched_and_cancelled_through_the_api(home, tmp_path):
+def finished(client, answer, tmp_path: Path) -> str:
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run_id"]
+    done = {"SUCCESS", "FAILURE", "CANCELED"}
+    wait_for(lambda: status_of(client, run_id) in done, 120, "not ended", tmp_path / "daemon.log")
+    return status_of(client, run_id)
+
+
+def answered_by(client) -> tuple[int, str]:
+    body = {"prompt": "the ", "max_tokens": 2, "user_id": "u", "temperature": 0}
+    answer = client.post("/v1/agents/acme/generate", json=body)
+    return answer.status_code, answer.json().get("model_version") or answer.json()["detail"]
+
+
+def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_api(home, tmp_path):
+    for seed in range(3):
+        deploy_tiny(home, "acme", seed=seed)  # 1.0.0, 1.1.0, 1.2.0
     home.create_agent("sample")
     copy_sample_agent(home, "sample")
     with dg.DagsterInstance.get() as instance:
@@ -55,6 +73,7 @@ def test_a_training_run_started_watched_and_cancelled_through_the_api(home, tmp_
     settings = ServerSettings(
         deployments_root=home.root / "deployments",
         query_db_url=home.queries_db_url,
+        reload_seconds=0.05,
         dagster_url=f"http://127.0.0.1:{port}",
     )
     try:
@@ -92,6 +111,29 @@ def test_a_training_run_started_watched_and_cancelled_through_the_api(home, tmp_
             wait_for(lambda: status_of(client, run_id) == "CANCELED", 60, "not cancelled", log)
             refused = client.post("/v1/admin/agents/sample/training", json={"minutes": 0.01})
             assert refused.status_code == 422
+            # The champion back to a named version, by a run the server then serves.
+            assert answered_by(client) == (200, "1.2.0")
+            rollback = client.post("/v1/admin/agents/acme/rollback", json={"to_version": "1.0.0"})
+            assert finished(client, rollback, tmp_path) == "SUCCESS"
+            wait_for(lambda: answered_by(client) == (200, "1.0.0"), 10, "not rolled back", log)
+            wrong = client.post("/v1/admin/agents/acme/rollback", json={"to_version": "1.2.0"})
+            assert finished(client, wrong, tmp_path) == "FAILURE"  # 1.2.0 is no earlier one
+            assert answered_by(client) == (200, "1.0.0")
+            # Undeployed: 404 with the reason; redeployed: the same champion again.
+            undeploy = client.post("/v1/admin/agents/acme/undeploy", json={"reason": "recall"})
+            assert finished(client, undeploy, tmp_path) == "SUCCESS"
+            wait_for(lambda: answered_by(client)[0] == 404, 10, "still served", log)
+            assert "undeployed" in answered_by(client)[1] and "recall" in answered_by(client)[1]
+            (listed,) = [
+                d for d in client.get("/v1/admin/deployments").json() if d["agent_id"] == "acme"
+            ]
+            assert "recall" in listed["undeployed"]
+            redeploy = client.post("/v1/admin/agents/acme/redeploy")
+            assert finished(client, redeploy, tmp_path) == "SUCCESS"
+            wait_for(lambda: answered_by(client) == (200, "1.0.0"), 10, "not served again", log)
+            assert (home.models_dir("acme") / "1.2.0" / "model.onnx").is_file()
+            missing = client.post("/v1/admin/agents/ghost/undeploy", json={})
+            assert missing.status_code == 404
             unknown = client.get("/v1/admin/runs/00000000-0000-0000-0000-000000000000")
             assert unknown.status_code == 409
     finally:
@@ -100,4 +142,6 @@ def test_a_training_run_started_watched_and_cancelled_through_the_api(home, tmp_
     with QueryStore.open(home.queries_db_url) as store:
         actions = [(e.action, e.outcome) for e in reversed(KeyStore(store.engine).audit(500))]
     assert ("training.start", "ok") in actions and ("run.cancel", "ok") in actions
+    for action in ("agent.rollback", "agent.undeploy", "agent.redeploy"):
+        assert (action, "ok") in actions
     assert actions[-1] == ("run.read", "failed")  # the unknown run

@@ -8,6 +8,8 @@ from fastapi.testclient import TestClient
 
 from tests.factories import deploy_tiny
 from tests.imports import loaded_after
+from tests.processes import wait_for
+from thunder_dagster.deployments.pointers import clear_undeployed, mark_undeployed
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.serving.app import ServerSettings, create_app
@@ -330,3 +332,30 @@ def test_nan_and_infinity_get_a_422_that_names_the_field(served, path, body, fie
     response = served.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+
+
+def test_an_undeployed_agent_gets_404_with_the_reason_and_is_no_problem_of_the_server(home):
+    deploy_tiny(home, "acme")
+    deploy_tiny(home, "globex")
+    with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
+        mark_undeployed(home.deployments_dir("acme"), "cli:ops", "legal hold")
+        body = {"prompt": "the ", "max_tokens": 2, "user_id": "u"}
+        wait_for(
+            lambda: client.post("/v1/agents/acme/generate", json=body).status_code == 404,
+            10,
+            "served",
+        )
+        refused = client.post("/v1/agents/acme/generate", json=body).json()["detail"]
+        assert "undeployed" in refused and "legal hold" in refused
+        searched = client.post("/v1/agents/acme/search", json={"query": "bread"})
+        assert searched.status_code == 404 and "undeployed" in searched.json()["detail"]
+        assert client.post("/v1/agents/globex/generate", json=body).status_code == 200
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.json()["undeployed"] == ["acme"] and "acme" not in health.json()["agents"]
+        clear_undeployed(home.deployments_dir("acme"))
+        wait_for(
+            lambda: client.post("/v1/agents/acme/generate", json=body).status_code == 200,
+            10,
+            "unserved",
+        )

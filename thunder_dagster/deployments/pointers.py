@@ -26,6 +26,9 @@ ROLES = tuple(POINTER_NAMES)
 # until their next champion deployment writes champion.json.
 LEGACY_CHAMPION_NAME = "current.json"
 HISTORY_NAME = "history.jsonl"
+# Present while the agent is undeployed: no server answers for it, and its pointers, history
+# and model files stay as they were, for a redeploy to serve again.
+UNDEPLOYED_NAME = "undeployed.json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,35 @@ def restore_champion(deployments_dir: Path, deployment: Deployment) -> None:
     """The champion's pointer back at an earlier deployment (the history says why)."""
     write_atomically(deployments_dir / CHAMPION_NAME, _encoded(deployment))
     (deployments_dir / LEGACY_CHAMPION_NAME).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Undeployment:
+    at: str  # UTC, ISO 8601
+    by: str
+    reason: str
+
+
+def undeployment(deployments_dir: Path) -> Undeployment | None:
+    """Why and since when the agent is undeployed; None while it is deployed. A marker that
+    cannot be read still undeploys (its presence is what counts), with that as its reason."""
+    path = deployments_dir / UNDEPLOYED_NAME
+    if not path.exists():
+        return None
+    try:
+        return Undeployment(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        return Undeployment("unknown", "unknown", f"{UNDEPLOYED_NAME} unreadable: {error}")
+
+
+def mark_undeployed(deployments_dir: Path, by: str, reason: str) -> Undeployment:
+    marker = Undeployment(_now(), by, reason)
+    write_atomically(deployments_dir / UNDEPLOYED_NAME, json.dumps(asdict(marker)).encode())
+    return marker
+
+
+def clear_undeployed(deployments_dir: Path) -> None:
+    (deployments_dir / UNDEPLOYED_NAME).unlink(missing_ok=True)
 
 
 def remove_pointer(deployments_dir: Path, role: str) -> None:

@@ -4,7 +4,8 @@
   registry version, and the role's pointer and alias;
 - promote: the challenger becomes the champion;
 - retire: the challenger stops serving;
-- rollback: the champion goes back to the one before it.
+- rollback: the champion goes back to the one before it, or to a named earlier one;
+- undeploy and redeploy: no server answers for the agent, then they do again.
 
 Each returns what it did. The pointer is what the server serves, so it moves last on a release
 (after the registry knows the version) and the alias follows it on the others.
@@ -18,12 +19,16 @@ from pathlib import Path
 from thunder_dagster.deployments.pointers import (
     ROLES,
     Deployment,
+    Undeployment,
     champion_stack,
+    clear_undeployed,
     deployed_versions,
+    mark_undeployed,
     read_pointer,
     record_event,
     remove_pointer,
     restore_champion,
+    undeployment,
     write_pointer,
 )
 from thunder_dagster.deployments.registry import ModelRegistry
@@ -42,6 +47,10 @@ class NothingToRollBackError(RuntimeError):
 
 class NoChallengerError(RuntimeError):
     pass
+
+
+class DeploymentStateError(RuntimeError):
+    """An undeploy of an agent not deployed, or a redeploy of one that is."""
 
 
 class RollbackTargetError(RuntimeError):
@@ -205,6 +214,48 @@ def rollback(deployments_dir: Path, registry: ModelRegistry, to_version: str | N
     restore_champion(deployments_dir, target)
     registry.set_alias(target.agent_id, "champion", target.registry_version)
     return Move("champion", target, current)
+
+
+def undeploy(deployments_dir: Path, registry: ModelRegistry, by: str, reason: str) -> Undeployment:
+    """No server answers for the agent from its next look on (404): the marker goes down and
+    the serving aliases go; the pointers, the history and every model file stay."""
+    current = undeployment(deployments_dir)
+    if current is not None:
+        raise DeploymentStateError(
+            f"{deployments_dir.name} is already undeployed (since {current.at}, by {current.by}: "
+            f"{current.reason}); redeploy it to serve again"
+        )
+    champion = read_pointer(deployments_dir)
+    if champion is None:
+        raise DeploymentStateError(f"{deployments_dir.name} has no champion to undeploy")
+    marker = mark_undeployed(deployments_dir, by, reason)
+    record_event(
+        deployments_dir, {"action": "undeploy", "role": "champion", "by": by, "reason": reason}
+    )
+    for role in ("champion", "challenger"):
+        registry.remove_alias(champion.agent_id, role)
+    return marker
+
+
+def redeploy(deployments_dir: Path, registry: ModelRegistry, by: str) -> list[Move]:
+    """Serve the agent again from the pointers it had: the champion's files are checked first
+    (a version cleanup removed, or whose files changed, is refused and it stays undeployed),
+    then the marker goes and the aliases come back."""
+    if undeployment(deployments_dir) is None:
+        raise DeploymentStateError(f"{deployments_dir.name} is deployed: nothing to redeploy")
+    champion = read_pointer(deployments_dir)
+    if champion is None:
+        raise DeploymentStateError(f"{deployments_dir.name} has no champion to serve again")
+    _check_files(champion)
+    record_event(deployments_dir, {"action": "redeploy", "role": "champion", "by": by})
+    clear_undeployed(deployments_dir)
+    moves = []
+    for role in ("champion", "challenger"):
+        deployment = read_pointer(deployments_dir, role)
+        if deployment is not None:
+            registry.set_alias(deployment.agent_id, role, deployment.registry_version)
+            moves.append(Move(role, deployment, None))
+    return moves
 
 
 def _check_files(deployment: Deployment) -> None:

@@ -5,9 +5,12 @@ import dagster as dg
 from pydantic import Field
 
 from thunder_dagster.deployments.releases import (
+    DeploymentStateError,
     NothingToRollBackError,
     RollbackTargetError,
+    redeploy,
     rollback,
+    undeploy,
 )
 from thunder_dagster.files import write_atomically
 from thunder_dagster.home import InvalidAgentIdError, validate_agent_id
@@ -77,6 +80,76 @@ def roll_back_champion(
 )
 def rollback_job():
     roll_back_champion()
+
+
+class UndeployConfig(dg.Config):
+    agent_id: str = Field(description="The agent no server should answer for")
+    reason: str = Field(default="undeployed by an operator", description="Kept with the marker")
+    requested_by: str = Field(default="", description="Who asked (the admin API's key)")
+
+
+def _requester(context: dg.OpExecutionContext, requested_by: str) -> str:
+    return requested_by or context.run.tags.get("dagster/user", "") or f"run {context.run_id}"
+
+
+@dg.op
+def undeploy_agent(
+    context: dg.OpExecutionContext,
+    config: UndeployConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+) -> str:
+    """Stop serving the agent: every server answers 404 for it from its next look, and its
+    MLflow serving aliases go; pointers, history and model files stay for a redeploy."""
+    agent_id = _agent(config.agent_id)
+    registry = tracking.registry(tracking.tracker(context.log.warning))
+    with failing_on(DeploymentStateError):
+        marker = undeploy(
+            thunder.home().deployments_dir(agent_id),
+            registry,
+            _requester(context, config.requested_by),
+            config.reason,
+        )
+    context.log.info(f"{agent_id} undeployed: {marker.reason}")
+    context.add_output_metadata({"agent_id": agent_id, "by": marker.by, "reason": marker.reason})
+    return marker.at
+
+
+@dg.job(description="Stop serving an agent (404 from every server); nothing is deleted.")
+def undeploy_job():
+    undeploy_agent()
+
+
+class RedeployConfig(dg.Config):
+    agent_id: str = Field(description="The undeployed agent to serve again")
+    requested_by: str = Field(default="", description="Who asked (the admin API's key)")
+
+
+@dg.op
+def redeploy_agent(
+    context: dg.OpExecutionContext,
+    config: RedeployConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+) -> str:
+    """Serve an undeployed agent again from the pointers it had, and put back its aliases."""
+    agent_id = _agent(config.agent_id)
+    registry = tracking.registry(tracking.tracker(context.log.warning))
+    with failing_on(DeploymentStateError, RollbackTargetError):
+        moves = redeploy(
+            thunder.home().deployments_dir(agent_id),
+            registry,
+            _requester(context, config.requested_by),
+        )
+    roles = {move.role: move.deployment.version for move in moves}
+    context.log.info(f"{agent_id} serves again: {roles}")
+    context.add_output_metadata({"agent_id": agent_id, **roles})
+    return roles["champion"]
+
+
+@dg.job(description="Serve an undeployed agent again, from the versions it had.")
+def redeploy_job():
+    redeploy_agent()
 
 
 class PromptTrainingConfig(dg.Config):

@@ -211,6 +211,9 @@ class AgentDeployment(BaseModel):
     agent_id: str
     roles: dict[str, RoleStatus | None]
     refused: dict[str, str] = Field(description="role -> why its candidate was refused")
+    undeployed: str | None = Field(
+        default=None, description="since when, by whom and why it is not served, if it is not"
+    )
 
 
 class VersionItem(BaseModel):
@@ -231,6 +234,20 @@ class TrainingRequest(BaseModel):
 
     minutes: float = Field(ge=0.2, le=600, description="the whole run's budget, as `--minutes`")
     trials: int | None = Field(default=None, ge=1, le=500, description="search trials at most")
+
+
+class RollbackRequest(BaseModel):
+    to_version: str | None = Field(
+        default=None,
+        pattern=r"^\d+\.\d+\.\d+$",
+        description="an earlier champion's version; empty: the one before the current",
+    )
+
+
+class UndeployRequest(BaseModel):
+    reason: str = Field(
+        default="undeployed by an operator", min_length=1, max_length=500, description="why"
+    )
 
 
 class RunItem(BaseModel):
@@ -344,8 +361,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return claimed
         return f"{identity.key_id}:{claimed}" if identity.trusts_user_ids else identity.key_id
 
+    def refuse_undeployed(agent_id: str) -> None:
+        undeployed = app.state.pool.undeployed.get(agent_id)
+        if undeployed is not None:
+            raise HTTPException(
+                404,
+                f"agent {agent_id!r} is undeployed (since {undeployed.at}: {undeployed.reason}); "
+                "an operator serves it again with `thunder redeploy`",
+            )
+
     def models_of(agent_id: str) -> AgentModels:
         models = app.state.pool.get(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
+        refuse_undeployed(agent_id)
         if models is None or models.champion is None:
             known = sorted(
                 name for name, m in app.state.pool.agents.items() if m.champion is not None
@@ -392,7 +419,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         problems += app.state.retrieval.problems()
         answering = any(models.champion is not None for models in pool.agents.values())
         status = 503 if pool.agents and not answering else 200
-        body = {"status": "degraded" if problems else "ok", "agents": agents, "problems": problems}
+        body = {
+            "status": "degraded" if problems else "ok",
+            "agents": agents,
+            "problems": problems,
+            "undeployed": sorted(pool.undeployed),
+        }
         return JSONResponse(body, status_code=status)
 
     @app.post(
@@ -488,6 +520,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def searched(agent_id: str, query: str, k: int) -> tuple:
         """The agent's index and its top `k` hits for `query`; a 404 that says why when the
         agent has no index to search."""
+        refuse_undeployed(agent_id)
         retrieval: Retrieval = app.state.retrieval
         index = retrieval.index(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
         if index is None:
@@ -756,6 +789,78 @@ def create_app(settings: ServerSettings) -> FastAPI:
             action = "run.force_cancel" if force else "run.cancel"
             return remote(keys, identity, http, action, f"run:{run_id}", call)
 
+        def deployment_job(
+            agent_id: str, http: Request, action: str, job: str, op: str, config: dict
+        ) -> RunItem:
+            """A run of one of the deployment jobs for the agent through the webserver, so the
+            pointer and the MLflow alias move together, as the UI and the CLI move them."""
+            identity = caller(http, "admin", agent_id)
+            if (
+                not AGENT_ID_PATTERN.fullmatch(agent_id)
+                or not (settings.deployments_root / agent_id).is_dir()
+            ):
+                raise HTTPException(404, f"unknown agent {agent_id!r}: nothing was deployed for it")
+            keys = admin_log()
+            config = {"agent_id": agent_id, **config}
+
+            def call(url):
+                from thunder_dagster.serving.remote import start_op_job
+
+                return start_op_job(url, job, op, config, agent_id)
+
+            return remote(keys, identity, http, action, f"agent:{agent_id}", call)
+
+        admin_run = {
+            "status_code": 202,
+            "response_model": RunItem,
+            "responses": {
+                400: UNREADABLE_BODY,
+                **keyed,
+                404: {"model": Problem, "description": "no such agent"},
+                409: {"model": Problem, "description": "Dagster refused the run"},
+                503: {"model": Problem, "description": "no webserver, or no store, to act through"},
+            },
+        }
+
+        @app.post("/v1/admin/agents/{agent_id}/rollback", **admin_run)
+        def roll_back(
+            agent_id: str, request: RollbackRequest, http: Request, _bearer: Credentials = None
+        ) -> RunItem:
+            """Start rollback_job: the champion back one version, or to `to_version`. The run
+            fails, and nothing moves, when that version is not an earlier champion or its
+            files are gone; every server serves the new champion within its reload interval."""
+            config = {"to_version": request.to_version}
+            return deployment_job(
+                agent_id, http, "agent.rollback", "rollback_job", "roll_back_champion", config
+            )
+
+        @app.post("/v1/admin/agents/{agent_id}/undeploy", **admin_run)
+        def undeploy(
+            agent_id: str, request: UndeployRequest, http: Request, _bearer: Credentials = None
+        ) -> RunItem:
+            """Start undeploy_job: every server answers 404 for the agent once it has run;
+            nothing is deleted, and redeploy serves it again."""
+            identity = caller(http, "admin", agent_id)
+            actor = identity.actor if identity else "open-server"
+            config = {"reason": request.reason, "requested_by": actor}
+            return deployment_job(
+                agent_id, http, "agent.undeploy", "undeploy_job", "undeploy_agent", config
+            )
+
+        @app.post("/v1/admin/agents/{agent_id}/redeploy", **admin_run)
+        def redeploy(agent_id: str, http: Request, _bearer: Credentials = None) -> RunItem:
+            """Start redeploy_job: an undeployed agent served again, from the versions it had."""
+            identity = caller(http, "admin", agent_id)
+            actor = identity.actor if identity else "open-server"
+            return deployment_job(
+                agent_id,
+                http,
+                "agent.redeploy",
+                "redeploy_job",
+                "redeploy_agent",
+                {"requested_by": actor},
+            )
+
     @app.get(
         "/v1/admin/deployments",
         response_model=list[AgentDeployment],
@@ -788,6 +893,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     checks=dict(model.card.onnx.checks) if model.card.onnx else {},
                 )
             found.append(AgentDeployment(agent_id=agent_id, roles=roles, refused=models.refused))
+        for agent_id, marker in sorted(app.state.pool.undeployed.items()):
+            if identity is None or identity.may("admin", agent_id):
+                found.append(
+                    AgentDeployment(
+                        agent_id=agent_id,
+                        roles=dict.fromkeys(("champion", "challenger", "teacher")),
+                        refused={},
+                        undeployed=f"since {marker.at} by {marker.by}: {marker.reason}",
+                    )
+                )
         audited(keys, identity, http, "deployments.read", "server", f"{len(found)} agents")
         return found
 

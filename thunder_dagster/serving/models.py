@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from thunder_dagster.deployments.pointers import ROLES, pointer_path, read_pointer
+from thunder_dagster.deployments.pointers import (
+    ROLES,
+    UNDEPLOYED_NAME,
+    Undeployment,
+    pointer_path,
+    read_pointer,
+    undeployment,
+)
 from thunder_dagster.serving.generation import LoadedModel, load_deployment
 from thunder_dagster.serving.watching import FolderWatcher, public_reason
 
@@ -62,6 +69,8 @@ class ModelPool(FolderWatcher):
         self.on_load = on_load  # (agent, role, "loaded" | "refused"): the metrics hear it
         self.agents: dict[str, AgentModels] = {}
         self.seen: dict[tuple[str, str], tuple] = {}
+        # Agents an operator undeployed: not served, and not a problem of this server's.
+        self.undeployed: dict[str, Undeployment] = {}
 
     def get(self, agent_id: str) -> AgentModels | None:
         return self.agents.get(agent_id)
@@ -70,6 +79,8 @@ class ModelPool(FolderWatcher):
         """Load every pointer that changed since the last look."""
         with self.lock:
             for agent_id in self.agent_folders():
+                if self._undeployed(agent_id):
+                    continue
                 for role in ROLES:
                     try:
                         path = pointer_path(self.root / agent_id, role)
@@ -79,6 +90,19 @@ class ModelPool(FolderWatcher):
                         log.exception("agent %s %s: cannot look at its pointer", agent_id, role)
                         self._refuse(agent_id, role, error)
             self.last_look = time.monotonic()
+
+    def _undeployed(self, agent_id: str) -> bool:
+        """Whether the agent is undeployed now; its models go when it is, and load again from
+        its pointers when it is redeployed."""
+        if not (self.root / agent_id / UNDEPLOYED_NAME).exists():
+            if self.undeployed.pop(agent_id, None) is not None:
+                self.seen = {key: seen for key, seen in self.seen.items() if key[0] != agent_id}
+            return False
+        if agent_id not in self.undeployed:
+            self.undeployed = {**self.undeployed, agent_id: undeployment(self.root / agent_id)}
+            self.agents = {name: m for name, m in self.agents.items() if name != agent_id}
+            log.info("agent %s undeployed: its models are no longer served", agent_id)
+        return True
 
     def _refuse(self, agent_id: str, role: str, error: Exception) -> None:
         current = self.agents.get(agent_id, AgentModels())

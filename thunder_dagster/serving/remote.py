@@ -62,6 +62,21 @@ def start_training(url: str, agent_id: str, minutes: float, trials: int | None) 
     return RunState(run_id, run_status(url, run_id).status)
 
 
+def start_op_job(url: str, job_name: str, op_name: str, config: dict, agent_id: str) -> RunState:
+    """A run of one of the one-op jobs (rollback_job, undeploy_job, redeploy_job) for the
+    agent, with the op's config, as the CLI runs them."""
+    client = _client(url)
+    run_id = _call(
+        f"starting {job_name} for {agent_id}",
+        lambda: client.submit_job_execution(
+            job_name,
+            run_config={"ops": {op_name: {"config": config}}},
+            tags={"thunder/agent": agent_id, "thunder/started_by": "admin-api"},
+        ),
+    )
+    return RunState(run_id, run_status(url, run_id).status)
+
+
 def run_status(url: str, run_id: str) -> RunState:
     client = _client(url)
     status = _call(f"run {run_id}", lambda: client.get_run_status(run_id))
