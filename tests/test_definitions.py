@@ -24,6 +24,7 @@ def test_the_graph_has_the_expected_shape():
         "champion_promotion",
         "query_drift",
         "operations",
+        "model_comparison",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
@@ -50,6 +51,7 @@ def test_the_graph_has_the_expected_shape():
         "rollback_job",
         "undeploy_job",
         "redeploy_job",
+        "comparison_job",
         "prompt_training_job",
         "daily_analysis_job",
         "fine_tune_job",
@@ -88,6 +90,7 @@ def test_the_graph_has_the_expected_shape():
         "fine_tuned_model": "retraining",
         "distilled_model": "retraining",
         "operations": "monitoring",
+        "model_comparison": "comparisons",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

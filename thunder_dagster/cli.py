@@ -411,6 +411,49 @@ def redeploy(agent_id: str) -> None:
 
 
 @main.command()
+@click.argument("agent_id")
+@click.argument("version_a")
+@click.argument("version_b")
+@click.option("--prompts", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--seed", default=0, show_default=True, type=int)
+def compare(agent_id: str, version_a: str, version_b: str, prompts: int, seed: int) -> None:
+    """VERSION_A and VERSION_B of AGENT_ID side by side on the same test split, prompts and
+    seed: a materialization of model_comparison the UI shows, and a run in MLflow."""
+    import dagster as dg
+
+    from thunder_dagster.definitions import defs
+    from thunder_dagster.runtime.partitions import agents
+
+    agent_id = _agent(agent_id)
+    _home()
+    config = {"version_a": version_a, "version_b": version_b, "prompts": prompts, "seed": seed}
+    with dg.DagsterInstance.get() as instance:
+        if not instance.has_dynamic_partition(agents.name, agent_id):
+            instance.add_dynamic_partitions(agents.name, [agent_id])
+        result = defs.resolve_job_def("comparison_job").execute_in_process(
+            run_config={"ops": {"model_comparison": {"config": config}}},
+            instance=instance,
+            partition_key=agent_id,
+            tags={"thunder/launched_by": "cli"},
+            raise_on_error=False,
+        )
+    if result.success:
+        comparison = result.output_for_node("model_comparison")
+        rows = [["", comparison.a.version, comparison.b.version], *comparison.rows()]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        for row in rows:
+            cells = zip(row, widths, strict=True)
+            click.echo("  ".join(cell.ljust(width) for cell, width in cells).rstrip())
+        for prompt, first, second in zip(
+            comparison.prompts, comparison.a.samples, comparison.b.samples, strict=True
+        ):
+            click.echo(f"\nprompt: {prompt!r}")
+            click.echo(f"  {comparison.a.version}: {first!r}")
+            click.echo(f"  {comparison.b.version}: {second!r}")
+    _finish(result, "compare")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(

@@ -12,6 +12,7 @@ from thunder_dagster.jobs.feedback import (
 from thunder_dagster.jobs.ingest import ingest_job
 from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
 from thunder_dagster.jobs.training import (
+    comparison_job,
     pipeline_job,
     prompt_training_job,
     redeploy_job,
@@ -38,6 +39,7 @@ defs = dg.Definitions(
         rollback_job,
         undeploy_job,
         redeploy_job,
+        comparison_job,
         prompt_training_job,
         daily_analysis_job,
         fine_tune_job,

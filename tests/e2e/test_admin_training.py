@@ -11,10 +11,12 @@ import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import REPO_ROOT, deploy_tiny, free_port
+from tests.factories import REPO_ROOT, deploy_tiny, free_port, write
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
 from thunder_dagster.access.keys import KeyStore
+from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.runtime.launch import run_job
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.samples import copy_sample_agent
 from thunder_dagster.serving.app import ServerSettings, create_app
@@ -43,6 +45,9 @@ def answered_by(client) -> tuple[int, str]:
 
 
 def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_api(home, tmp_path):
+    acme = home.create_agent("acme")
+    write(acme / "reference" / "a.txt", "the cat sat on the mat. a dog ran to the park. " * 40)
+    assert run_job(defs.resolve_job_def("ingest_job"), "acme").success
     for seed in range(3):
         deploy_tiny(home, "acme", seed=seed)  # 1.0.0, 1.1.0, 1.2.0
     home.create_agent("sample")
@@ -132,6 +137,16 @@ def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_ap
             assert finished(client, redeploy, tmp_path) == "SUCCESS"
             wait_for(lambda: answered_by(client) == (200, "1.0.0"), 10, "not served again", log)
             assert (home.models_dir("acme") / "1.2.0" / "model.onnx").is_file()
+            # The comparison, as a run of the asset the UI shows.
+            compared = client.post(
+                "/v1/admin/agents/acme/comparisons",
+                json={"version_a": "1.0.0", "version_b": "1.2.0", "prompts": 2},
+            )
+            assert finished(client, compared, tmp_path) == "SUCCESS"
+            with dg.DagsterInstance.get() as instance:
+                key = dg.AssetKey("model_comparison")
+                metadata = instance.get_latest_materialization_event(key).asset_materialization
+            assert metadata.metadata["version_b"].value == "1.2.0"
             missing = client.post("/v1/admin/agents/ghost/undeploy", json={})
             assert missing.status_code == 404
             unknown = client.get("/v1/admin/runs/00000000-0000-0000-0000-000000000000")
@@ -142,6 +157,6 @@ def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_ap
     with QueryStore.open(home.queries_db_url) as store:
         actions = [(e.action, e.outcome) for e in reversed(KeyStore(store.engine).audit(500))]
     assert ("training.start", "ok") in actions and ("run.cancel", "ok") in actions
-    for action in ("agent.rollback", "agent.undeploy", "agent.redeploy"):
+    for action in ("agent.rollback", "agent.undeploy", "agent.redeploy", "agent.compare"):
         assert (action, "ok") in actions
     assert actions[-1] == ("run.read", "failed")  # the unknown run

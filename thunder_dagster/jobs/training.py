@@ -38,6 +38,14 @@ pipeline_job = dg.define_asset_job(
 )
 
 
+comparison_job = dg.define_asset_job(
+    name="comparison_job",
+    selection=dg.AssetSelection.assets("model_comparison"),
+    description="Two released versions of an agent side by side on the same test split, "
+    "prompts and seed, in the UI and in MLflow (`thunder compare`).",
+)
+
+
 def _agent(agent_id: str) -> str:
     try:
         return validate_agent_id(agent_id)

@@ -138,3 +138,14 @@ def drift_history(days: list[str], p95: list[float], bound: float, title: str = 
     axes.axhline(bound, color="tab:red", linestyle="--", label=f"alert bound ({bound:g})")
     axes.tick_params(axis="x", labelrotation=45)
     return _png(figure, axes)
+
+
+def confidence_distributions(labelled: dict[str, list[float]], title: str = "") -> bytes:
+    """Each version's answer confidences as a histogram over the same bins (0 to 1)."""
+    import numpy as np
+
+    figure, axes = _axes(title, "confidence (mean probability of the chosen characters)", "answers")
+    bins = np.linspace(0.0, 1.0, 21)
+    for label, values in labelled.items():
+        axes.hist(values, bins=bins, alpha=0.55, label=label)
+    return _png(figure, axes)

@@ -236,12 +236,22 @@ class TrainingRequest(BaseModel):
     trials: int | None = Field(default=None, ge=1, le=500, description="search trials at most")
 
 
+VERSION = r"^\d+\.\d+\.\d+$"
+
+
 class RollbackRequest(BaseModel):
     to_version: str | None = Field(
         default=None,
-        pattern=r"^\d+\.\d+\.\d+$",
+        pattern=VERSION,
         description="an earlier champion's version; empty: the one before the current",
     )
+
+
+class ComparisonRequest(BaseModel):
+    version_a: str = Field(pattern=VERSION, description="a released version, e.g. the champion")
+    version_b: str = Field(pattern=VERSION, description="the version to compare with it")
+    prompts: int = Field(default=8, ge=1, le=64, description="prompts cut from the test text")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="the sampling's seed, for both")
 
 
 class UndeployRequest(BaseModel):
@@ -790,7 +800,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return remote(keys, identity, http, action, f"run:{run_id}", call)
 
         def deployment_job(
-            agent_id: str, http: Request, action: str, job: str, op: str, config: dict
+            agent_id: str,
+            http: Request,
+            action: str,
+            job: str,
+            op: str,
+            config: dict,
+            partitioned: bool = False,
         ) -> RunItem:
             """A run of one of the deployment jobs for the agent through the webserver, so the
             pointer and the MLflow alias move together, as the UI and the CLI move them."""
@@ -801,12 +817,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ):
                 raise HTTPException(404, f"unknown agent {agent_id!r}: nothing was deployed for it")
             keys = admin_log()
-            config = {"agent_id": agent_id, **config}
+            if not partitioned:
+                config = {"agent_id": agent_id, **config}
 
             def call(url):
                 from thunder_dagster.serving.remote import start_op_job
 
-                return start_op_job(url, job, op, config, agent_id)
+                return start_op_job(url, job, op, config, agent_id, partitioned)
 
             return remote(keys, identity, http, action, f"agent:{agent_id}", call)
 
@@ -832,6 +849,24 @@ def create_app(settings: ServerSettings) -> FastAPI:
             config = {"to_version": request.to_version}
             return deployment_job(
                 agent_id, http, "agent.rollback", "rollback_job", "roll_back_champion", config
+            )
+
+        @app.post("/v1/admin/agents/{agent_id}/comparisons", **admin_run)
+        def compare_versions(
+            agent_id: str, request: ComparisonRequest, http: Request, _bearer: Credentials = None
+        ) -> RunItem:
+            """Start comparison_job: the two versions side by side on the same test split,
+            prompts and seed, shown as model_comparison in the UI and kept in MLflow."""
+            if request.version_a == request.version_b:
+                raise field_error("version_b", "the same as version_a: give two versions")
+            return deployment_job(
+                agent_id,
+                http,
+                "agent.compare",
+                "comparison_job",
+                "model_comparison",
+                request.model_dump(),
+                partitioned=True,
             )
 
         @app.post("/v1/admin/agents/{agent_id}/undeploy", **admin_run)

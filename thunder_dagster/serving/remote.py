@@ -62,16 +62,20 @@ def start_training(url: str, agent_id: str, minutes: float, trials: int | None) 
     return RunState(run_id, run_status(url, run_id).status)
 
 
-def start_op_job(url: str, job_name: str, op_name: str, config: dict, agent_id: str) -> RunState:
-    """A run of one of the one-op jobs (rollback_job, undeploy_job, redeploy_job) for the
-    agent, with the op's config, as the CLI runs them."""
+def start_op_job(
+    url: str, job_name: str, op_name: str, config: dict, agent_id: str, partitioned: bool = False
+) -> RunState:
+    """A run of a one-step job for the agent, with the step's config, as the CLI runs it: the
+    deployment jobs (rollback_job, undeploy_job, redeploy_job) name the agent in their config,
+    an asset job (comparison_job) by its partition."""
     client = _client(url)
+    tags = {"thunder/agent": agent_id, "thunder/started_by": "admin-api"}
+    if partitioned:
+        tags["dagster/partition"] = agent_id
     run_id = _call(
         f"starting {job_name} for {agent_id}",
         lambda: client.submit_job_execution(
-            job_name,
-            run_config={"ops": {op_name: {"config": config}}},
-            tags={"thunder/agent": agent_id, "thunder/started_by": "admin-api"},
+            job_name, run_config={"ops": {op_name: {"config": config}}}, tags=tags
         ),
     )
     return RunState(run_id, run_status(url, run_id).status)
