@@ -99,7 +99,7 @@ def test_the_objects_agree_with_each_other_and_with_the_server(built):
     # What the server writes lies on its own writable volumes, not on the read-only home.
     writable = {m["mountPath"] for name, m in mounts.items() if name != "home"}
     assert {config["THUNDER_SPOOL_DIR"], config["THUNDER_ENCODER_CACHE"]} <= writable
-    assert container["image"] == "registry.example.org/thunder-dagster:0.1.0"
+    assert container["image"] == "registry.example.org/thunder-dagster-server:0.1.0"
 
 
 def test_the_helm_values_run_this_code_location_on_the_same_volume_and_image():
@@ -122,3 +122,10 @@ def test_the_dockerfile_copies_what_exists_and_runs_as_its_user():
                 assert (REPO_ROOT / source).exists(), source
     assert "USER 10001" in lines
     assert any("requirements/encoder.txt" in line for line in lines)
+    # The server's target installs requirements/server.txt and nothing of the training side.
+    stages = "\n".join(lines).split("\nFROM ")
+    (server,) = [stage for stage in stages if stage.startswith("base AS server")]
+    assert (
+        "requirements/server.txt" in server and "pip install --no-cache-dir --no-deps ." in server
+    )
+    assert "USER 10001" in server
