@@ -3,6 +3,7 @@ patience, each observed on a real Keras model."""
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ import pytest
 from tests.factories import PHRASES
 from thunder_dagster.modeling.architectures import build_language_model, compile_model
 from thunder_dagster.modeling.backend import keras
-from thunder_dagster.modeling.text import encode_documents
+from thunder_dagster.modeling.text import EncodedText, Vocabulary, encode_documents
 from thunder_dagster.modeling.training import (
     Budget,
     NonFiniteLossError,
+    dropout_rate,
     steps_per_epoch,
     train,
     validation_loss,
@@ -90,3 +92,35 @@ def test_the_best_weights_are_restored_and_patience_stops_a_run_that_only_gets_w
     assert history.best_loss == pytest.approx(loss, rel=1e-5)
     for restored, original in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(restored, original)
+
+
+def test_an_overfitting_model_gets_more_dropout_instead_of_an_early_end():
+    # Training text the model can learn by heart and validation text it never sees the like
+    # of: it soon fits the first far better than the second, and patience would end it.
+    train_text = "".join(PHRASES) * 60
+    held_out = "".join(reversed(train_text))[:600]
+    vocabulary = Vocabulary.from_text(train_text)
+    overfitting = EncodedText(
+        vocabulary,
+        vocabulary.encode(train_text),
+        vocabulary.encode(held_out),
+        vocabulary.encode(held_out),
+    )
+    budget = Budget(
+        epochs=8,
+        steps_per_epoch=20,
+        batch_size=16,
+        validation_windows=32,
+        patience=1,
+        dropout_step=0.1,
+    )
+    model = tiny(overfitting, learning_rate=3e-2)
+    history = train(model, overfitting, CONTEXT, budget, seed=0, restore_best=True)
+    raised = [epoch.dropout for epoch in history.epochs if epoch.dropout is not None]
+    assert raised and raised == sorted(raised) and max(raised) <= 0.3
+    assert dropout_rate(model) == max(raised)
+    # Without the step, the same stall ends the training.
+    plain = tiny(overfitting, learning_rate=3e-2)
+    unraised = replace(budget, dropout_step=None)
+    stopped = train(plain, overfitting, CONTEXT, unraised, seed=0, restore_best=True)
+    assert len(stopped.epochs) < len(history.epochs) and dropout_rate(plain) == 0.0

@@ -25,6 +25,14 @@ class TrainingConfig(DeadlineConfig):
     patience: int = Field(
         default=5, ge=1, description="Stop after this many epochs without a better validation loss"
     )
+    dropout_step: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.3,
+        description="When patience runs out with time left and the model overfits, its dropout "
+        "rises by this much (to 0.3 at most) and training goes on from the best weights; 0: "
+        "patience stops the training",
+    )
     warm_start: bool = Field(
         default=True, description="Continue from the best trial's weights when they were kept"
     )
@@ -40,6 +48,7 @@ class TrainingConfig(DeadlineConfig):
             validation_windows=self.validation_windows,
             patience=self.patience,
             decay_to=0.1,
+            dropout_step=self.dropout_step or None,
         )
 
 

@@ -49,12 +49,25 @@ class PositionEmbedding(keras.layers.Layer):
         return {**super().get_config(), "context_length": self.context_length, "width": self.width}
 
 
+@keras.saving.register_keras_serializable(package="thunder")
+class AdjustableDropout(keras.layers.Dropout):
+    """Dropout whose rate the training may raise later (training.set_dropout): its random
+    state exists from the start, also at rate 0, where Keras' own Dropout makes none and so
+    could never be raised once built. Inert at inference, like Dropout: the export is the same."""
+
+    def __init__(self, rate: float, **kwargs):
+        # Dropout makes its random state only for a positive rate, in __init__ (it has no
+        # build step): start it at one, then set the rate wanted.
+        super().__init__(rate or 0.5, **kwargs)
+        self.rate = rate
+
+
 def _gru(x, hp: dict):
     for _ in range(hp["layers"]):
         # reset_after=True is the cuDNN-compatible form ONNX's GRU op computes with
         # linear_before_reset=1, which lets the export use the fused op.
         x = keras.layers.GRU(hp["hidden_size"], return_sequences=True, reset_after=True)(x)
-        x = keras.layers.Dropout(hp["dropout"])(x)
+        x = AdjustableDropout(hp["dropout"])(x)
     return keras.layers.Dense(
         hp["hidden_size"], activation=activation(hp["activation"]), name="head"
     )(x)
@@ -70,7 +83,7 @@ def _conv(x, hp: dict):
             padding="causal",
             activation=activation(hp["activation"]),
         )(x)
-        x = keras.layers.Dropout(hp["dropout"])(x)
+        x = AdjustableDropout(hp["dropout"])(x)
         x = keras.layers.LayerNormalization()(keras.layers.Add()([residual, x]))
     return x
 
@@ -88,7 +101,7 @@ def _transformer(x, hp: dict):
         h = keras.layers.LayerNormalization()(x)
         h = keras.layers.Dense(4 * width, activation=activation(hp["activation"]))(h)
         h = keras.layers.Dense(width)(h)
-        h = keras.layers.Dropout(hp["dropout"])(h)
+        h = AdjustableDropout(hp["dropout"])(h)
         x = keras.layers.Add()([x, h])
     return keras.layers.LayerNormalization()(x)
 

@@ -99,6 +99,12 @@ def save_model(
     from thunder_dagster.modeling.training import test_loss
 
     context_length = int(search.best_params["context_length"])
+    params = dict(search.best_params)
+    # The weights kept are the best epoch's: its dropout, if the training raised it, is the
+    # model's.
+    kept = min(epochs, key=lambda epoch: epoch.validation_loss, default=None)
+    if kept is not None and kept.dropout is not None:
+        params["dropout"] = kept.dropout
     measured = test_loss(model, data, context_length)
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / KERAS_NAME
@@ -107,7 +113,7 @@ def save_model(
         agent_id=agent_id,
         model_dir=str(model_dir),
         family=search.best_params["family"],
-        params=dict(search.best_params),
+        params=params,
         context_length=context_length,
         vocab=list(data.vocabulary.tokens),
         epochs=[asdict(epoch) for epoch in epochs],

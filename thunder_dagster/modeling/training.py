@@ -23,6 +23,11 @@ class Budget:
     validation_windows: int = 256
     patience: int | None = None
     decay_to: float | None = None
+    # When patience runs out with time left and the model fits its training text better than
+    # its validation text (overfitting, not a plateau), its dropout rises by this much (up to
+    # MAX_DROPOUT) and training goes on from the best weights: the budget buys regularised
+    # epochs instead of ending unspent. None: patience stops the training.
+    dropout_step: float | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Epoch:
     validation_loss: float
     seconds: float
     steps: int
+    dropout: float | None = None  # the model's dropout during the epoch, when training set it
 
 
 @dataclass
@@ -44,6 +50,7 @@ class History:
         return sum(epoch.seconds for epoch in self.epochs)
 
 
+MAX_DROPOUT = 0.3
 MIN_STEPS_PER_EPOCH = 10
 PASSES_PER_EPOCH = 2
 
@@ -56,6 +63,26 @@ def steps_per_epoch(budget: Budget, characters: int, context_length: int) -> int
     """
     one_pass = math.ceil(PASSES_PER_EPOCH * characters / (budget.batch_size * context_length))
     return max(1, min(budget.steps_per_epoch, max(MIN_STEPS_PER_EPOCH, one_pass)))
+
+
+def dropout_rate(model) -> float | None:
+    """The rate of the model's adjustable Dropout layers, None when it has none (a model saved
+    before they existed)."""
+    from thunder_dagster.modeling.architectures import AdjustableDropout
+
+    rates = [layer.rate for layer in model.layers if isinstance(layer, AdjustableDropout)]
+    return max(rates) if rates else None
+
+
+def set_dropout(model, rate: float) -> None:
+    """Every adjustable Dropout layer of the model at `rate`; the training step is traced
+    again, since a rate is a constant of the traced graph. Dropout holds no weights."""
+    from thunder_dagster.modeling.architectures import AdjustableDropout
+
+    for layer in model.layers:
+        if isinstance(layer, AdjustableDropout):
+            layer.rate = rate
+    model.make_train_function(force=True)
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -100,8 +127,9 @@ def train(
     `on_epoch` sees every epoch as it ends (to log it, or to prune the trial by raising).
     Stops early at the budget's `max_seconds` or at `deadline` (a time.monotonic value), after
     the batch in flight, and always measures the validation loss of what it has; also after
-    `patience` epochs without a better validation loss. With `restore_best`, the model ends
-    with the weights of its best validation loss, counting the weights it started with.
+    `patience` epochs without a better validation loss, unless the budget's `dropout_step`
+    raises the dropout and goes on. With `restore_best`, the model ends with the weights of its
+    best validation loss, counting the weights it started with.
     """
     import numpy as np
 
@@ -134,6 +162,7 @@ def train(
     steps = steps_per_epoch(budget, len(data.train), context_length)
     history = History()
     best_loss, best_weights, since_best = math.inf, None, 0
+    raised = None  # the dropout rate training set, once it has
     if restore_best:
         best_loss = validation_loss(
             model, data, context_length, budget.validation_windows, budget.batch_size
@@ -155,7 +184,7 @@ def train(
         loss = validation_loss(
             model, data, context_length, budget.validation_windows, budget.batch_size
         )
-        epoch = Epoch(number, train_loss, loss, time.monotonic() - epoch_started, steps)
+        epoch = Epoch(number, train_loss, loss, time.monotonic() - epoch_started, steps, raised)
         history.epochs.append(epoch)
         if not (math.isfinite(loss) and math.isfinite(train_loss)):
             raise NonFiniteLossError(
@@ -172,6 +201,22 @@ def train(
         if time.monotonic() >= stop_at:
             break
         if budget.patience is not None and since_best >= budget.patience:
+            rate = dropout_rate(model)
+            mean_epoch = history.seconds / len(history.epochs)
+            if (
+                budget.dropout_step
+                and restore_best
+                and best_weights is not None
+                and rate is not None
+                and rate < MAX_DROPOUT
+                and train_loss < best_loss
+                and stop_at - time.monotonic() > mean_epoch
+            ):
+                raised = round(min(MAX_DROPOUT, rate + budget.dropout_step), 6)
+                set_dropout(model, raised)
+                model.set_weights(best_weights)
+                since_best = 0
+                continue
             break
     if restore_best and best_weights is not None:
         model.set_weights(best_weights)
