@@ -497,8 +497,15 @@ def serve(
         auth=auth,
         spool_dir=Path(spool) if spool else None,
         dagster_url=settings.DAGSTER_URL.value() or None,
+        teacher=_external_teacher(),
     )
     click.echo(f"serving {server.deployments_root} on http://{host}:{port}", err=True)
+    if server.teacher is not None:
+        click.echo(
+            f"API B: {server.teacher.model} at {server.teacher.base_url} answers when an agent "
+            f"without a local teacher is unsure (budget {server.teacher.budget_seconds:g} s)",
+            err=True,
+        )
     if auth == "open":
         click.echo(
             "open: no API keys exist, so any local caller may generate, search and rate "
@@ -506,6 +513,34 @@ def serve(
             err=True,
         )
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _external_teacher():
+    """API B's settings from the environment, or None when THUNDER_TEACHER_URL is unset."""
+    if not settings.TEACHER_URL.is_set():
+        return None
+    from thunder_dagster.serving.teacher import TeacherSettings
+
+    if not settings.TEACHER_MODEL.is_set():
+        raise click.UsageError(
+            "THUNDER_TEACHER_URL is set but THUNDER_TEACHER_MODEL is not: name the model API B "
+            "should answer with"
+        )
+    try:
+        budget = float(settings.TEACHER_SECONDS.value())
+    except ValueError:
+        budget = -1.0
+    if not 0 < budget <= 600:
+        raise click.UsageError(
+            f"THUNDER_TEACHER_SECONDS={settings.TEACHER_SECONDS.value()!r}: give the teacher's "
+            "time budget in seconds, above 0 and at most 600"
+        )
+    return TeacherSettings(
+        base_url=settings.TEACHER_URL.value(),
+        model=settings.TEACHER_MODEL.value(),
+        api_key=settings.TEACHER_API_KEY.value(),
+        budget_seconds=budget,
+    )
 
 
 def _serving_auth(host: str, query_db_url: str) -> str:

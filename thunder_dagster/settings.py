@@ -88,8 +88,33 @@ SPOOL_DIR = Variable(
 DAGSTER_URL = Variable(
     "THUNDER_DAGSTER_URL",
     "",
-    "The Dagster webserver the model server's admin API starts, watches and cancels training "
-    "runs through (e.g. http://127.0.0.1:3000); empty: those endpoints answer 503",
+    "The Dagster webserver the model server's admin API starts, watches and cancels runs "
+    "through (e.g. http://127.0.0.1:3000); empty: the endpoints that start runs are not offered",
+)
+
+TEACHER_URL = Variable(
+    "THUNDER_TEACHER_URL",
+    "",
+    "API B: the base URL of an OpenAI-compatible chat-completions endpoint (e.g. "
+    "https://api.example.com/v1) that answers when the local model is unsure and the agent has "
+    "no local teacher; empty: no external teacher",
+)
+
+TEACHER_MODEL = Variable(
+    "THUNDER_TEACHER_MODEL", "", "API B: the model name the endpoint is asked for"
+)
+
+TEACHER_API_KEY = Variable(
+    "THUNDER_TEACHER_API_KEY",
+    "",
+    "API B: the endpoint's API key (sent as a Bearer token; never logged or shown)",
+)
+
+TEACHER_SECONDS = Variable(
+    "THUNDER_TEACHER_SECONDS",
+    "10",
+    "API B: the time budget of one answer, retries included; past it the local answer is "
+    "returned, flagged",
 )
 
 VARIABLES = (
@@ -108,6 +133,10 @@ VARIABLES = (
     DAGSTER_PG_URL,
     MLFLOW_DB_URL,
     ENCODER_CACHE,
+    TEACHER_URL,
+    TEACHER_MODEL,
+    TEACHER_API_KEY,
+    TEACHER_SECONDS,
     ALERT_URLS,
     SPOOL_DIR,
     DAGSTER_URL,

@@ -44,7 +44,6 @@ TRAINING_ONLY = (
 
 # Loaded here because this environment has them, needed by nothing the server runs.
 OPTIONAL = {
-    "sniffio": "anyio imports it when it is installed and does without",
     "setuptools": "its distutils-precedence.pth loads _distutils_hack at every interpreter start",
 }
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 POSITIVE_SCORE = 4
 HIGH_CONFIDENCE = 0.8
+# The model_version of an answer the external teacher (API B) gave: this, then its model.
+EXTERNAL_TEACHER_PREFIX = "api-b:"
 
 
 @dataclass(frozen=True)

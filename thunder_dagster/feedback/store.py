@@ -21,12 +21,14 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import sessionmaker
 
 from thunder_dagster.feedback.records import (
+    EXTERNAL_TEACHER_PREFIX,
     HIGH_CONFIDENCE,
     POSITIVE_SCORE,
     QueryRecord,
@@ -249,14 +251,19 @@ class QueryStore:
     ) -> list[TrainingExample]:
         """Teacher answers (fallbacks) whose teacher was confident, >= `min_confidence`, newest
         first. Rows logged before the teacher had its own column kept its confidence in
-        `confidence`."""
+        `confidence`. An external teacher (API B) that reports no token probabilities is the
+        stronger model by configuration: its answers count."""
         teacher = func.coalesce(QueryLog.teacher_confidence, QueryLog.confidence)
+        external = and_(
+            QueryLog.teacher_confidence.is_(None),
+            QueryLog.model_version.startswith(EXTERNAL_TEACHER_PREFIX),
+        )
         statement = (
             select(QueryLog.id, QueryLog.prompt, QueryLog.response)
             .where(
                 QueryLog.agent_id == agent_id,
                 QueryLog.fallback.is_(True),
-                teacher >= min_confidence,
+                or_(teacher >= min_confidence, external),
             )
             .order_by(QueryLog.created_at.desc(), QueryLog.id)
             .limit(limit)

@@ -50,6 +50,7 @@ from thunder_dagster.serving.splits import SplitCache
 
 if TYPE_CHECKING:
     from thunder_dagster.access.keys import Identity
+    from thunder_dagster.serving.teacher import TeacherSettings
 
 # What the API document promises; a server may be configured tighter (ServerSettings).
 HARD_PROMPT_LIMIT = 4000
@@ -85,6 +86,8 @@ class ServerSettings:
     split_refresh_seconds: float = 5.0
     # The Dagster webserver the admin API starts and cancels runs through; None: not offered.
     dagster_url: str | None = None
+    # API B: the external teacher of agents without a local one; None: no external teacher.
+    teacher: "TeacherSettings | None" = None
 
 
 class Problem(BaseModel):
@@ -150,12 +153,20 @@ class Source(BaseModel):
 
 class GenerateResponse(BaseModel):
     text: str
-    confidence: float
-    model_version: str
+    confidence: float | None = Field(
+        description="the mean probability the answering model gave its characters (tokens, for "
+        "an external teacher; null when it reports none)"
+    )
+    model_version: str = Field(description="the local version, or api-b:MODEL for API B")
     variant: str
     query_id: str
     fallback: bool
     sources: list[Source] = Field(default_factory=list, description="grounded answers only")
+    teacher_error: str | None = Field(
+        default=None,
+        description="why the external teacher, asked because the local model was unsure, could "
+        "not answer: the local answer is returned instead",
+    )
 
 
 class SearchRequest(BaseModel):
@@ -317,6 +328,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # On app.state, where an operator's tooling (and the tests) can reach them.
         served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
         served.state.retrieval = retrieval
+        served.state.teacher = None
+        if settings.teacher is not None:
+            from thunder_dagster.serving.teacher import ExternalTeacher
+
+            served.state.teacher = ExternalTeacher(settings.teacher)
         served.state.keys = KeyCache(writer.store, settings.key_refresh_seconds)
         served.state.splits = SplitCache(
             writer.store, settings.challenger_share, settings.split_refresh_seconds
@@ -427,6 +443,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 if role != "champion" or models.champion is not None:
                     problems.append({"agent": name, "reason": f"{role} refused: {why}"})
         problems += app.state.retrieval.problems()
+        teacher = app.state.teacher
+        if teacher is not None and teacher.breaker.state() != "closed":
+            problems.append(
+                {
+                    "reason": f"API B's circuit is {teacher.breaker.state()} after failures; "
+                    f"unsure answers stay local for {teacher.breaker.reopens_in():.0f} s more"
+                }
+            )
         answering = any(models.champion is not None for models in pool.agents.values())
         status = 503 if pool.agents and not answering else 200
         body = {
@@ -493,18 +517,26 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # The log keeps the local model's confidence, the daily rules' input, also when the
         # teacher answers; the teacher's goes in its own column (distillation selects by it).
         local_confidence = confidence
+        answered_by, teacher_error = model.deployment.version, None
         if confidence < settings.teacher_threshold and models.teacher is not None:
             model, fallback = models.teacher, True
             text, confidence = answer(model, request, sources)
             metrics.fallbacks.labels(agent_id).inc()
-            teacher_confidence = confidence
+            teacher_confidence, answered_by = confidence, model.deployment.version
+        elif confidence < settings.teacher_threshold and app.state.teacher is not None:
+            taught, teacher_error = external_answer(request, sources)
+            if taught is not None:
+                text, fallback = taught.text[: request.max_tokens], True
+                teacher_confidence, answered_by = taught.confidence, taught.model_version
+                confidence = taught.confidence
+                metrics.fallbacks.labels(agent_id).inc()
         latency_ms = (time.perf_counter() - started) * 1000
         query_id = app.state.writer.submit(
             QueryRecord(
                 agent_id=agent_id,
                 user_id=user,
                 variant=variant,
-                model_version=model.deployment.version,
+                model_version=answered_by,
                 prompt=request.prompt,
                 response=text,
                 confidence=local_confidence,
@@ -517,15 +549,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return GenerateResponse(
             text=text,
             confidence=confidence,
-            model_version=model.deployment.version,
+            model_version=answered_by,
             variant=variant,
             query_id=query_id,
             fallback=fallback,
+            teacher_error=teacher_error,
             sources=[
                 Source(chunk_id=c.chunk_id, document_id=c.document_id, filename=c.filename)
                 for c in sources
             ],
         )
+
+    def external_answer(request: GenerateRequest, passages) -> tuple:
+        """API B's answer and None, or None and why it could not answer (the local answer then
+        stands). Grounded requests give it the passages as context, best first."""
+        from thunder_dagster.serving.teacher import TeacherUnavailableError
+
+        prompt = request.prompt
+        if passages:
+            context = "\n\n".join(chunk.text for chunk in passages)
+            prompt = f"Passages:\n{context}\n\nText to continue:\n{request.prompt}"
+        try:
+            taught = app.state.teacher.answer(prompt, request.max_tokens, request.temperature)
+        except TeacherUnavailableError as error:
+            outcome = "circuit_open" if "circuit is open" in str(error) else "failed"
+            metrics.teacher_calls.labels(outcome).inc()
+            return None, str(error)
+        metrics.teacher_calls.labels("answered").inc()
+        return taught, None
 
     def searched(agent_id: str, query: str, k: int) -> tuple:
         """The agent's index and its top `k` hits for `query`; a 404 that says why when the

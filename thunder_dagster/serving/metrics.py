@@ -62,6 +62,13 @@ class ServerMetrics:
             ["agent"],
             **known,
         )
+        self.teacher_calls = Counter(
+            "thunder_teacher_calls",
+            "Calls of the external teacher (API B): answered, failed, or not made while its "
+            "circuit was open",
+            ["outcome"],
+            **known,
+        )
         self.reloads = Counter(
             "thunder_reloads",
             "Models and indexes the watchers loaded or refused",
