@@ -107,6 +107,7 @@ class SentenceEncoder:
         graph = Path(cache_dir) / self.version / GRAPH_NAME
         if not graph.is_file():
             files.write_graph(graph)
+        self.graph_path = graph  # what a classifier's graph is built on
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
