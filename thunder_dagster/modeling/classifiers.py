@@ -36,6 +36,8 @@ class LabelledSplit:
     validation_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    # Which of the given examples each part holds, in its order.
+    rows: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] = ((), (), ())
 
     @property
     def dimensions(self) -> int:
@@ -86,7 +88,8 @@ def split_labelled(texts: list[str], labels: list[str], vectors: np.ndarray) -> 
             np.asarray([index[labels[row]] for row in rows], np.int64),
         )
 
-    return LabelledSplit(names, *take("train"), *take("validation"), *take("test"))
+    order = tuple(tuple(sorted(parts[name])) for name in ("train", "validation", "test"))
+    return LabelledSplit(names, *take("train"), *take("validation"), *take("test"), order)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Labelled uploads: CSV and JSONL examples, each bad row reported with its line and the rest
+kept, and a file unusable whole refused with what to change."""
+
+import pytest
+
+from tests.factories import write
+from thunder_dagster.documents.labelled import LabelledFileError, is_labelled, read_labelled
+
+
+def test_a_csv_keeps_good_rows_and_reports_each_bad_one_by_line(tmp_path):
+    path = write(
+        tmp_path / "reviews.csv",
+        '\ufeffId, Text ,LABEL\n1,"great bread, fresh",positive\n2,,negative\n\n'
+        '3,"stale, hard",\n4,"multi\nline review",negative\n5,ok,neutral\n',
+    )
+    assert is_labelled(path)
+    found = read_labelled(path)
+    assert [(e.text, e.label, e.line) for e in found.examples] == [
+        ("great bread, fresh", "positive", 2),
+        ("multi\nline review", "negative", 6),
+        ("ok", "neutral", 8),
+    ]
+    assert [(p.line, p.reason) for p in found.problems] == [
+        (3, "no text: give the example's text"),
+        (5, "no label: give the example's label"),
+    ]
+    assert found.labels() == {"negative": 1, "neutral": 1, "positive": 1}
+
+
+def test_jsonl_lines_that_are_not_objects_or_lack_a_field_are_reported(tmp_path):
+    path = write(
+        tmp_path / "tickets.jsonl",
+        '{"text": "printer jammed", "label": "hardware"}\n'
+        "not json\n"
+        '["a", "list"]\n'
+        '{"text": "reset my password"}\n'
+        '{"text": "wifi down", "label": 3}\n',
+    )
+    found = read_labelled(path)
+    assert [(e.label, e.line) for e in found.examples] == [("hardware", 1), ("3", 5)]
+    assert [p.line for p in found.problems] == [2, 3, 4]
+    assert found.problems[0].reason.startswith("not JSON")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("a.csv", "sentence,category\nhi,x\n", "needs a 'text' and a 'label' column"),
+        ("b.csv", b"text,label\n\xff\xfe,x\n", "not UTF-8"),
+        ("c.csv", "", "empty"),
+        ("d.jsonl", "\n\n", "empty"),
+    ],
+)
+def test_a_file_unusable_whole_is_refused_by_name_with_what_to_change(
+    tmp_path, name, data, message
+):
+    with pytest.raises(LabelledFileError, match=message) as refused:
+        read_labelled(write(tmp_path / name, data))
+    assert str(refused.value).startswith(name)
