@@ -107,3 +107,55 @@ def fuzz_with(operation, headers: dict) -> None:
         case.call_and_validate(headers=headers)
 
     fuzz()
+
+
+def test_the_endpoints_that_start_runs_answer_by_their_document_without_a_webserver(home):
+    """With THUNDER_DAGSTER_URL naming a port nothing listens on, the run endpoints' documented
+    503 is their answer to a valid request (the webserver cannot be reached: nothing is 5xx by
+    accident); every answer, valid input or not, is one the document declares, in its schema."""
+    from schemathesis.checks import not_a_server_error
+
+    from tests.factories import free_port
+
+    deploy_tiny(home, "acme")
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        reload_seconds=0.05,
+        dagster_url=f"http://127.0.0.1:{free_port()}",
+    )
+    app = create_app(settings)
+    with TestClient(app):
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        runs = [
+            result.ok()
+            for result in schema.get_all_operations()
+            if "/training" in result.ok().label
+            or "/runs/" in result.ok().label
+            or result.ok().label.rsplit("/", 1)[-1]
+            in ("rollback", "undeploy", "redeploy", "comparisons")
+        ]
+        assert len(runs) == 7, [operation.label for operation in runs]
+        for operation in runs:
+            for strategy in (
+                operation.as_strategy(),
+                operation.as_strategy(path_parameters={"agent_id": "acme"})
+                if "{agent_id}" in operation.label
+                else operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+            ):
+
+                @hypothesis.given(case=strategy)
+                @hypothesis.settings(
+                    max_examples=10,
+                    deadline=None,
+                    derandomize=True,
+                    database=None,
+                    suppress_health_check=list(hypothesis.HealthCheck),
+                )
+                def fuzz(case):
+                    response = case.call_and_validate(excluded_checks=[not_a_server_error])
+                    if response.status_code >= 500:
+                        assert response.status_code == 503, response.text
+                        assert "did not answer" in response.json()["detail"]
+
+                fuzz()

@@ -885,7 +885,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 400: UNREADABLE_BODY,
                 **keyed,
                 404: {"model": Problem, "description": "no such agent"},
-                409: {"model": Problem, "description": "Dagster refused the run"},
+                409: {
+                    "model": Problem,
+                    "description": "Dagster refused the run (or a comparison names one version "
+                    "twice)",
+                },
                 503: {"model": Problem, "description": "no webserver, or no store, to act through"},
             },
         }
@@ -909,7 +913,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             """Start comparison_job: the two versions side by side on the same test split,
             prompts and seed, shown as model_comparison in the UI and kept in MLflow."""
             if request.version_a == request.version_b:
-                raise field_error("version_b", "the same as version_a: give two versions")
+                # 409, not 422: the document cannot say "two different values", so a request
+                # it allows meets a conflict of its own values.
+                raise HTTPException(
+                    409, f"version_a and version_b are both {request.version_a}: give two versions"
+                )
             return deployment_job(
                 agent_id,
                 http,
