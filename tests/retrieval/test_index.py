@@ -60,9 +60,9 @@ def test_approximate_search_finds_what_exact_search_finds(tmp_path, monkeypatch)
         recalls.append(len(top & set(graph.vector_ranking(query, 10))) / 10)
     # The graph is approximate, and built by several threads in no fixed order: a vector's own
     # query misses it about once in 2,000 (3 of 6,000 over 200 builds here), so one miss in 30
-    # is allowed and two are not.
+    # is allowed and two are not; recall@10 averaged 0.997 over 100 builds, 0.98 at the worst.
     assert found_itself >= 29
-    assert np.mean(recalls) >= 0.99
+    assert np.mean(recalls) >= 0.97
 
 
 def test_fusion_ranks_a_chunk_both_indexes_found_first_and_says_who_found_each(tmp_path):
