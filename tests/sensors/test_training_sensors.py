@@ -8,7 +8,7 @@ from thunder_dagster.home import CATEGORIES
 from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
-from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
+from thunder_dagster.sensors.training import prompt_followup_sensor, run_priority, training_sensor
 
 
 def evaluate(instance, home, cursor=None) -> dg.SensorResult:
@@ -79,7 +79,7 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
                             "agent_id": "bakery",
                             "prompt_text": "Bread wants a hot oven.",
                             "family": "gru",
-                            "priority": 5,
+                            "priority": "high",
                         }
                     }
                 }
@@ -100,5 +100,7 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
         )
         request = prompt_followup_sensor(context)
         assert request.partition_key == "bakery"
-        assert request.tags["dagster/priority"] == "5"
+        assert request.tags["dagster/priority"] == "5"  # high
         assert request.run_config == {"ops": {"tpe_trials": {"config": {"families": ["gru"]}}}}
+        # A run launched before the priorities had names gave a number: it still counts.
+        assert run_priority(-3) == -3 and run_priority("low") == -5

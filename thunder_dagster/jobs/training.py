@@ -160,14 +160,20 @@ def redeploy_job():
     redeploy_agent()
 
 
+# Seed 001's priorities as Dagster's run queue orders runs (dagster/priority, higher first).
+RUN_PRIORITIES = {"low": -5, "normal": 0, "high": 5}
+
+
 class PromptTrainingConfig(dg.Config):
     agent_id: str = Field(description="The agent to train")
     prompt_text: str = Field(description="Text the agent should learn; it becomes a document")
     family: Literal[("auto", *FAMILIES)] = Field(
         default="auto", description="Model family to train; auto searches all of them"
     )
-    priority: int = Field(
-        default=0, ge=-10, le=10, description="Run priority in the queue; higher starts sooner"
+    priority: Literal["low", "normal", "high"] = Field(
+        default="normal",
+        description="Seed 001's run priority: the training run's dagster/priority in the queue "
+        "(low -5, normal 0, high 5; higher starts sooner)",
     )
 
 

@@ -7,7 +7,12 @@ from thunder_dagster import settings
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.datasets import latest_dataset
 from thunder_dagster.home import CATEGORIES
-from thunder_dagster.jobs.training import pipeline_job, prompt_training_job, training_job
+from thunder_dagster.jobs.training import (
+    RUN_PRIORITIES,
+    pipeline_job,
+    prompt_training_job,
+    training_job,
+)
 from thunder_dagster.modeling.cards import ModelCard, UnreadableCardError
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.partitions import agents
@@ -86,6 +91,12 @@ def _champion_dataset(home, agent_id: str) -> str | None:
         return None
 
 
+def run_priority(priority) -> int:
+    """The queue priority of a prompt's priority: a name, or (a run launched before the names)
+    the number it gave."""
+    return RUN_PRIORITIES[priority] if isinstance(priority, str) else int(priority)
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[prompt_training_job],
@@ -105,7 +116,7 @@ def prompt_followup_sensor(context: dg.RunStatusSensorContext):
         partition_key=config["agent_id"],
         run_config=run_config,
         tags={
-            "dagster/priority": str(config.get("priority", 0)),
+            "dagster/priority": str(run_priority(config.get("priority", "normal"))),
             "thunder/trigger": "prompt",
             "thunder/prompt_run": context.dagster_run.run_id,
         },
