@@ -121,17 +121,24 @@ KNOWN_GOOD_HEAD = {
 }
 
 
-def build_head(params: dict, dimensions: int, classes: int):
+def dense_stack(x, params: dict):
+    """The head's hidden layers: `layers` dense layers of `hidden_size`, each with dropout."""
     from thunder_dagster.modeling.architectures import AdjustableDropout, activation
     from thunder_dagster.modeling.backend import keras
 
-    inputs = keras.Input((dimensions,), name="embeddings")
-    x = inputs
     for number in range(params["layers"]):
         x = keras.layers.Dense(
             params["hidden_size"], activation=activation(params["activation"]), name=f"h{number}"
         )(x)
         x = AdjustableDropout(params["dropout"])(x)
+    return x
+
+
+def build_head(params: dict, dimensions: int, classes: int):
+    from thunder_dagster.modeling.backend import keras
+
+    inputs = keras.Input((dimensions,), name="embeddings")
+    x = dense_stack(inputs, params)
     logits = keras.layers.Dense(classes, name="logits")(x)
     model = keras.Model(inputs, logits, name="classifier")
     model.compile(
