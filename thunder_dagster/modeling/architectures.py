@@ -55,10 +55,14 @@ class AdjustableDropout(keras.layers.Dropout):
     state exists from the start, also at rate 0, where Keras' own Dropout makes none and so
     could never be raised once built. Inert at inference, like Dropout: the export is the same."""
 
-    def __init__(self, rate: float, **kwargs):
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
         # Dropout makes its random state only for a positive rate, in __init__ (it has no
-        # build step): start it at one, then set the rate wanted.
-        super().__init__(rate or 0.5, **kwargs)
+        # build step): start it at one, then set the rate wanted. At rate 0 its seed is fixed,
+        # so making the state draws nothing from the global seed and every other layer's
+        # initial weights are what they were with Keras' own Dropout.
+        if not rate and seed is None:
+            seed = 0
+        super().__init__(rate or 0.5, seed=seed, **kwargs)
         self.rate = rate
 
 
