@@ -11,6 +11,17 @@ from thunder_dagster.serving.app import ServerSettings, create_app
 EXAMPLES = 60
 
 
+def repeatable(examples: int):
+    """Hypothesis settings for a fuzz run: the same examples every time, no deadline."""
+    return hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+
+
 def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
     deploy_tiny(home, "acme")
     deploy_tiny(home, "acme", seed=1, role="challenger")
@@ -58,13 +69,7 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
         for strategy in strategies:
 
             @hypothesis.given(case=strategy)
-            @hypothesis.settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-            )
+            @repeatable(EXAMPLES)
             def fuzz(case):
                 case.call_and_validate()
 
@@ -96,13 +101,7 @@ def test_a_keyed_server_answers_every_request_by_its_document_with_and_without_a
 
 def fuzz_with(operation, headers: dict) -> None:
     @hypothesis.given(case=operation.as_strategy())
-    @hypothesis.settings(
-        max_examples=15,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
+    @repeatable(15)
     def fuzz(case):
         case.call_and_validate(headers=headers)
 
@@ -145,13 +144,7 @@ def test_the_endpoints_that_start_runs_answer_by_their_document_without_a_webser
             ):
 
                 @hypothesis.given(case=strategy)
-                @hypothesis.settings(
-                    max_examples=10,
-                    deadline=None,
-                    derandomize=True,
-                    database=None,
-                    suppress_health_check=list(hypothesis.HealthCheck),
-                )
+                @repeatable(10)
                 def fuzz(case):
                     response = case.call_and_validate(excluded_checks=[not_a_server_error])
                     if response.status_code >= 500:
