@@ -563,7 +563,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def external_answer(request: GenerateRequest, passages) -> tuple:
         """API B's answer and None, or None and why it could not answer (the local answer then
         stands). Grounded requests give it the passages as context, best first."""
-        from thunder_dagster.serving.teacher import TeacherUnavailableError
+        from thunder_dagster.serving.teacher import CircuitOpenError, TeacherUnavailableError
 
         prompt = request.prompt
         if passages:
@@ -572,7 +572,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             taught = app.state.teacher.answer(prompt, request.max_tokens, request.temperature)
         except TeacherUnavailableError as error:
-            outcome = "circuit_open" if "circuit is open" in str(error) else "failed"
+            outcome = "circuit_open" if isinstance(error, CircuitOpenError) else "failed"
             metrics.teacher_calls.labels(outcome).inc()
             return None, str(error)
         metrics.teacher_calls.labels("answered").inc()

@@ -44,6 +44,10 @@ class TeacherUnavailableError(RuntimeError):
     """No answer within the budget, or the circuit is open: the message says which."""
 
 
+class CircuitOpenError(TeacherUnavailableError):
+    """The endpoint was not called: too many answers in a row failed."""
+
+
 @dataclass(frozen=True)
 class TeacherSettings:
     base_url: str
@@ -121,7 +125,7 @@ class ExternalTeacher:
     def answer(self, prompt: str, max_tokens: int, temperature: float) -> TeacherAnswer:
         """The teacher's continuation of `prompt`, or TeacherUnavailableError with why not."""
         if not self.breaker.allow():
-            raise TeacherUnavailableError(
+            raise CircuitOpenError(
                 f"API B's circuit is open after {self.breaker.failures} failures in a row; "
                 f"it is tried again in {self.breaker.reopens_in():.0f} s"
             )
