@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import CORPUS
+from tests.loopback_openai import endpoint  # noqa: F401 (the loopback API B, a fixture)
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
 

@@ -119,6 +119,45 @@ def deploy_tiny(home: Home, agent_id: str, family="gru", role="champion", seed=0
     return move.deployment
 
 
+def deploy_classifier(home: Home, agent_id: str, labels=("negative", "positive"), seed=0):
+    """An untrained classifier released like text_classifier's builds: encoder, head and
+    softmax as one graph, the tokenizer beside it, a card naming the task and the labels."""
+    from thunder_dagster.modeling.cards import TOKENIZER_NAME
+    from thunder_dagster.modeling.classifiers import KNOWN_GOOD_HEAD, build_head
+    from thunder_dagster.modeling.heads import classifier_graph, head_graph
+
+    encoder = sentence_encoder(str(home.encoder_cache_dir))
+    keras.utils.set_random_seed(seed)
+    head = build_head(KNOWN_GOOD_HEAD, encoder.dimensions, len(labels))
+    build = home.models_dir(agent_id) / "builds" / f"classifier-{seed}"
+    build.mkdir(parents=True, exist_ok=True)
+    head.save(build / "model.keras")
+    graph = classifier_graph(encoder.graph_path, head_graph(head, KNOWN_GOOD_HEAD["activation"]))
+    write_atomically(build / "model.onnx", graph.SerializeToString())
+    tokenizer = (encoder.files.folder / TOKENIZER_NAME).read_bytes()
+    write_atomically(build / TOKENIZER_NAME, tokenizer)
+    ModelCard(
+        agent_id=agent_id,
+        family="sentence_head",
+        params=dict(KNOWN_GOOD_HEAD),
+        context_length=encoder.files.max_length,
+        vocab=(),
+        metrics=CardMetrics(validation_loss=float("nan"), unigram_loss=float("nan")),
+        task="sentiment",
+        labels=tuple(labels),
+        files={TOKENIZER_NAME: sha256_of(build / TOKENIZER_NAME)},
+    ).write(build)
+    move = release(
+        home.models_dir(agent_id),
+        home.deployments_dir(agent_id),
+        agent_id,
+        build,
+        sha256_of(build / "model.onnx"),
+        NoRegistry(),
+    )
+    return move.deployment
+
+
 def log(store, n, at, agent="acme", score=None, **fields):
     ids = []
     for i in range(n):
@@ -147,6 +186,25 @@ def analyse(home, instance, day: str, agent="acme"):
         instance=instance,
         resources=resources(home),
     )
+
+
+TOPICS = {
+    "baking": ["the bread rose in the oven", "knead the dough with flour", "bake the cake"],
+    "sailing": ["the ship left the harbour", "raise the sail at dawn", "the boat crossed the sea"],
+    "music": ["the violin played a tune", "sing the chorus again", "the drums kept the beat"],
+}
+
+
+def topic_examples(copies: int = 8) -> tuple[list[str], list[str]]:
+    """Texts and their topic labels: each topic's phrases on `copies` days, a sentence
+    encoder's vectors tell them apart."""
+    texts, labels = [], []
+    for label, phrases in TOPICS.items():
+        for n in range(copies):
+            for phrase in phrases:
+                texts.append(f"{phrase}, day {n}")
+                labels.append(label)
+    return texts, labels
 
 
 @functools.cache

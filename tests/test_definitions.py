@@ -25,6 +25,10 @@ def test_the_graph_has_the_expected_shape():
         "query_drift",
         "operations",
         "model_comparison",
+        "labelled_examples",
+        "text_classifier",
+        "classifier_deployment",
+        "reward_model",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
@@ -35,6 +39,12 @@ def test_the_graph_has_the_expected_shape():
         "ab_test_result:challenger_significantly_better",
         "operations:cleanup_recent",
         "operations:training_runs_healthy",
+        "text_classifier:parity",
+        "text_classifier:finite_outputs",
+        "text_classifier:better_than_majority",
+        "reward_model:parity",
+        "reward_model:finite_outputs",
+        "reward_model:better_than_chance",
         *(
             f"{asset}:{check}"
             for asset in ("onnx_model", "fine_tuned_model", "distilled_model")
@@ -48,6 +58,8 @@ def test_the_graph_has_the_expected_shape():
         "ingest_job",
         "training_job",
         "pipeline_job",
+        "classifier_job",
+        "classifier_pipeline_job",
         "rollback_job",
         "undeploy_job",
         "redeploy_job",
@@ -57,18 +69,25 @@ def test_the_graph_has_the_expected_shape():
         "fine_tune_job",
         "distillation_job",
         "ab_test_job",
+        "reward_job",
         "cleanup_job",
     }
     assert {sensor.name for sensor in repository.sensor_defs} == {
         "upload_sensor",
         "run_failure_sensor",
         "training_sensor",
+        "classifier_sensor",
         "prompt_followup_sensor",
         "retraining_sensor",
         "alert_sensor",
     }
     schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
-    assert set(schedules) == {"daily_analysis_schedule", "ab_test_schedule", "cleanup_schedule"}
+    assert set(schedules) == {
+        "daily_analysis_schedule",
+        "ab_test_schedule",
+        "reward_schedule",
+        "cleanup_schedule",
+    }
     assert schedules["daily_analysis_schedule"].cron_schedule == "0 2 * * *"
     assert schedules["cleanup_schedule"].cron_schedule == "0 * * * *"
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
@@ -91,6 +110,10 @@ def test_the_graph_has_the_expected_shape():
         "distilled_model": "retraining",
         "operations": "monitoring",
         "model_comparison": "comparisons",
+        "labelled_examples": "ingest",
+        "text_classifier": "classification",
+        "classifier_deployment": "classification",
+        "reward_model": "rewards",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

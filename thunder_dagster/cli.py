@@ -11,6 +11,7 @@ import click
 
 from thunder_dagster import settings
 from thunder_dagster.home import CATEGORIES, Home, InvalidAgentIdError, validate_agent_id
+from thunder_dagster.tasks import LABEL_TASKS, TASKS
 from thunder_dagster.times import utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +53,15 @@ def print_ingest_summary(home: Home, agent_id: str) -> None:
     summary = ", ".join(f"{count} {status}" for status, count in report["summary"].items())
     click.echo(f"agent {agent_id}: {len(report['files'])} files: {summary}")
     for entry in report["files"]:
-        detail = (
-            f"{entry['chars']} chars, {entry['chunks']} chunks"
-            if entry["status"] == "ok"
-            else entry["reason"]
-        )
+        if entry["status"] == "ok":
+            detail = f"{entry['chars']} chars, {entry['chunks']} chunks"
+        elif entry["status"] == "labelled":
+            left_out = entry.get("bad_rows", [])
+            detail = f"{entry['examples']} labelled examples" + "".join(
+                f"; line {row['line']}: {row['reason']}" for row in left_out[:5]
+            )
+        else:
+            detail = entry["reason"]
         click.echo(f"  {entry['status']:8} {entry['path']}  ({detail})")
     click.echo(f"report: {report_path}")
     from thunder_dagster.documents.datasets import latest_dataset
@@ -246,11 +251,21 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
         return
     card = ModelCard.read(deployment.model_dir)
     split, loss = card.reported_loss()
-    click.echo(
-        f"deployed {agent_id} {deployment.version} ({deployment.family}, registry version "
-        f"{deployment.registry_version}): {split} loss {loss:.4f} "
-        f"nats/char, unigram baseline {card.metrics.unigram_loss:.4f}"
-    )
+    if card.task in LABEL_TASKS and card.classification:
+        measured = card.classification
+        click.echo(
+            f"deployed {agent_id} {deployment.version} ({card.task} over {len(card.labels)} "
+            f"labels, registry version {deployment.registry_version}): test accuracy "
+            f"{measured['accuracy']:.3f}, macro F1 {measured['macro_f1']:.3f} (always "
+            f"{measured['majority_label']!r}: {measured['majority_accuracy']:.3f} / "
+            f"{measured['majority_macro_f1']:.3f})"
+        )
+    else:
+        click.echo(
+            f"deployed {agent_id} {deployment.version} ({deployment.family}, registry version "
+            f"{deployment.registry_version}): {split} loss {loss:.4f} "
+            f"nats/char, unigram baseline {card.metrics.unigram_loss:.4f}"
+        )
     click.echo(f"  model: {deployment.onnx_path}")
     if card.mlflow_run_id:
         click.echo(
@@ -278,13 +293,71 @@ def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
     agent_id = _agent(agent_id)
     home = _home()
     _require_folder(home, agent_id)
-    from thunder_dagster.training_plan import training_ops
+    from thunder_dagster.training_plan import classifier_ops, training_ops
 
-    result = launch("pipeline_job", agent_id, ops=training_ops(trials, minutes, started=started))
+    if _task_of(home, agent_id) in LABEL_TASKS:
+        ops = classifier_ops(trials, minutes, started)
+        result = launch("classifier_pipeline_job", agent_id, ops=ops)
+    else:
+        ops = training_ops(trials, minutes, started=started)
+        result = launch("pipeline_job", agent_id, ops=ops)
     print_ingest_summary(home, agent_id)
     if result.success:
         print_training_summary(home, agent_id)
     _finish(result, "train")
+
+
+def _task_of(home: Home, agent_id: str) -> str:
+    from thunder_dagster.tasks import AgentSettingsError, read_task
+
+    try:
+        return read_task(home.agent_dir(agent_id))
+    except AgentSettingsError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.argument("agent_id")
+@click.argument("task_type", required=False, type=click.Choice(TASKS))
+def task(agent_id: str, task_type: str | None) -> None:
+    """Show AGENT_ID's task, or set it to TASK_TYPE (seed 001's model type).
+
+    classification and sentiment train a classifier on the agent's labelled uploads (CSV with
+    text and label columns, or JSONL objects); the others a text generator."""
+    from thunder_dagster.tasks import write_task
+
+    agent_id = _agent(agent_id)
+    home = Home.resolve()
+    if task_type is None:
+        click.echo(_task_of(home, agent_id))
+        return
+    home.create_agent(agent_id)
+    path = write_task(home.agent_dir(agent_id), task_type)
+    click.echo(f"agent {agent_id}: task {task_type} ({path})")
+
+
+@main.command()
+@click.argument("agent_id")
+@click.argument("text")
+def classify(agent_id: str, text: str) -> None:
+    """The label AGENT_ID's deployed classifier gives TEXT, with every label's probability."""
+    from thunder_dagster.serving.classification import classify as predict
+    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
+
+    agent_id = _agent(agent_id)
+    home = Home.resolve()
+    try:
+        model = load_deployed(home.deployments_dir(agent_id))
+    except NoDeploymentError as error:
+        raise click.ClickException(str(error)) from error
+    if model.task not in LABEL_TASKS:
+        raise click.ClickException(
+            f"agent {agent_id} has the task {model.task}: `thunder generate` answers it"
+        )
+    label, probabilities = predict(model, text)
+    click.echo(label)
+    for name, probability in sorted(probabilities.items(), key=lambda item: -item[1]):
+        click.echo(f"  {probability:.3f}  {name}", err=True)
 
 
 @main.command()
@@ -304,6 +377,10 @@ def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: 
         model = load_deployed(home.deployments_dir(agent_id))
     except NoDeploymentError as error:
         raise click.ClickException(str(error)) from error
+    if model.task in LABEL_TASKS:
+        raise click.ClickException(
+            f"agent {agent_id} has the task {model.task}: `thunder classify` answers it"
+        )
     result = sample(model, prompt, tokens, temperature, seed)
     click.echo(prompt + result.text)
     click.echo(
@@ -519,28 +596,12 @@ def _external_teacher():
     """API B's settings from the environment, or None when THUNDER_TEACHER_URL is unset."""
     if not settings.TEACHER_URL.is_set():
         return None
-    from thunder_dagster.serving.teacher import TeacherSettings
+    from thunder_dagster.serving.teacher import TeacherConfigError, settings_from_environment
 
-    if not settings.TEACHER_MODEL.is_set():
-        raise click.UsageError(
-            "THUNDER_TEACHER_URL is set but THUNDER_TEACHER_MODEL is not: name the model API B "
-            "should answer with"
-        )
     try:
-        budget = float(settings.TEACHER_SECONDS.value())
-    except ValueError:
-        budget = -1.0
-    if not 0 < budget <= 600:
-        raise click.UsageError(
-            f"THUNDER_TEACHER_SECONDS={settings.TEACHER_SECONDS.value()!r}: give the teacher's "
-            "time budget in seconds, above 0 and at most 600"
-        )
-    return TeacherSettings(
-        base_url=settings.TEACHER_URL.value(),
-        model=settings.TEACHER_MODEL.value(),
-        api_key=settings.TEACHER_API_KEY.value(),
-        budget_seconds=budget,
-    )
+        return settings_from_environment()
+    except TeacherConfigError as error:
+        raise click.UsageError(str(error)) from error
 
 
 def _serving_auth(host: str, query_db_url: str) -> str:

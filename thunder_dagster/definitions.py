@@ -8,10 +8,14 @@ from thunder_dagster.jobs.feedback import (
     daily_analysis_schedule,
     distillation_job,
     fine_tune_job,
+    reward_job,
+    reward_schedule,
 )
 from thunder_dagster.jobs.ingest import ingest_job
 from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
 from thunder_dagster.jobs.training import (
+    classifier_job,
+    classifier_pipeline_job,
     comparison_job,
     pipeline_job,
     prompt_training_job,
@@ -26,7 +30,11 @@ from thunder_dagster.runtime.operations import operations
 from thunder_dagster.sensors.alerts import alert_sensor
 from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.feedback import retraining_sensor
-from thunder_dagster.sensors.training import prompt_followup_sensor, training_sensor
+from thunder_dagster.sensors.training import (
+    classifier_sensor,
+    prompt_followup_sensor,
+    training_sensor,
+)
 from thunder_dagster.sensors.uploads import upload_sensor
 
 defs = dg.Definitions(
@@ -36,6 +44,8 @@ defs = dg.Definitions(
         ingest_job,
         training_job,
         pipeline_job,
+        classifier_job,
+        classifier_pipeline_job,
         rollback_job,
         undeploy_job,
         redeploy_job,
@@ -45,13 +55,15 @@ defs = dg.Definitions(
         fine_tune_job,
         distillation_job,
         ab_test_job,
+        reward_job,
         cleanup_job,
     ],
-    schedules=[daily_analysis_schedule, ab_test_schedule, cleanup_schedule],
+    schedules=[daily_analysis_schedule, ab_test_schedule, reward_schedule, cleanup_schedule],
     sensors=[
         upload_sensor,
         run_failure_sensor,
         training_sensor,
+        classifier_sensor,
         prompt_followup_sensor,
         retraining_sensor,
         alert_sensor,

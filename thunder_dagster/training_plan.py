@@ -46,3 +46,17 @@ def training_ops(
     if parallel is not None:
         search["parallel"] = parallel
     return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}
+
+
+def classifier_ops(trials: int | None, minutes: float | None, started: datetime | None) -> dict:
+    """Run config for `text_classifier`: its search and training end `minutes` after
+    `started`, less the export's and deployment's share."""
+    config: dict = {}
+    if trials is not None:
+        config["trials"] = trials
+    if minutes is not None:
+        config["minutes"] = minutes
+        if started is not None:
+            ends = started + timedelta(seconds=minutes * 60 - WRAP_UP_SECONDS)
+            config["finish_by"] = ends.isoformat()
+    return {"text_classifier": {"config": config}}

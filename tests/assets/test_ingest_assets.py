@@ -64,14 +64,14 @@ def test_the_ingest_assets_turn_uploads_into_a_checked_csv(home, corpus):
     assert statuses["reference/fake.docx"][0] == "rejected"
     assert statuses["reference/sheet.xlsx"] == (
         "skipped",
-        "unsupported type .xlsx: upload txt, pdf or docx",
+        "unsupported type .xlsx: upload txt, pdf or docx, or labelled examples as csv or jsonl",
     )
     assert statuses["reference/~$lock.docx"][0] == "skipped"
     assert statuses["communication/notes.txt"] == (
         "skipped",
         "duplicate of communication/copy_of_notes.txt",
     )
-    assert report["summary"] == {"ok": 3, "empty": 1, "rejected": 2, "skipped": 3}
+    assert report["summary"] == {"ok": 3, "labelled": 0, "empty": 1, "rejected": 2, "skipped": 3}
 
     dataset = result.output_for_node("training_dataset")
     frame = read_training_dataset(dataset.path)

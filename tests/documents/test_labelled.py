@@ -4,6 +4,7 @@ kept, and a file unusable whole refused with what to change."""
 import pytest
 
 from tests.factories import write
+from thunder_dagster.documents.ingest import ingest_agent, report_entries
 from thunder_dagster.documents.labelled import LabelledFileError, is_labelled, read_labelled
 
 
@@ -57,3 +58,37 @@ def test_a_file_unusable_whole_is_refused_by_name_with_what_to_change(
     with pytest.raises(LabelledFileError, match=message) as refused:
         read_labelled(write(tmp_path / name, data))
     assert str(refused.value).startswith(name)
+
+
+def test_prompt_and_response_pairs_are_read_by_their_columns_and_a_half_pair_is_reported(
+    tmp_path,
+):
+    path = write(
+        tmp_path / "faq.csv", "Prompt, Response\nHow long to knead?,Ten minutes.\nWhat flour?,\n"
+    )
+    found = read_labelled(path)
+    assert found.kind == "pairs"
+    assert [(p.prompt, p.response, p.line) for p in found.examples] == [
+        ("How long to knead?", "Ten minutes.", 2)
+    ]
+    assert [(p.line, p.reason) for p in found.problems] == [
+        (3, "no response: give the pair's response")
+    ]
+    lines = write(tmp_path / "chat.jsonl", '{"prompt": "Hi", "response": "Hello"}\n{"text": 1}\n')
+    found = read_labelled(lines)
+    assert found.kind == "pairs" and [p.line for p in found.problems] == [2]
+
+
+def test_a_chat_agents_pairs_become_a_document_laid_out_as_its_generator_learns_them(home):
+    agent = home.create_agent("helper")
+    write(
+        agent / "reference" / "faq.jsonl",
+        '{"prompt": "Hi", "response": "Hello"}\n{"prompt": "Open?", "response": "Till 6."}\n'
+        '{"prompt": "Bye"}\n',
+    )
+    result = ingest_agent(home, "helper", task="chat")
+    [document] = result.ok
+    assert document.text == "User: Hi\nAssistant: Hello\n\nUser: Open?\nAssistant: Till 6.\n\n"
+    [entry] = report_entries(result)
+    assert entry["status"] == "ok" and entry["pairs"] == 2 and entry["chunks"] == 1
+    assert entry["bad_rows"] == [{"line": 3, "reason": "no response: give the pair's response"}]

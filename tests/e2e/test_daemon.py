@@ -38,7 +38,7 @@ def test_dropped_files_become_a_dataset_through_the_daemon(home, corpus, daemon)
     dataset = json.loads(manifest.read_text())
     assert Path(dataset["path"]).is_file()
     report = json.loads(home.ingest_report_path("dropbox").read_text())
-    assert report["summary"] == {"ok": 3, "empty": 0, "rejected": 1, "skipped": 0}
+    assert report["summary"] == {"ok": 3, "labelled": 0, "empty": 0, "rejected": 1, "skipped": 0}
 
     with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
 

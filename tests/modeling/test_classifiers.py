@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.factories import sentence_encoder
+from tests.factories import topic_examples as labelled
 from thunder_dagster.modeling.classifiers import (
     ClassifierBudget,
     LabelledDataError,
@@ -18,22 +19,6 @@ from thunder_dagster.modeling.heads import (
     head_graph,
     run_classifier,
 )
-
-TOPICS = {
-    "baking": ["the bread rose in the oven", "knead the dough with flour", "bake the cake"],
-    "sailing": ["the ship left the harbour", "raise the sail at dawn", "the boat crossed the sea"],
-    "music": ["the violin played a tune", "sing the chorus again", "the drums kept the beat"],
-}
-
-
-def labelled(copies: int = 8):
-    texts, labels = [], []
-    for label, phrases in TOPICS.items():
-        for n in range(copies):
-            for phrase in phrases:
-                texts.append(f"{phrase}, day {n}")
-                labels.append(label)
-    return texts, labels
 
 
 @pytest.fixture(scope="module")

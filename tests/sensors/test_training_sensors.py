@@ -9,6 +9,7 @@ from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.sensors.training import prompt_followup_sensor, run_priority, training_sensor
+from thunder_dagster.tasks import read_task
 
 
 def evaluate(instance, home, cursor=None) -> dg.SensorResult:
@@ -104,3 +105,46 @@ def test_a_prompt_becomes_a_reference_document_and_a_prioritised_pipeline_run(ho
         assert request.run_config == {"ops": {"tpe_trials": {"config": {"families": ["gru"]}}}}
         # A run launched before the priorities had names gave a number: it still counts.
         assert run_priority(-3) == -3 and run_priority("low") == -5
+
+
+def prompt_run(instance, home, **config):
+    return prompt_training_job.execute_in_process(
+        run_config={"ops": {"prompt_document": {"config": {"agent_id": "moods", **config}}}},
+        resources={"thunder": ThunderHome(root=str(home.root))},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_a_classification_prompt_is_kept_as_labelled_examples_and_runs_the_classifier_pipeline(
+    home,
+):
+    examples = "\n".join(
+        json.dumps({"text": text, "label": label})
+        for text, label in [("what a lovely day", "positive"), ("this is awful", "negative")]
+    )
+    with dg.instance_for_test() as instance:
+        result = prompt_run(instance, home, prompt_text=examples, model_type="sentiment")
+        assert result.success
+        [written] = home.category_dir("moods", "reference").glob("prompt_*")
+        assert written.suffix == ".jsonl" and written.read_text() == examples
+        assert read_task(home.agent_dir("moods")) == "sentiment"
+        success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+        request = prompt_followup_sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name="prompt_followup_sensor",
+                dagster_event=success,
+                dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id),
+            )
+        )
+        assert request.job_name == "classifier_pipeline_job" and request.run_config == {}
+
+        # Text that holds no labelled example is refused by what is wrong with it, and not kept.
+        refused = prompt_run(
+            instance, home, prompt_text="text,label\n,positive\n", model_type="sentiment"
+        )
+        assert not refused.success
+        [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert "line 2: no text" in failure.event_specific_data.error.message
+        assert len(list(home.category_dir("moods", "reference").glob("prompt_*"))) == 1

@@ -5,7 +5,7 @@ import hypothesis
 import schemathesis
 from fastapi.testclient import TestClient
 
-from tests.factories import CORPUS, deploy_tiny, index_agent
+from tests.factories import CORPUS, deploy_classifier, deploy_tiny, index_agent
 from thunder_dagster.serving.app import ServerSettings, create_app
 
 EXAMPLES = 60
@@ -25,6 +25,7 @@ def repeatable(examples: int):
 def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
     deploy_tiny(home, "acme")
     deploy_tiny(home, "acme", seed=1, role="challenger")
+    deploy_classifier(home, "moods")
     text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:3000]
     index_agent(home, "acme", {"play.txt": text})
     settings = ServerSettings(
@@ -49,6 +50,7 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             "POST /v1/admin/ab-tests/{test_id}/stop",
             "POST /v1/agents/{agent_id}/generate",
             "POST /v1/agents/{agent_id}/search",
+            "POST /v1/agents/{agent_id}/classify",
             "POST /v1/feedback",
         }
         generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
@@ -61,10 +63,16 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             if operation.method.upper() == "POST"
         ]
         # The deployed and indexed agent too, so that generation (grounded or not), the
-        # search itself and its A/B test meet whatever prompt, query or split comes.
+        # search itself and its A/B test meet whatever prompt, query or split comes; and the
+        # classifier, whatever text it is sent (and generation it refuses).
         strategies += [
             operation.as_strategy(path_parameters={"agent_id": "acme"})
             for operation in (generate, search, testing)
+        ]
+        classify = schema.find_operation_by_label("POST /v1/agents/{agent_id}/classify")
+        strategies += [
+            operation.as_strategy(path_parameters={"agent_id": "moods"})
+            for operation in (classify, generate)
         ]
         for strategy in strategies:
 

@@ -359,3 +359,28 @@ def test_an_undeployed_agent_gets_404_with_the_reason_and_is_no_problem_of_the_s
             10,
             "unserved",
         )
+
+
+def test_a_chat_agent_answers_its_prompt_laid_out_as_its_pairs_and_the_answer_ends_there(home):
+    from thunder_dagster.serving.generation import generate, load_deployment
+    from thunder_dagster.tasks import cut_answer, format_prompt
+
+    deployed = deploy_tiny(home, "helper")
+    plain = load_deployment(deployed)
+    ModelCard.read(deployed.model_dir).replace(task="chat").write(deployed.model_dir)
+    chat = load_deployment(deployed)
+    assert (plain.task, chat.task) == ("generation", "chat")
+    # The same weights continuing the laid-out prompt give the chat answer, cut at its end.
+    expected = generate(plain, format_prompt("chat", "is the shop open"), 60, 1.0, seed=3)
+    answered = generate(chat, "is the shop open", 60, 1.0, seed=3)
+    assert answered.text == cut_answer("chat", expected.text) and answered.text
+    assert answered.confidence == expected.confidence
+    # Unlaid, the same prompt conditions the model otherwise (an untrained model's draws are
+    # near uniform, so its characters may agree; the probabilities it gave them do not).
+    assert generate(plain, "is the shop open", 60, 1.0, seed=3).confidence != answered.confidence
+    settings = ServerSettings(deployments_root=home.root / "deployments", query_db_url="")
+    with TestClient(create_app(settings)) as client:
+        body = {"prompt": "is the shop open", "user_id": "u1", "temperature": 0.0}
+        served = client.post("/v1/agents/helper/generate", json=body).json()
+        greedy = generate(chat, "is the shop open", 128, 0.0)
+        assert served["text"] == greedy.text

@@ -11,8 +11,10 @@ from thunder_dagster.documents.ingest import (
 )
 from thunder_dagster.documents.isolation import WorkerLimits
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import IO_RETRY
+from thunder_dagster.tasks import AgentSettingsError, read_task
 
 MB = 1024 * 1024
 
@@ -66,19 +68,24 @@ def _problem_table(documents: DocumentSet) -> str:
 def documents(
     context: dg.AssetExecutionContext, config: IngestConfig, thunder: ThunderHome
 ) -> dg.Output[DocumentSet]:
-    """Every upload of the agent (txt, pdf, docx) extracted to text, or rejected with a reason.
+    """Every upload of the agent (txt, pdf, docx) extracted to text, or rejected with a reason;
+    labelled examples (CSV or JSONL) read by row, prompt and response pairs laid out as text
+    in the agent's task's format.
 
     Reads $THUNDER_HOME/agents/<agent>/{work_product,communication,reference}/ and writes
     agents/<agent>/processed/ingest_report.json.
     """
     home = thunder.home()
     agent_id = context.partition_key
+    with failing_on(AgentSettingsError):
+        task = read_task(home.agent_dir(agent_id))
     result = ingest_agent(
         home,
         agent_id,
         limits=config.extraction_limits(),
         workers=config.worker_limits(),
         log=context.log.info,
+        task=task,
     )
     report_path = home.ingest_report_path(agent_id)
     write_ingest_report(report_path, result)
@@ -97,6 +104,8 @@ def documents(
             **{status: count for status, count in counts.items()},
             "extracted_from_cache": sum(doc.cached for doc in result.documents),
             "characters": sum(doc.chars for doc in result.ok),
+            "task": task,
+            "labelled_rows_left_out": sum(len(doc.row_problems) for doc in result.documents),
             "ingest_report": dg.MetadataValue.path(str(report_path)),
             "problems": dg.MetadataValue.md(_problem_table(result)),
         },

@@ -13,6 +13,7 @@ from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import image, links, tracking_state
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.tasks import AgentSettingsError, read_task
 from thunder_dagster.tracking.progress import epoch_reporter
 
 
@@ -76,8 +77,9 @@ def keras_model(
 
     home = thunder.home()
     agent_id = context.partition_key
-    with failing_on(DatasetTooSmallError):
+    with failing_on(DatasetTooSmallError, AgentSettingsError):
         data = encoded_dataset(training_dataset, tpe_trials.validation_fraction)
+        task = read_task(home.agent_dir(agent_id))
     tracker = tracking.tracker(context.log.warning)
     run = tracker.start_run(
         f"keras_model {agent_id}",
@@ -114,6 +116,7 @@ def keras_model(
         training_dataset.version,
         warm,
         run,
+        task,
     )
     plot = loss_curves(
         trained.epochs,
@@ -139,6 +142,7 @@ def keras_model(
         f"{trained.seconds:.0f} s" + (f", continued from {warm}" if warm else "")
     )
     metadata = {
+        "task": task,
         "family": trained.family,
         "params": dg.MetadataValue.json(trained.params),
         "test_loss": dg.MetadataValue.float(trained.test_loss),

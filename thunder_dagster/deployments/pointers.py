@@ -29,6 +29,9 @@ HISTORY_NAME = "history.jsonl"
 # Present while the agent is undeployed: no server answers for it, and its pointers, history
 # and model files stay as they were, for a redeploy to serve again.
 UNDEPLOYED_NAME = "undeployed.json"
+# The agent's reward model (assets/rewards.py writes it, serving/rewards.py reads it): not a
+# role, since it ranks a role's candidate answers rather than answering.
+REWARD_NAME = "reward.json"
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,14 @@ from thunder_dagster.deployments.pointers import (
 from thunder_dagster.deployments.registry import ModelRegistry
 from thunder_dagster.deployments.versions import CHANGES, PATTERN, Version, next_version
 from thunder_dagster.files import sha256_of
-from thunder_dagster.modeling.cards import CARD_NAME, KERAS_NAME, ONNX_NAME, STEP_NAME, ModelCard
+from thunder_dagster.modeling.cards import (
+    CARD_NAME,
+    KERAS_NAME,
+    ONNX_NAME,
+    STEP_NAME,
+    TOKENIZER_NAME,
+    ModelCard,
+)
 
 
 class UnverifiedArtifactError(RuntimeError):
@@ -128,7 +135,8 @@ def release(
     staging = models_dir / f".{version}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (KERAS_NAME, ONNX_NAME, *([STEP_NAME] if has_step else [])):
+    extra = [name for name in (STEP_NAME, TOKENIZER_NAME) if (build_dir / name).is_file()]
+    for name in (KERAS_NAME, ONNX_NAME, *extra):
         shutil.copy2(build_dir / name, staging / name)
     registry_version = registry.register(
         agent_id, version, staging, run_id or card.mlflow_run_id, tags or {}

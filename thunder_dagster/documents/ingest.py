@@ -3,7 +3,7 @@
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,11 +16,21 @@ from thunder_dagster.documents.extraction import (
     extract,
 )
 from thunder_dagster.documents.isolation import WorkerFailure, WorkerLimits, run_isolated
+from thunder_dagster.documents.labelled import (
+    LabelledExample,
+    LabelledFileError,
+    RowProblem,
+    is_labelled,
+    read_labelled,
+)
 from thunder_dagster.documents.uploads import Upload, scan_agent, sha256_file
 from thunder_dagster.files import write_atomically
 from thunder_dagster.home import Home
+from thunder_dagster.tasks import DEFAULT_TASK, format_pair
 
-STATUSES = ("ok", "empty", "rejected", "skipped")
+# labelled: a CSV or JSONL file of labelled examples (documents/labelled.py), read as rows and
+# never chunked; its rows train the agent's classifier.
+STATUSES = ("ok", "labelled", "empty", "rejected", "skipped")
 DEFAULT_LIMITS = ExtractionLimits()
 DEFAULT_WORKERS = WorkerLimits()
 
@@ -39,6 +49,9 @@ class Document:
     text: str = ""
     pages: int | None = None
     cached: bool = False
+    examples: tuple[LabelledExample, ...] = ()  # a labelled file's usable rows
+    pairs: int = 0  # a file of prompt and response pairs: how many its text lays out
+    row_problems: tuple[RowProblem, ...] = ()  # and the rows left out, by line
 
     @property
     def chars(self) -> int:
@@ -57,6 +70,10 @@ class DocumentSet:
     @property
     def ok(self) -> list[Document]:
         return [document for document in self.documents if document.status == "ok"]
+
+    @property
+    def labelled(self) -> list[Document]:
+        return [document for document in self.documents if document.status == "labelled"]
 
     def counts(self) -> dict[str, int]:
         counts = Counter(document.status for document in self.documents)
@@ -113,14 +130,50 @@ def _from_extraction(upload: Upload, sha256: str, extraction: Extraction, cached
     )
 
 
+def _labelled(upload: Upload, sha256: str, task: str) -> Document:
+    """A labelled file read in this process (CSV and JSON parsers, bounded by the size limit):
+    its rows, the ones left out by line, or the reason none can be used. Prompt and response
+    pairs become the text of an ok document, each pair laid out as the agent's task lays them
+    out (tasks.format_pair), so its generator learns them like any document."""
+    try:
+        read = read_labelled(upload.path)
+    except LabelledFileError as error:
+        return _unread(upload, "rejected", str(error), sha256)
+    except OSError as error:
+        return _unread(upload, "rejected", f"unreadable: {error.strerror}", sha256)
+    bad = len(read.problems)
+    if not read.examples:
+        first = f" (line {read.problems[0].line}: {read.problems[0].reason})" if bad else ""
+        return replace(
+            _unread(upload, "rejected", f"no usable row: {bad} bad row(s){first}", sha256),
+            row_problems=tuple(read.problems),
+        )
+    left_out = f"{bad} row(s) left out" if bad else ""
+    if read.kind == "pairs":
+        text = "".join(format_pair(task, pair.prompt, pair.response) for pair in read.examples)
+        return replace(
+            _unread(upload, "ok", left_out, sha256),
+            text=text,
+            pairs=len(read.examples),
+            row_problems=tuple(read.problems),
+        )
+    return replace(
+        _unread(upload, "labelled", left_out, sha256),
+        examples=tuple(read.examples),
+        row_problems=tuple(read.problems),
+    )
+
+
 def ingest_agent(
     home: Home,
     agent_id: str,
     limits: ExtractionLimits = DEFAULT_LIMITS,
     workers: WorkerLimits = DEFAULT_WORKERS,
     log: Callable[[str], None] = lambda message: None,
+    task: str = DEFAULT_TASK,
 ) -> DocumentSet:
-    """Every file under the agent's folders, extracted or taken from the cache, in stable order."""
+    """Every file under the agent's folders, extracted or taken from the cache, in stable order.
+    `task` lays out its prompt and response pairs (tasks.FORMATS)."""
     cache = ExtractionCache(home.extraction_cache_dir)
     results: dict[str, Document] = {}
     to_extract: list[tuple[Upload, str]] = []
@@ -130,9 +183,12 @@ def ingest_agent(
         suffix = Path(upload.rel_path).suffix.lower()
         if upload.ignored:
             results[upload.rel_path] = _unread(upload, "skipped", upload.ignored)
-        elif suffix not in SUPPORTED_EXTENSIONS:
+        elif suffix not in SUPPORTED_EXTENSIONS and not is_labelled(upload.path):
             results[upload.rel_path] = _unread(
-                upload, "skipped", f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx"
+                upload,
+                "skipped",
+                f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx, or labelled "
+                "examples as csv or jsonl",
             )
         elif upload.size > limits.max_file_bytes:
             results[upload.rel_path] = _unread(
@@ -155,6 +211,9 @@ def ingest_agent(
                 )
                 continue
             first_with_hash[sha256] = upload.rel_path
+            if is_labelled(upload.path):
+                results[upload.rel_path] = _labelled(upload, sha256, task)
+                continue
             cached = cache.get(sha256, suffix)
             if cached is not None:
                 results[upload.rel_path] = _from_extraction(upload, sha256, cached, cached=True)
@@ -209,6 +268,15 @@ def report_entries(documents: DocumentSet) -> list[dict]:
             "chars": document.chars,
             "chunks": document.chunks,
             "pages": document.pages,
+            **(
+                {
+                    ("pairs" if document.pairs else "examples"): document.pairs
+                    or len(document.examples),
+                    "bad_rows": [asdict(problem) for problem in document.row_problems],
+                }
+                if document.examples or document.pairs or document.row_problems
+                else {}
+            ),
         }
         for document in documents.documents
     ]

@@ -1,11 +1,15 @@
-"""Labelled examples from an upload: a CSV file with a header naming `text` and `label`
-columns, or a JSONL file of objects with `text` and `label`, for the classification and
-sentiment tasks. Other columns and keys are ignored; column names are matched without regard
-to case or surrounding spaces.
+"""Labelled uploads: a CSV file with a header, or a JSONL file of objects, holding either
 
-A row without a text or a label, or a JSONL line that is not an object, is reported with its
-line number and left out; the rest are used. A file with neither column, or not UTF-8, is
-refused whole, with what was found and what to change.
+- labelled examples, `text` and `label` (the classification and sentiment tasks), or
+- prompt and response pairs, `prompt` and `response` (the instruction and chat tasks).
+
+Other columns and keys are ignored; column names are matched without regard to case or
+surrounding spaces. A CSV's header says which it holds; a JSONL file holds what its first
+object names.
+
+A row without one of its two values, or a JSONL line that is not an object, is reported with
+its line number and left out; the rest are used. A file with neither pair of columns, or not
+UTF-8, is refused whole, with what was found and what to change.
 """
 
 import csv
@@ -17,6 +21,12 @@ from pathlib import Path
 LABELLED_SUFFIXES = (".csv", ".jsonl")
 MAX_TEXT_CHARACTERS = 20_000
 MAX_LABEL_CHARACTERS = 100
+# kind -> its two columns, and the longest each may be
+SCHEMAS = {
+    "labelled": (("text", MAX_TEXT_CHARACTERS), ("label", MAX_LABEL_CHARACTERS)),
+    "pairs": (("prompt", MAX_TEXT_CHARACTERS), ("response", MAX_TEXT_CHARACTERS)),
+}
+WHAT = {"labelled": "example", "pairs": "pair"}
 
 
 class LabelledFileError(ValueError):
@@ -31,6 +41,13 @@ class LabelledExample:
 
 
 @dataclass(frozen=True)
+class PromptPair:
+    prompt: str
+    response: str
+    line: int
+
+
+@dataclass(frozen=True)
 class RowProblem:
     line: int
     reason: str
@@ -39,8 +56,9 @@ class RowProblem:
 @dataclass(frozen=True)
 class LabelledFile:
     path: str
-    examples: list[LabelledExample] = field(default_factory=list)
+    examples: list = field(default_factory=list)  # LabelledExample, or PromptPair for pairs
     problems: list[RowProblem] = field(default_factory=list)
+    kind: str = "labelled"
 
     def labels(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -50,11 +68,12 @@ class LabelledFile:
 
 
 def is_labelled(path: Path) -> bool:
-    return path.suffix.lower() in LABELLED_SUFFIXES
+    return Path(path).suffix.lower() in LABELLED_SUFFIXES
 
 
 def read_labelled(path: Path) -> LabelledFile:
-    """The file's examples and its bad rows; LabelledFileError for a file unusable whole."""
+    """The file's examples or pairs and its bad rows; LabelledFileError for a file unusable
+    whole."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -69,27 +88,37 @@ def read_labelled(path: Path) -> LabelledFile:
     raise LabelledFileError(f"{path.name}: labelled data is a .csv or .jsonl file")
 
 
-def _checked(line: int, text, label, examples: list, problems: list) -> None:
-    text = text.strip() if isinstance(text, str) else text
-    label = (
-        str(label).strip()
-        if isinstance(label, str | int) and not isinstance(label, bool)
-        else label
-    )
-    if not isinstance(text, str) or not text:
-        problems.append(RowProblem(line, "no text: give the example's text"))
-    elif not isinstance(label, str) or not label:
-        problems.append(RowProblem(line, "no label: give the example's label"))
-    elif len(text) > MAX_TEXT_CHARACTERS:
+def _checked(kind: str, line: int, values: tuple, examples: list, problems: list) -> None:
+    (first, first_limit), (second, second_limit) = SCHEMAS[kind]
+    one, two = values
+    one = one.strip() if isinstance(one, str) else one
+    if isinstance(two, int) and not isinstance(two, bool) and kind == "labelled":
+        two = str(two)  # a numeric label (a rating, a class number) is its digits
+    two = two.strip() if isinstance(two, str) else two
+    what = WHAT[kind]
+    if not isinstance(one, str) or not one:
+        problems.append(RowProblem(line, f"no {first}: give the {what}'s {first}"))
+    elif not isinstance(two, str) or not two:
+        problems.append(RowProblem(line, f"no {second}: give the {what}'s {second}"))
+    elif len(one) > first_limit:
         problems.append(
-            RowProblem(line, f"text of {len(text)} characters; at most {MAX_TEXT_CHARACTERS}")
+            RowProblem(line, f"{first} of {len(one)} characters; at most {first_limit}")
         )
-    elif len(label) > MAX_LABEL_CHARACTERS:
+    elif len(two) > second_limit:
         problems.append(
-            RowProblem(line, f"label of {len(label)} characters; at most {MAX_LABEL_CHARACTERS}")
+            RowProblem(line, f"{second} of {len(two)} characters; at most {second_limit}")
         )
+    elif kind == "labelled":
+        examples.append(LabelledExample(one, two, line))
     else:
-        examples.append(LabelledExample(text, label, line))
+        examples.append(PromptPair(one, two, line))
+
+
+def _kind_of(names) -> str | None:
+    for kind, ((first, _), (second, _)) in SCHEMAS.items():
+        if first in names and second in names:
+            return kind
+    return None
 
 
 def _csv(path: Path, text: str) -> LabelledFile:
@@ -97,16 +126,20 @@ def _csv(path: Path, text: str) -> LabelledFile:
     try:
         header = next(reader)
     except StopIteration:
-        raise LabelledFileError(f"{path.name}: empty; give a header with text and label") from None
+        raise LabelledFileError(
+            f"{path.name}: empty; give a header with text and label (or prompt and response)"
+        ) from None
     except csv.Error as error:
         raise LabelledFileError(f"{path.name}: not CSV ({error})") from None
     names = [name.strip().lower() for name in header]
-    if "text" not in names or "label" not in names:
+    kind = _kind_of(names)
+    if kind is None:
         raise LabelledFileError(
             f"{path.name}: the header names {', '.join(repr(n) for n in header) or 'nothing'}; "
-            "it needs a 'text' and a 'label' column"
+            "it needs a 'text' and a 'label' column (labelled examples), or a 'prompt' and a "
+            "'response' column (prompt and response pairs)"
         )
-    text_at, label_at = names.index("text"), names.index("label")
+    at = [names.index(column) for column, _ in SCHEMAS[kind]]
     examples, problems = [], []
     line = reader.line_num + 1  # a row's first line: a quoted cell may span several
     try:
@@ -115,16 +148,17 @@ def _csv(path: Path, text: str) -> LabelledFile:
             if not any(cell.strip() for cell in row):
                 line = next_line
                 continue
-            cells = row + [""] * (max(text_at, label_at) + 1 - len(row))
-            _checked(line, cells[text_at], cells[label_at], examples, problems)
+            cells = row + [""] * (max(at) + 1 - len(row))
+            _checked(kind, line, (cells[at[0]], cells[at[1]]), examples, problems)
             line = next_line
     except csv.Error as error:
         problems.append(RowProblem(line, f"not CSV from here on ({error})"))
-    return LabelledFile(str(path), examples, problems)
+    return LabelledFile(str(path), examples, problems, kind)
 
 
 def _jsonl(path: Path, text: str) -> LabelledFile:
     examples, problems = [], []
+    kind = None
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -136,7 +170,101 @@ def _jsonl(path: Path, text: str) -> LabelledFile:
         if not isinstance(record, dict):
             problems.append(RowProblem(line, "not a JSON object with text and label"))
             continue
-        _checked(line, record.get("text"), record.get("label"), examples, problems)
+        if kind is None:  # the first object says what the file holds
+            kind = "pairs" if {"prompt", "response"} & set(record) else "labelled"
+        (first, _), (second, _) = SCHEMAS[kind]
+        _checked(kind, line, (record.get(first), record.get(second)), examples, problems)
     if not examples and not problems:
         raise LabelledFileError(f"{path.name}: empty; give one JSON object a line")
-    return LabelledFile(str(path), examples, problems)
+    return LabelledFile(str(path), examples, problems, kind or "labelled")
+
+
+LABELLED_CSV = "labelled.csv"
+LABELLED_MANIFEST = "labelled.json"
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """An agent's labelled examples from every labelled upload, each text once; `version`
+    hashes the (text, label) pairs: the same examples, the same version."""
+
+    agent_id: str
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    sources: tuple[str, ...]  # "file:line" of each example's first occurrence
+    version: str
+    conflicts: tuple[str, ...] = ()  # texts given two labels: the first label was kept
+    path: str = ""  # the CSV, once written
+    created_at: str = ""
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for label in self.labels:
+            counts[label] = counts.get(label, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def collect_examples(agent_id: str, files: list[tuple[str, list[LabelledExample]]]) -> LabelledSet:
+    """One set from (file, examples) pairs in upload order: a text seen again with the same
+    label is kept once; seen again with another label, the first label stays and the text is
+    named as a conflict."""
+    import hashlib
+
+    chosen: dict[str, tuple[str, str]] = {}
+    conflicts: list[str] = []
+    for name, examples in files:
+        for example in examples:
+            first = chosen.get(example.text)
+            if first is None:
+                chosen[example.text] = (example.label, f"{name}:{example.line}")
+            elif first[0] != example.label:
+                conflicts.append(
+                    f"{name}:{example.line} labels a text {example.label!r}, {first[1]} gave it "
+                    f"{first[0]!r}: {first[0]!r} kept"
+                )
+    digest = hashlib.sha256()
+    for text in sorted(chosen):
+        digest.update(f"{text}\0{chosen[text][0]}\n".encode())
+    texts = tuple(chosen)
+    return LabelledSet(
+        agent_id=agent_id,
+        texts=texts,
+        labels=tuple(chosen[text][0] for text in texts),
+        sources=tuple(chosen[text][1] for text in texts),
+        version=digest.hexdigest()[:16],
+        conflicts=tuple(conflicts),
+    )
+
+
+def write_labelled(processed_dir: Path, examples: LabelledSet, created_at: str) -> LabelledSet:
+    """The set as labelled.csv (text, label, source) and its manifest labelled.json, each
+    written whole; the manifest goes last, so a reader never finds one without the other."""
+    from dataclasses import replace
+
+    from thunder_dagster.files import write_atomically
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label", "source"])
+    writer.writerows(zip(examples.texts, examples.labels, examples.sources, strict=True))
+    path = Path(processed_dir) / LABELLED_CSV
+    write_atomically(path, buffer.getvalue().encode("utf-8"))
+    written = replace(examples, path=str(path), created_at=created_at)
+    manifest = {
+        "agent_id": written.agent_id,
+        "version": written.version,
+        "rows": len(written.texts),
+        "labels": written.counts(),
+        "path": written.path,
+        "created_at": created_at,
+    }
+    write_atomically(Path(processed_dir) / LABELLED_MANIFEST, json.dumps(manifest).encode())
+    return written
+
+
+def latest_labelled(processed_dir: Path) -> dict | None:
+    """The manifest of the agent's labelled examples (version, rows, labels); None without."""
+    try:
+        return json.loads((Path(processed_dir) / LABELLED_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -62,6 +62,21 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class AiGrade(Base):
+    """The teacher's grade of an answer under one rubric (its hash): AI feedback, apart from
+    users' feedback."""
+
+    __tablename__ = "ai_grades"
+
+    query_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("query_logs.id", ondelete="CASCADE"), primary_key=True
+    )
+    rubric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    grader: Mapped[str] = mapped_column(String(64))
+    graded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Analysis(Base):
     """One daily analysis of one agent: the window it covered and the decision it reached."""
 

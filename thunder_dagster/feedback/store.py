@@ -40,6 +40,7 @@ from thunder_dagster.feedback.records import (
     new_query_id,
 )
 from thunder_dagster.feedback.schema import (
+    AiGrade,
     Analysis,
     CachedResponse,
     DriftScore,
@@ -50,7 +51,7 @@ from thunder_dagster.times import as_utc, utc_now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -221,6 +222,77 @@ class QueryStore:
         )
         with self.sessions() as session:
             return [TrainingExample(*row) for row in session.execute(statement)]
+
+    def rated_answers(self, agent_id: str, limit: int) -> list[tuple[str, str, str, int]]:
+        """(query id, prompt, answer, score) of the agent's answers users rated, newest first.
+        Answers of an external teacher are left out: the reward model ranks the agent's own."""
+        statement = (
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response, Feedback.score)
+            .join(Feedback, Feedback.query_id == QueryLog.id)
+            .where(
+                QueryLog.agent_id == agent_id,
+                ~QueryLog.model_version.startswith(EXTERNAL_TEACHER_PREFIX),
+            )
+            .order_by(QueryLog.created_at.desc(), QueryLog.id)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [tuple(row) for row in session.execute(statement)]
+
+    def ungraded_answers(
+        self, agent_id: str, rubric: str, limit: int
+    ) -> list[tuple[str, str, str]]:
+        """(query id, prompt, answer) of answers no user rated and the teacher has not graded
+        under `rubric`, newest first: what AI feedback adds."""
+        graded = select(AiGrade.query_id).where(AiGrade.rubric == rubric)
+        statement = (
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response)
+            .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
+            .where(
+                QueryLog.agent_id == agent_id,
+                Feedback.query_id.is_(None),
+                QueryLog.id.not_in(graded),
+                ~QueryLog.model_version.startswith(EXTERNAL_TEACHER_PREFIX),
+            )
+            .order_by(QueryLog.created_at.desc(), QueryLog.id)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [tuple(row) for row in session.execute(statement)]
+
+    def add_ai_grade(
+        self, query_id: str, rubric: str, score: int, grader: str, at: datetime | None = None
+    ) -> None:
+        with self.sessions.begin() as session:
+            if session.get(QueryLog, query_id) is None:
+                raise UnknownQueryError(f"unknown query id {query_id!r}")
+            session.merge(
+                AiGrade(
+                    query_id=query_id,
+                    rubric=rubric,
+                    score=score,
+                    grader=grader,
+                    graded_at=at or utc_now(),
+                )
+            )
+
+    def ai_graded_answers(self, agent_id: str, rubric: str, limit: int) -> list[tuple]:
+        """(query id, prompt, answer, grade) of the agent's answers the teacher graded under
+        `rubric` and no user rated, newest first."""
+        statement = (
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response, AiGrade.score)
+            .join(AiGrade, AiGrade.query_id == QueryLog.id)
+            .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
+            .where(
+                QueryLog.agent_id == agent_id,
+                AiGrade.rubric == rubric,
+                Feedback.query_id.is_(None),
+            )
+            .order_by(QueryLog.created_at.desc(), QueryLog.id)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return [tuple(row) for row in session.execute(statement)]
 
     def mark_used(self, query_ids: Iterable[str], run_id: str) -> int:
         """Mark rows used by `run_id`; rows another run already claimed stay its own.

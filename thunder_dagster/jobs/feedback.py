@@ -104,3 +104,38 @@ def ab_test_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome
         if read_pointer(home.deployments_dir(agent_id), "challenger") is not None
     ]
     return requests or dg.SkipReason("no agent has a challenger")
+
+
+reward_job = dg.define_asset_job(
+    name="reward_job",
+    selection=dg.AssetSelection.assets("reward_model"),
+    description="An agent's reward model trained again on its rated answers and the teacher's "
+    "grades, served for best-of-n once its checks pass.",
+)
+
+
+@dg.schedule(
+    job=reward_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone=ANALYSIS_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At 03:00 (THUNDER_TIMEZONE), after the daily analysis, the reward model of "
+    "every generating agent is trained again on the ratings and grades so far.",
+)
+def reward_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome):
+    from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
+
+    home = thunder.home()
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    requests, skipped = [], []
+    for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name)):
+        if read_pointer(home.deployments_dir(agent_id)) is None:
+            continue
+        try:
+            if read_task(home.agent_dir(agent_id)) in LABEL_TASKS:
+                continue  # a classifier's answers are labels, not text to rank
+        except AgentSettingsError as error:
+            skipped.append(str(error))
+            continue
+        requests.append(dg.RunRequest(run_key=f"reward:{agent_id}:{day}", partition_key=agent_id))
+    return requests or dg.SkipReason("; ".join(skipped) or "no generating agent is deployed")

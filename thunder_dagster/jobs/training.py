@@ -20,6 +20,7 @@ from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import RUN_RETRY_TAGS
+from thunder_dagster.tasks import LABEL_TASKS, PAIR_TASKS, TASKS, write_task
 
 training_job = dg.define_asset_job(
     name="training_job",
@@ -34,6 +35,22 @@ pipeline_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingest", "retrieval", "training", "deployment"),
     description="The whole graph for one agent: uploads to a deployed model and its "
     "retrieval index.",
+    tags=RUN_RETRY_TAGS,
+)
+
+classifier_job = dg.define_asset_job(
+    name="classifier_job",
+    selection=dg.AssetSelection.groups("classification"),
+    description="A classification or sentiment agent's labelled examples to a searched, "
+    "verified and deployed classifier on the sentence encoder.",
+    tags=RUN_RETRY_TAGS,
+)
+
+classifier_pipeline_job = dg.define_asset_job(
+    name="classifier_pipeline_job",
+    selection=dg.AssetSelection.groups("ingest", "retrieval", "classification"),
+    description="The whole graph for a classification or sentiment agent: uploads to its "
+    "deployed classifier and its retrieval index.",
     tags=RUN_RETRY_TAGS,
 )
 
@@ -167,8 +184,15 @@ RUN_PRIORITIES = {"low": -5, "normal": 0, "high": 5}
 class PromptTrainingConfig(dg.Config):
     agent_id: str = Field(description="The agent to train")
     prompt_text: str = Field(description="Text the agent should learn; it becomes a document")
+    model_type: Literal[TASKS] = Field(
+        default="generation",
+        description="Seed 001's model type, kept as the agent's task: generation, instruction "
+        "and chat learn the text as a document; classification and sentiment take the text as "
+        "labelled examples (CSV with text and label columns, or JSONL objects) and train a "
+        "classifier",
+    )
     family: Literal[("auto", *FAMILIES)] = Field(
-        default="auto", description="Model family to train; auto searches all of them"
+        default="auto", description="Generator family to train; auto searches all of them"
     )
     priority: Literal["low", "normal", "high"] = Field(
         default="normal",
@@ -181,15 +205,23 @@ class PromptTrainingConfig(dg.Config):
 def prompt_document(
     context: dg.OpExecutionContext, config: PromptTrainingConfig, thunder: ThunderHome
 ) -> str:
-    """Write the prompt as a reference document of the agent, for the pipeline to learn."""
+    """Write the prompt as a reference upload of the agent, for the pipeline to learn: a text
+    document, or for a classifier labelled examples, checked before they are kept."""
     agent_id = _agent(config.agent_id)
     if not config.prompt_text.strip():
         raise dg.Failure("prompt_text is empty: give the text the agent should learn")
     home = thunder.home()
     home.create_agent(agent_id)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
-    path = home.category_dir(agent_id, "reference") / f"prompt_{stamp}.txt"
-    write_atomically(path, config.prompt_text.encode("utf-8"))
+    folder = home.category_dir(agent_id, "reference")
+    if config.model_type in LABEL_TASKS:
+        path = _labelled_prompt(folder, f"prompt_{stamp}", config.prompt_text, "labelled")
+    elif config.model_type in PAIR_TASKS and _looks_like_pairs(config.prompt_text):
+        path = _labelled_prompt(folder, f"prompt_{stamp}", config.prompt_text, "pairs")
+    else:
+        path = folder / f"prompt_{stamp}.txt"
+        write_atomically(path, config.prompt_text.encode("utf-8"))
+    write_task(home.agent_dir(agent_id), config.model_type)
     if not context.instance.has_dynamic_partition(agents.name, agent_id):
         context.instance.add_dynamic_partitions(agents.name, [agent_id])
     context.log.info(f"prompt written to {path}; prompt_followup_sensor starts the pipeline")
@@ -197,9 +229,44 @@ def prompt_document(
     return str(path)
 
 
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "").strip()
+
+
+def _looks_like_pairs(text: str) -> bool:
+    """Prompt and response pairs (JSONL objects, or a CSV whose header names both) rather than
+    text to learn as it is."""
+    first = _first_line(text)
+    header = {name.strip().lower() for name in first.split(",")}
+    return first.startswith("{") or {"prompt", "response"} <= header
+
+
+def _labelled_prompt(folder, stem: str, text: str, kind: str):
+    """Labelled examples or prompt and response pairs given as a prompt, kept as an upload:
+    JSONL when the first line is an object, CSV otherwise; refused, and not kept, when they
+    are not of `kind` or no row can be used."""
+    from thunder_dagster.documents.labelled import SCHEMAS, LabelledFileError, read_labelled
+
+    path = folder / f"{stem}{'.jsonl' if _first_line(text).startswith('{') else '.csv'}"
+    write_atomically(path, text.encode("utf-8"))
+    try:
+        read = read_labelled(path)
+    except LabelledFileError as error:
+        path.unlink()
+        raise dg.Failure(f"prompt_text: {error}") from None
+    columns = " and ".join(name for name, _ in SCHEMAS[kind])
+    if read.kind != kind or not read.examples:
+        path.unlink()
+        reasons = "; ".join(f"line {p.line}: {p.reason}" for p in read.problems[:5])
+        raise dg.Failure(
+            f"prompt_text: no usable row with {columns}" + (f" ({reasons})" if reasons else "")
+        )
+    return path
+
+
 @dg.job(
-    description="Turn a prompt into a reference document of an agent and train it, with a "
-    "chosen model family and run priority."
+    description="Turn a prompt into a reference upload of an agent and train it, with a chosen "
+    "model type, model family and run priority."
 )
 def prompt_training_job():
     prompt_document()

@@ -16,6 +16,7 @@ CARD_NAME = "card.json"
 KERAS_NAME = "model.keras"
 ONNX_NAME = "model.onnx"
 STEP_NAME = "step.onnx"
+TOKENIZER_NAME = "tokenizer.json"  # a classifier's: the sentence encoder's tokenizer
 LOSS_CURVES_NAME = "loss_curves.png"
 
 
@@ -79,6 +80,11 @@ class ModelCard:
     version: str | None = None  # set when released
     build: str | None = None
     registry_version: str | None = None
+    # What the model does (thunder_dagster.tasks): a classifier's card names its labels, in
+    # the order of its probabilities, and holds its test-split measures (ClassifierMetrics').
+    task: str = "generation"
+    labels: tuple[str, ...] = ()
+    classification: dict | None = None
 
     def write(self, model_dir: Path) -> Path:
         path = Path(model_dir) / CARD_NAME
@@ -98,6 +104,7 @@ class ModelCard:
         values = _known(cls, data)
         values["vocab"] = tuple(data["vocab"])
         values["context_length"] = int(data["context_length"])
+        values["labels"] = tuple(data.get("labels", ()))
         values["metrics"] = CardMetrics(**_known(CardMetrics, data.get("metrics", {})))
         if data.get("onnx") is not None:
             values["onnx"] = ExportSummary(

@@ -93,8 +93,9 @@ def save_model(
     dataset_version: str,
     warm_started_from: str | None,
     mlflow_run_id: str | None,
+    task: str = "generation",
 ) -> TrainedModel:
-    """model.keras and its card in `model_dir`."""
+    """model.keras and its card in `model_dir`; `task` is the agent's (tasks.TASKS)."""
     from thunder_dagster.modeling.text import unigram_loss
     from thunder_dagster.modeling.training import test_loss
 
@@ -146,5 +147,6 @@ def save_model(
         best_trial=search.best_number,
         mlflow_run_id=mlflow_run_id,
         created_at=datetime.now(UTC).isoformat(),
+        task=task,
     ).write(model_dir)
     return trained

@@ -20,10 +20,11 @@ def _axes(title: str, xlabel: str, ylabel: str):
     return figure, axes
 
 
-def _png(figure, axes) -> bytes:
+def _png(figure, axes, legend: bool = True) -> bytes:
     import matplotlib.pyplot as plt
 
-    axes.legend()
+    if legend:
+        axes.legend()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
     plt.close(figure)
@@ -49,9 +50,11 @@ def loss_curves(
     return _png(figure, axes)
 
 
-def optimization_history(trials: list[dict], title: str = "") -> bytes:
+def optimization_history(
+    trials: list[dict], title: str = "", unit: str = "nats per character"
+) -> bytes:
     """Each trial's validation loss in trial order, and the best so far."""
-    figure, axes = _axes(title, "trial", "validation loss (nats per character)")
+    figure, axes = _axes(title, "trial", f"validation loss ({unit})")
     done = [t for t in trials if t["value"] is not None]
     colours = {"COMPLETE": "tab:blue", "PRUNED": "tab:orange"}
     for state, colour in colours.items():
@@ -149,3 +152,30 @@ def confidence_distributions(labelled: dict[str, list[float]], title: str = "") 
     for label, values in labelled.items():
         axes.hist(values, bins=bins, alpha=0.55, label=label)
     return _png(figure, axes)
+
+
+def confusion_matrix(labels: list[str], counts: list[list[int]], title: str = "") -> bytes:
+    """A classifier's test split: rows the true label, columns the predicted, each cell its
+    count, shaded by the share of its row."""
+    import numpy as np
+
+    figure, axes = _axes(title, "predicted", "true")
+    axes.grid(False)
+    matrix = np.asarray(counts, dtype=float)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(labels))
+    axes.set_xticks(list(ticks), labels, rotation=45, ha="right")
+    axes.set_yticks(list(ticks), labels)
+    for row in ticks:
+        for column in ticks:
+            dark = shares[row, column] > 0.5
+            axes.text(
+                column,
+                row,
+                int(matrix[row, column]),
+                ha="center",
+                va="center",
+                color="white" if dark else "black",
+            )
+    return _png(figure, axes, legend=False)

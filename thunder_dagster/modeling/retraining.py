@@ -20,6 +20,7 @@ from thunder_dagster.modeling.cards import KERAS_NAME, CardMetrics, ModelCard
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.text import EncodedText, Vocabulary, unigram_loss
 from thunder_dagster.modeling.training import Budget, test_loss, train
+from thunder_dagster.tasks import PAIR_TASKS, format_pair
 
 STUDENT_BASE_RATE = 5e-3
 MIN_STUDENT_WIDTH = 32
@@ -40,11 +41,21 @@ class RetrainSettings:
 
 
 def examples_data(
-    examples: list[TrainingExample], vocabulary: Vocabulary, context_length: int, split: float
+    examples: list[TrainingExample],
+    vocabulary: Vocabulary,
+    context_length: int,
+    split: float,
+    task: str = "generation",
 ) -> EncodedText:
     """The examples in order, the last `split` of them for test and the `split` before those
-    for validation (which picks the best epoch); the rest to train on."""
-    texts = [f"{example.prompt}{example.response}\n" for example in examples]
+    for validation (which picks the best epoch); the rest to train on. An instruction or chat
+    agent's examples are laid out as its training pairs were (tasks.format_pair)."""
+    texts = [
+        format_pair(task, example.prompt, example.response)
+        if task in PAIR_TASKS
+        else f"{example.prompt}{example.response}\n"
+        for example in examples
+    ]
     held = round(len(texts) * split)
     cut = len(texts) - 2 * held
     parts = ("".join(texts[:cut]), "".join(texts[cut : cut + held]), "".join(texts[cut + held :]))
@@ -111,6 +122,7 @@ def _save(
         dataset_version=trained.dataset_version,
         change=change,
         parent_version=champion.version,
+        task=champion.task,
         examples=examples,
         learning_rate=learning_rate,
         created_at=datetime.now(UTC).isoformat(),
@@ -141,7 +153,9 @@ def fine_tune(
     from thunder_dagster.modeling.backend import keras
 
     card, vocabulary = _champion(champion_dir)
-    data = examples_data(examples, vocabulary, card.context_length, settings.validation_split)
+    data = examples_data(
+        examples, vocabulary, card.context_length, settings.validation_split, card.task
+    )
     keras.utils.set_random_seed(settings.seed)
     model = compile_model(
         load_model(champion_dir / KERAS_NAME, compile=False), settings.learning_rate
@@ -181,7 +195,7 @@ def distill(
     card, vocabulary = _champion(champion_dir)
     params = student_params(card.params)
     data = examples_data(
-        examples, vocabulary, int(params["context_length"]), settings.validation_split
+        examples, vocabulary, int(params["context_length"]), settings.validation_split, card.task
     )
     keras.utils.set_random_seed(settings.seed)
     rate = STUDENT_BASE_RATE * settings.learning_rate / 1e-4

@@ -187,3 +187,66 @@ def train_reward_model(
         trained_on_ai=sum(1 for r in train if r.source == AI),
     )
     return model, params, metrics
+
+
+REWARD_CHECKS = ("parity", "finite_outputs", "better_than_chance")
+PARITY_TOLERANCE = 1e-4  # on the 1-5 scale
+
+
+@dataclass(frozen=True)
+class RewardExport:
+    onnx_path: str
+    onnx_sha256: str
+    max_abs_difference: float
+    checks: list  # reports.Check
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+def export_reward_model(
+    model, activation: str, probe: np.ndarray, metrics: RewardMetrics, path
+) -> RewardExport:
+    """The reward head as an ONNX graph (features -> score on the 1-5 scale) at `path`, held to
+    three gates: parity with Keras on `probe` features, finite scores, and better than chance
+    on held-out human ratings (Spearman's correlation above 0, pairwise accuracy above 0.5)."""
+    import onnxruntime
+
+    from thunder_dagster.files import sha256_of, write_atomically
+    from thunder_dagster.modeling.heads import FEATURES, SCORE, head_graph
+    from thunder_dagster.modeling.reports import Check
+
+    write_atomically(path, head_graph(model, activation, SCORE, FEATURES).SerializeToString())
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (exported,) = session.run([SCORE], {FEATURES: probe.astype(np.float32)})
+    expected = to_score(model(probe, training=False))
+    difference = float(np.max(np.abs(exported.reshape(-1) - expected)))
+    chance = math.isfinite(metrics.spearman) and metrics.spearman > 0
+    chance = chance and math.isfinite(metrics.pairwise_accuracy) and metrics.pairwise_accuracy > 0.5
+    checks = [
+        Check(
+            "parity",
+            difference <= PARITY_TOLERANCE,
+            f"the graph's scores within {PARITY_TOLERANCE:g} of Keras' on {len(probe)} answers",
+            {"max_abs_difference": difference},
+        ),
+        Check(
+            "finite_outputs",
+            bool(np.all(np.isfinite(exported))),
+            "every score the graph gave is finite",
+            {"answers": len(probe)},
+        ),
+        Check(
+            "better_than_chance",
+            chance,
+            "on held-out human ratings: Spearman's correlation above 0 and pairwise accuracy "
+            "above 0.5",
+            {
+                "spearman": metrics.spearman,
+                "pairwise_accuracy": metrics.pairwise_accuracy,
+                "pairs": metrics.pairs,
+            },
+        ),
+    ]
+    return RewardExport(str(path), sha256_of(path), difference, checks)

@@ -6,9 +6,12 @@ import dagster as dg
 from thunder_dagster import settings
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.datasets import latest_dataset
+from thunder_dagster.documents.labelled import latest_labelled
 from thunder_dagster.home import CATEGORIES
 from thunder_dagster.jobs.training import (
     RUN_PRIORITIES,
+    classifier_job,
+    classifier_pipeline_job,
     pipeline_job,
     prompt_training_job,
     training_job,
@@ -16,6 +19,7 @@ from thunder_dagster.jobs.training import (
 from thunder_dagster.modeling.cards import ModelCard, UnreadableCardError
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -38,46 +42,100 @@ def training_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome) -
     holds, and whether the model serving was trained on it."""
     home = thunder.home()
     debounce = float(settings.TRAINING_DEBOUNCE.value())
-    requested = json.loads(context.cursor) if context.cursor else {}
-    requests, waiting = [], []
+    decided = Decisions(context.cursor)
     for agent_id in context.instance.get_dynamic_partitions(agents.name):
         dataset = latest_dataset(home.processed_dir(agent_id))
         if dataset is None:
             continue
+        try:
+            if read_task(home.agent_dir(agent_id)) in LABEL_TASKS:
+                continue  # classifier_sensor trains it
+        except AgentSettingsError as error:
+            decided.waiting.append(f"{agent_id}: {error}")
+            continue
         version = dataset.version
-        if requested.get(agent_id) == version:
+        if decided.requested.get(agent_id) == version:
             continue
         missing = [category for category in CATEGORIES if not dataset.categories.get(category)]
         if missing:
-            waiting.append(f"{agent_id}: no document yet in {', '.join(missing)}")
+            decided.waiting.append(f"{agent_id}: no document yet in {', '.join(missing)}")
             continue
         if _champion_dataset(home, agent_id) == version:
-            requested[agent_id] = version
+            decided.requested[agent_id] = version
             continue
         age = (datetime.now(UTC) - datetime.fromisoformat(dataset.created_at)).total_seconds()
         if age < debounce:
-            waiting.append(f"{agent_id}: dataset {version} is younger than the debounce")
+            decided.waiting.append(f"{agent_id}: dataset {version} is younger than the debounce")
             continue
-        in_flight = context.instance.get_runs(
-            filters=dg.RunsFilter(statuses=IN_PROGRESS, tags={"dagster/partition": agent_id}),
-            limit=1,
+        tags = {"thunder/dataset_version": version, "thunder/trigger": "dataset"}
+        _request(context, agent_id, version, f"train:{agent_id}:{version}", tags, decided)
+    return decided.result("nothing new to train")
+
+
+class Decisions:
+    """A training sensor's tick: the runs it requests, the versions it has seen per agent
+    (its cursor), and why the others wait."""
+
+    def __init__(self, cursor: str | None):
+        self.requested: dict[str, str] = json.loads(cursor) if cursor else {}
+        self.requests: list[dg.RunRequest] = []
+        self.waiting: list[str] = []
+
+    def result(self, idle: str) -> dg.SensorResult:
+        return dg.SensorResult(
+            run_requests=self.requests,
+            cursor=json.dumps(self.requested, sort_keys=True),
+            skip_reason=None if self.requests else "; ".join(self.waiting) or idle,
         )
-        if in_flight:
-            waiting.append(f"{agent_id}: run {in_flight[0].run_id[:8]} is in flight")
-            continue
-        requested[agent_id] = version
-        requests.append(
-            dg.RunRequest(
-                run_key=f"train:{agent_id}:{version}",
-                partition_key=agent_id,
-                tags={"thunder/dataset_version": version, "thunder/trigger": "dataset"},
-            )
-        )
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=json.dumps(requested, sort_keys=True),
-        skip_reason=None if requests else "; ".join(waiting) or "nothing new to train",
+
+
+def _request(context, agent_id: str, version: str, key: str, tags: dict, decided) -> None:
+    """A run of the agent for `version`, unless one of its runs is queued or running."""
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(statuses=IN_PROGRESS, tags={"dagster/partition": agent_id}),
+        limit=1,
     )
+    if runs:
+        decided.waiting.append(f"{agent_id}: run {runs[0].run_id[:8]} is in flight")
+        return
+    decided.requested[agent_id] = version
+    decided.requests.append(dg.RunRequest(run_key=key, partition_key=agent_id, tags=tags))
+
+
+@dg.sensor(
+    job=classifier_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a classifier for each classification or sentiment agent whose "
+    "labelled examples changed since its champion was trained, once no run of the agent is "
+    "in flight.",
+)
+def classifier_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome):
+    """Reads each agent's task, the manifest of its labelled examples and its champion's card."""
+    home = thunder.home()
+    decided = Decisions(context.cursor)
+    for agent_id in context.instance.get_dynamic_partitions(agents.name):
+        try:
+            task = read_task(home.agent_dir(agent_id))
+        except AgentSettingsError as error:
+            decided.waiting.append(f"{agent_id}: {error}")
+            continue
+        manifest = latest_labelled(home.processed_dir(agent_id))
+        if task not in LABEL_TASKS or manifest is None:
+            continue
+        version = manifest.get("version")
+        if not manifest.get("rows"):
+            decided.waiting.append(f"{agent_id}: no labelled examples yet (upload a CSV or JSONL)")
+            continue
+        if (
+            decided.requested.get(agent_id) == version
+            or _champion_dataset(home, agent_id) == version
+        ):
+            decided.requested[agent_id] = version
+            continue
+        tags = {"thunder/labelled_version": version, "thunder/trigger": "labelled"}
+        _request(context, agent_id, version, f"classifier:{agent_id}:{version}", tags, decided)
+    return decided.result("no classifier to train")
 
 
 def _champion_dataset(home, agent_id: str) -> str | None:
@@ -100,18 +158,23 @@ def run_priority(priority) -> int:
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[prompt_training_job],
-    request_job=pipeline_job,
+    request_jobs=[pipeline_job, classifier_pipeline_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a prompt_training_job run wrote its document, runs the whole pipeline for "
-    "that agent with the prompt's model family and priority.",
+    "that agent with the prompt's model type, family and priority: a classifier's for the "
+    "classification and sentiment types, a generator's otherwise.",
 )
 def prompt_followup_sensor(context: dg.RunStatusSensorContext):
     config = context.dagster_run.run_config["ops"]["prompt_document"]["config"]
     family = config.get("family", "auto")
+    labelled = config.get("model_type", "generation") in LABEL_TASKS
     run_config = (
-        {"ops": {"tpe_trials": {"config": {"families": [family]}}}} if family != "auto" else {}
+        {"ops": {"tpe_trials": {"config": {"families": [family]}}}}
+        if family != "auto" and not labelled
+        else {}
     )
     return dg.RunRequest(
+        job_name=(classifier_pipeline_job if labelled else pipeline_job).name,
         run_key=f"prompt:{context.dagster_run.run_id}",
         partition_key=config["agent_id"],
         run_config=run_config,

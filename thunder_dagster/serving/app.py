@@ -46,7 +46,9 @@ from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
 from thunder_dagster.serving.models import AgentModels, ModelPool, variant_for
 from thunder_dagster.serving.querylog import QueryLogWriter
 from thunder_dagster.serving.retrieval import Retrieval
+from thunder_dagster.serving.rewards import RewardModels
 from thunder_dagster.serving.splits import SplitCache
+from thunder_dagster.tasks import LABEL_TASKS
 
 if TYPE_CHECKING:
     from thunder_dagster.access.keys import Identity
@@ -57,6 +59,7 @@ HARD_PROMPT_LIMIT = 4000
 HARD_TOKEN_LIMIT = 1024
 HARD_QUERY_LIMIT = 4000
 MAX_RESULTS = 100
+MAX_BEST_OF = 8  # candidates one request may ask the reward model to rank
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class ServerSettings:
     dagster_url: str | None = None
     # API B: the external teacher of agents without a local one; None: no external teacher.
     teacher: "TeacherSettings | None" = None
+    # best_of: the time the candidates after the first may take in all, in seconds.
+    best_of_seconds: float = 2.0
 
 
 class Problem(BaseModel):
@@ -143,6 +148,14 @@ class GenerateRequest(BaseModel):
         description="retrieved: the agent's best passages for the prompt are fed through the "
         "model before it, and the answer lists them",
     )
+    best_of: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_BEST_OF,
+        description="sample this many answers and return the one the agent's reward model "
+        "ranks highest (within the server's latency budget for the extra ones; at temperature "
+        "0 every sample is the same, so one is made)",
+    )
 
 
 class Source(BaseModel):
@@ -166,6 +179,13 @@ class GenerateResponse(BaseModel):
         default=None,
         description="why the external teacher, asked because the local model was unsure, could "
         "not answer: the local answer is returned instead",
+    )
+    candidates: int = Field(default=1, description="answers sampled and ranked (best_of)")
+    reward: float | None = Field(
+        default=None, description="the reward model's 1-5 score of the answer, when ranked"
+    )
+    best_of_error: str | None = Field(
+        default=None, description="why fewer answers than best_of were ranked, if they were"
     )
 
 
@@ -200,6 +220,24 @@ class SearchResponse(BaseModel):
     agent_id: str
     index_version: str
     results: list[SearchHit]
+
+
+class ClassifyRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=HARD_QUERY_LIMIT, description="the text to label")
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the text is blank: send the text to classify")
+        return text
+
+
+class ClassifyResponse(BaseModel):
+    label: str = Field(description="the most probable label")
+    probabilities: dict[str, float] = Field(description="every label's probability")
+    model_version: str
+    task: Literal["classification", "sentiment"]
 
 
 class FeedbackRequest(BaseModel):
@@ -328,6 +366,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # On app.state, where an operator's tooling (and the tests) can reach them.
         served.state.pool, served.state.writer, served.state.workers = pool, writer, workers
         served.state.retrieval = retrieval
+        served.state.rewards = RewardModels(settings.deployments_root, retrieval.encoder_version)
         served.state.teacher = None
         if settings.teacher is not None:
             from thunder_dagster.serving.teacher import ExternalTeacher
@@ -443,6 +482,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 if role != "champion" or models.champion is not None:
                     problems.append({"agent": name, "reason": f"{role} refused: {why}"})
         problems += app.state.retrieval.problems()
+        problems += app.state.rewards.problems()
         teacher = app.state.teacher
         if teacher is not None and teacher.breaker.state() != "closed":
             problems.append(
@@ -468,6 +508,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             400: UNREADABLE_BODY,
             **keyed,
             404: {"model": Problem, "description": "no model deployed for the agent"},
+            409: {"model": Problem, "description": "the agent is a classifier: use classify"},
         },
     )
     async def generate_text(
@@ -498,6 +539,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "max_tokens", f"{request.max_tokens}, the limit is {settings.max_tokens}"
             )
         models = models_of(agent_id)
+        if models.champion.task in LABEL_TASKS:
+            raise HTTPException(
+                409,
+                f"agent {agent_id!r} is a {models.champion.task} agent (labels: "
+                f"{', '.join(models.champion.labels)}): it answers "
+                f"POST /v1/agents/{agent_id}/classify, not generate",
+            )
         challenger = models.challenger
         share = app.state.splits.share(agent_id, challenger.deployment.version) if challenger else 0
         variant = variant_for(agent_id, user, share)
@@ -510,7 +558,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             _, hits = searched(agent_id, request.prompt, settings.grounding_passages)
             sources = [hit.chunk for hit in hits]
         generating = time.perf_counter()
-        text, confidence = answer(model, request, sources)
+        if request.best_of > 1:
+            text, confidence, ranked = best_answer(agent_id, model, request, sources)
+        else:
+            (text, confidence), ranked = answer(model, request, sources), Ranked()
         metrics.model_seconds.labels(agent_id, variant).observe(time.perf_counter() - generating)
         metrics.confidence.labels(agent_id, variant).observe(confidence)
         metrics.characters.labels(agent_id, variant).inc(len(text))
@@ -554,11 +605,55 @@ def create_app(settings: ServerSettings) -> FastAPI:
             query_id=query_id,
             fallback=fallback,
             teacher_error=teacher_error,
+            candidates=ranked.candidates,
+            reward=ranked.reward,
+            best_of_error=ranked.error,
             sources=[
                 Source(chunk_id=c.chunk_id, document_id=c.document_id, filename=c.filename)
                 for c in sources
             ],
         )
+
+    def best_answer(agent_id: str, model, request: GenerateRequest, passages) -> tuple:
+        """(text, confidence, Ranked): up to best_of sampled answers, the first always and the
+        others while the latency budget lasts, and the one the reward model scores highest.
+        Without a reward model, or at temperature 0, one answer and the reason."""
+        from thunder_dagster.retrieval.encoder import EncoderUnavailableError
+        from thunder_dagster.serving.rewards import RewardUnavailableError
+
+        if request.temperature == 0:
+            text, confidence = answer(model, request, passages)
+            return text, confidence, Ranked(error="at temperature 0 every sample is the same")
+        try:
+            reward = app.state.rewards.get(agent_id)
+        except RewardUnavailableError as error:
+            text, confidence = answer(model, request, passages)
+            return text, confidence, Ranked(error=str(error))
+        context = "".join(f"{chunk.text}\n\n" for chunk in reversed(list(passages)))
+        started = time.perf_counter()
+        drawn = []
+        while len(drawn) < request.best_of:
+            if drawn and time.perf_counter() - started > settings.best_of_seconds:
+                break
+            drawn.append(
+                generate(
+                    model, request.prompt, request.max_tokens, request.temperature, context=context
+                )
+            )
+        try:
+            vectors = app.state.retrieval.encode_many([request.prompt, *(g.text for g in drawn)])
+        except EncoderUnavailableError as error:
+            return drawn[0].text, drawn[0].confidence, Ranked(error=str(error))
+        scores = reward.scores(vectors[0], vectors[1:])
+        best = max(range(len(drawn)), key=lambda number: scores[number])
+        short = (
+            f"{len(drawn)} of {request.best_of} answers within the {settings.best_of_seconds:g} s "
+            "budget"
+            if len(drawn) < request.best_of
+            else None
+        )
+        ranked = Ranked(candidates=len(drawn), reward=float(scores[best]), error=short)
+        return drawn[best].text, drawn[best].confidence, ranked
 
     def external_answer(request: GenerateRequest, passages) -> tuple:
         """API B's answer and None, or None and why it could not answer (the local answer then
@@ -610,7 +705,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if cached is not None:
                 return cached.response, cached.confidence
         generation = generate(
-            model, context + request.prompt, request.max_tokens, request.temperature
+            model, request.prompt, request.max_tokens, request.temperature, context=context
         )
         if store is not None:
             with contextlib.suppress(Exception):
@@ -623,6 +718,49 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     timedelta(seconds=settings.cache_ttl_seconds),
                 )
         return generation.text, generation.confidence
+
+    @app.post(
+        "/v1/agents/{agent_id}/classify",
+        response_model=ClassifyResponse,
+        responses={
+            400: UNREADABLE_BODY,
+            **keyed,
+            404: {"model": Problem, "description": "no model deployed for the agent"},
+            409: {"model": Problem, "description": "the agent is not a classifier"},
+        },
+    )
+    async def classify_text(
+        agent_id: str,
+        request: ClassifyRequest,
+        http: Request,
+        _bearer: Credentials = None,
+    ) -> ClassifyResponse:
+        """The label a classification or sentiment agent's champion gives the text, with
+        every label's probability."""
+        caller(http, "generate", agent_id)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(app.state.workers, classify_request, agent_id, request)
+
+    def classify_request(agent_id: str, request: ClassifyRequest) -> ClassifyResponse:
+        from thunder_dagster.serving.classification import classify
+
+        model = models_of(agent_id).champion
+        if model.task not in LABEL_TASKS:
+            raise HTTPException(
+                409,
+                f"agent {agent_id!r} is a {model.task} agent: it answers "
+                f"POST /v1/agents/{agent_id}/generate; classify needs a classification or "
+                "sentiment agent",
+            )
+        started = time.perf_counter()
+        label, probabilities = classify(model, request.text)
+        metrics.model_seconds.labels(agent_id, "champion").observe(time.perf_counter() - started)
+        return ClassifyResponse(
+            label=label,
+            probabilities=probabilities,
+            model_version=model.deployment.version,
+            task=model.task,
+        )
 
     @app.post(
         "/v1/agents/{agent_id}/search",
@@ -1179,6 +1317,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return ab_test_item(ended)
 
     return app
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """How an answer was chosen: of how many candidates, its reward score, and why fewer were
+    ranked than asked for."""
+
+    candidates: int = 1
+    reward: float | None = None
+    error: str | None = None
 
 
 def new_request_id() -> str:

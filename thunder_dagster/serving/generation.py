@@ -10,6 +10,7 @@ from thunder_dagster.deployments.pointers import Deployment, read_pointer
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
 from thunder_dagster.modeling.text import Vocabulary
+from thunder_dagster.tasks import LABEL_TASKS, cut_answer, format_prompt
 
 
 class NoDeploymentError(LookupError):
@@ -28,6 +29,10 @@ class LoadedModel:
     step_session: object | None
     vocabulary: Vocabulary
     context_length: int
+
+    @property
+    def task(self) -> str:
+        return self.card.task
 
     def decoder(self):
         if self.step_session is None:
@@ -60,6 +65,10 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
 
     try:
         card = ModelCard.read(deployment.model_dir)
+        if card.task in LABEL_TASKS:
+            from thunder_dagster.serving.classification import load_classifier
+
+            return load_classifier(deployment, card, _verified_bytes)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         window = onnxruntime.InferenceSession(
@@ -123,18 +132,28 @@ def load_deployed(deployments_dir: Path, role: str = "champion") -> LoadedModel:
 
 
 def generate(
-    model: LoadedModel, prompt: str, max_tokens: int = 200, temperature: float = 0.8, seed=None
+    model: LoadedModel,
+    prompt: str,
+    max_tokens: int = 200,
+    temperature: float = 0.8,
+    seed=None,
+    context: str = "",
 ) -> Generation:
-    """Sample one character at a time after the prompt, with the step graph where there is one.
+    """Sample one character at a time after the context and the prompt, with the step graph
+    where there is one. An instruction or chat model gets the prompt laid out as its training
+    pairs were, and its answer ends where the layout's next pair would begin.
 
-    The confidence is the mean probability the model gave the characters it chose.
+    The confidence is the mean probability the model gave the characters it kept.
     """
-    ids = list(model.vocabulary.encode(prompt or "\n"))
+    text = context + format_prompt(model.task, prompt)
+    ids = list(model.vocabulary.encode(text or "\n"))
     produced, confidences = sample(
         model.decoder(), ids, max_tokens, temperature, np.random.default_rng(seed)
     )
+    answer = cut_answer(model.task, model.vocabulary.decode(produced))
+    confidences = confidences[: len(answer)]  # one character a token
     return Generation(
-        text=model.vocabulary.decode(produced),
-        confidence=float(np.mean(confidences)) if confidences else 0.0,
-        tokens=len(produced),
+        text=answer,
+        confidence=float(np.mean(confidences)) if len(confidences) else 0.0,
+        tokens=len(answer),
     )

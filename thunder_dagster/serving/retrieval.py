@@ -55,13 +55,21 @@ class Retrieval:
         return "none is built yet; upload documents and let the ingest run finish"
 
     def encode(self, text: str) -> np.ndarray:
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: list[str]) -> np.ndarray:
+        if self.files is None:
+            raise EncoderUnavailableError(self.problem)
         if self._encoder is None:
             with self._loading:
                 if self._encoder is None:
                     from thunder_dagster.retrieval.encoder import SentenceEncoder
 
                     self._encoder = SentenceEncoder(self.files, self.cache_dir, threads=1)
-        return self._encoder.encode([text])[0]
+        return self._encoder.encode(list(texts))
+
+    def encoder_version(self) -> str | None:
+        return self.files.version() if self.files is not None else None
 
     def problems(self) -> list[dict]:
         found = [{"reason": self.problem}] if self.problem else []

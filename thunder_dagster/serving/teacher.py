@@ -59,6 +59,39 @@ class TeacherSettings:
     first_backoff_seconds: float = 0.2
 
 
+class TeacherConfigError(ValueError):
+    """THUNDER_TEACHER_* settings that do not make an endpoint: the message says which."""
+
+
+def settings_from_environment() -> "TeacherSettings | None":
+    """API B's settings from THUNDER_TEACHER_URL, _MODEL, _API_KEY and _SECONDS; None when the
+    URL is unset."""
+    from thunder_dagster import settings
+
+    if not settings.TEACHER_URL.is_set():
+        return None
+    if not settings.TEACHER_MODEL.is_set():
+        raise TeacherConfigError(
+            "THUNDER_TEACHER_URL is set but THUNDER_TEACHER_MODEL is not: name the model API B "
+            "should answer with"
+        )
+    try:
+        budget = float(settings.TEACHER_SECONDS.value())
+    except ValueError:
+        budget = -1.0
+    if not 0 < budget <= 600:
+        raise TeacherConfigError(
+            f"THUNDER_TEACHER_SECONDS={settings.TEACHER_SECONDS.value()!r}: give the teacher's "
+            "time budget in seconds, above 0 and at most 600"
+        )
+    return TeacherSettings(
+        base_url=settings.TEACHER_URL.value(),
+        model=settings.TEACHER_MODEL.value(),
+        api_key=settings.TEACHER_API_KEY.value(),
+        budget_seconds=budget,
+    )
+
+
 class CircuitBreaker:
     """Closed, open for `open_seconds` after `failures` failures in a row, then half-open: one
     trial call, whose outcome closes or reopens it."""
@@ -122,8 +155,21 @@ class ExternalTeacher:
             timeout=settings.budget_seconds,
         )
 
-    def answer(self, prompt: str, max_tokens: int, temperature: float) -> TeacherAnswer:
-        """The teacher's continuation of `prompt`, or TeacherUnavailableError with why not."""
+    def grade(self, prompt: str, answer: str, rubric: str) -> int:
+        """The teacher's grade of `answer` to `prompt` by `rubric`: 1 to 5. TeacherUnavailable-
+        Error when it cannot answer, or when its reply holds no grade."""
+        reply = self.answer(
+            f"Prompt:\n{prompt}\n\nAnswer:\n{answer}", 2, 0.0, system=rubric
+        ).text.strip()
+        if not reply[:1].isdigit() or not 1 <= int(reply[:1]) <= 5:
+            raise TeacherUnavailableError(f"API B's grade {reply[:20]!r} is not a digit 1 to 5")
+        return int(reply[:1])
+
+    def answer(
+        self, prompt: str, max_tokens: int, temperature: float, system: str = SYSTEM_PROMPT
+    ) -> TeacherAnswer:
+        """The teacher's continuation of `prompt` (or its reply under another `system`
+        instruction), or TeacherUnavailableError with why not."""
         if not self.breaker.allow():
             raise CircuitOpenError(
                 f"API B's circuit is open after {self.breaker.failures} failures in a row; "
@@ -137,7 +183,7 @@ class ExternalTeacher:
                 break
             attempts += 1
             try:
-                answer = self._ask(prompt, max_tokens, temperature, left)
+                answer = self._ask(prompt, max_tokens, temperature, left, system)
             except RETRIED as error:
                 last = _describe(error)
             except Exception as error:  # a 4xx other than 429: asking again will not help
@@ -157,11 +203,11 @@ class ExternalTeacher:
             f"({attempts} attempt(s); last: {last})"
         )
 
-    def _ask(self, prompt: str, max_tokens: int, temperature: float, seconds: float):
+    def _ask(self, prompt: str, max_tokens: int, temperature: float, seconds: float, system: str):
         completion = self.client.with_options(timeout=seconds).chat.completions.create(
             model=self.settings.model,
             messages=[
-                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "system", "content": system},
                 {"role": "user", "content": prompt},
             ],
             max_tokens=max_tokens,

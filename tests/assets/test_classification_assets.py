@@ -1,0 +1,216 @@
+"""The classification task through the graph, on the real sentence encoder: labelled uploads
+(bad rows reported by their line, the rest kept) to labelled_examples, a searched classifier
+held to its three blocking checks and deployed, the server's classify with the 409 between the
+tasks, and the sensors that train a classifier agent's examples and leave it to no generator."""
+
+import csv
+import io
+import json
+
+import dagster as dg
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.factories import deploy_tiny, resources, topic_examples
+from thunder_dagster.assets.classification import (
+    classifier_deployment,
+    labelled_examples,
+    text_classifier,
+)
+from thunder_dagster.assets.datasets import training_dataset
+from thunder_dagster.assets.documents import chunks, documents
+from thunder_dagster.deployments.pointers import read_pointer
+from thunder_dagster.documents.labelled import collect_examples, latest_labelled, write_labelled
+from thunder_dagster.home import Home
+from thunder_dagster.modeling.cards import ModelCard
+from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.tasks import write_task
+
+AGENT = "topics"
+ASSETS = [
+    documents,
+    chunks,
+    training_dataset,
+    labelled_examples,
+    text_classifier,
+    classifier_deployment,
+]
+CLASSIFIER = {"ops": {"text_classifier": {"config": {"trials": 2, "epochs": 40, "minutes": 2}}}}
+
+
+def uploads(agent_dir) -> int:
+    """A CSV with every topic example and a row without a label (line 5), a JSONL with a
+    line that is not JSON (line 2) and a text labelled again with another topic, and a text
+    document in each category. Returns how many distinct texts are labelled."""
+    texts, labels = topic_examples(8)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "Text", "label"])
+    rows = [[n, text, label] for n, (text, label) in enumerate(zip(texts, labels, strict=True))]
+    rows.insert(3, [99, "a row its writer forgot to label", ""])  # file line 5
+    writer.writerows(rows)
+    (agent_dir / "reference" / "examples.csv").write_text(buffer.getvalue())
+    lines = [
+        json.dumps({"text": "the oven was hot at noon", "label": "baking"}),
+        "{not json",
+        json.dumps({"text": texts[0], "label": "sailing"}),  # the CSV says baking
+        json.dumps({"text": "the choir sang all night", "label": "music"}),
+    ]
+    (agent_dir / "communication" / "more.jsonl").write_text("\n".join(lines) + "\n")
+    for category in ("work_product", "communication", "reference"):
+        (agent_dir / category / "notes.txt").write_text(f"Notes on the topics, {category}.\n")
+    return len(texts) + 2
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory):
+    """One classification agent ingested, trained and deployed for the module's tests."""
+    home = Home.resolve(tmp_path_factory.mktemp("classified") / "thunder")
+    agent_dir = home.create_agent(AGENT)
+    write_task(agent_dir, "classification")
+    distinct = uploads(agent_dir)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [AGENT])
+        result = dg.materialize(
+            ASSETS,
+            partition_key=AGENT,
+            instance=instance,
+            resources=resources(home),
+            run_config=CLASSIFIER,
+            raise_on_error=False,
+        )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return home, result, distinct
+
+
+def metadata(result, asset: str) -> dict:
+    [materialization] = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_labelled_uploads_are_read_by_row_and_a_bad_row_is_named_by_its_line(classified):
+    home, result, distinct = classified
+    report = json.loads(home.ingest_report_path(AGENT).read_text())
+    entries = {entry["path"]: entry for entry in report["files"]}
+    assert report["summary"] == {"ok": 3, "labelled": 2, "empty": 0, "rejected": 0, "skipped": 0}
+    csv_entry = entries["reference/examples.csv"]
+    assert csv_entry["status"] == "labelled" and csv_entry["examples"] == distinct - 2
+    assert csv_entry["bad_rows"] == [{"line": 5, "reason": "no label: give the example's label"}]
+    jsonl = entries["communication/more.jsonl"]
+    assert jsonl["examples"] == 3 and [row["line"] for row in jsonl["bad_rows"]] == [2]
+    assert entries["work_product/notes.txt"]["chunks"] == 1  # the labelled files are not chunked
+    examples = metadata(result, "labelled_examples")
+    assert examples["dagster/row_count"] == distinct
+    assert examples["rows_left_out"] == 2 and examples["conflicting_labels"] == 1
+    # Files are read in the agent's order (work_product, communication, reference): the JSONL's
+    # "sailing" for texts[0] came first, so the CSV's "baking" for it is the conflict.
+    assert examples["labels"] == {"baking": 24, "music": 25, "sailing": 25}
+    manifest = latest_labelled(home.processed_dir(AGENT))
+    assert manifest["rows"] == distinct and manifest["version"] == examples["version"]
+
+
+def test_the_classifier_passes_its_three_checks_and_its_card_holds_the_measures(classified):
+    home, result, _ = classified
+    checks = {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("text_classifier")
+    }
+    assert sorted(checks) == ["better_than_majority", "finite_outputs", "parity"]
+    assert all(evaluation.passed for evaluation in checks.values())
+    trained = metadata(result, "text_classifier")
+    assert trained["accuracy"] >= 0.9 and trained["macro_f1"] >= 0.9
+    assert trained["majority_accuracy"] < 0.4 and trained["labels"] == 3
+    assert (
+        "confusion matrix" in trained["confusion_matrix"] and "| baking |" in trained["per_label"]
+    )
+    deployment = read_pointer(home.deployments_dir(AGENT))
+    assert deployment.version == metadata(result, "classifier_deployment")["version"] == "1.0.0"
+    card = ModelCard.read(deployment.model_dir)
+    assert card.task == "classification" and card.labels == ("baking", "music", "sailing")
+    assert card.classification["accuracy"] == pytest.approx(trained["accuracy"])
+    assert card.dataset_version == latest_labelled(home.processed_dir(AGENT))["version"]
+    assert {"model.onnx", "tokenizer.json", "model.keras"} <= set(card.files)
+
+
+def test_the_server_classifies_and_each_task_refuses_the_other_with_409(classified):
+    home, _, _ = classified
+    deploy_tiny(home, "writer")
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments", query_db_url=home.queries_db_url
+    )
+    with TestClient(create_app(settings)) as client:
+        answer = client.post(
+            f"/v1/agents/{AGENT}/classify", json={"text": "the cake is in the oven"}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["label"] == "baking" and body["task"] == "classification"
+        assert sorted(body["probabilities"]) == ["baking", "music", "sailing"]
+        assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert body["probabilities"]["baking"] == max(body["probabilities"].values())
+        sailing = client.post(f"/v1/agents/{AGENT}/classify", json={"text": "a ship at sea"})
+        assert sailing.json()["label"] == "sailing"
+        generate = client.post(
+            f"/v1/agents/{AGENT}/generate", json={"prompt": "bread", "user_id": "u1"}
+        )
+        assert generate.status_code == 409
+        assert "classification agent" in generate.json()["detail"]
+        assert f"/v1/agents/{AGENT}/classify" in generate.json()["detail"]
+        refused = client.post("/v1/agents/writer/classify", json={"text": "bread"})
+        assert refused.status_code == 409 and "generation agent" in refused.json()["detail"]
+        blank = client.post(f"/v1/agents/{AGENT}/classify", json={"text": "  "})
+        assert blank.status_code == 422 and "text" in blank.text
+        assert client.get("/healthz").json()["agents"][AGENT]["champion"] == "1.0.0"
+
+
+def test_the_classifier_sensor_trains_new_examples_and_the_generator_sensor_leaves_them(
+    classified, monkeypatch
+):
+    from thunder_dagster.resources.home import ThunderHome
+    from thunder_dagster.sensors.training import classifier_sensor, training_sensor
+
+    home, _, _ = classified
+    thunder = ThunderHome(root=str(home.root))
+    monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "0")
+
+    def evaluate(sensor, instance, cursor=None):
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"thunder": thunder}
+        )
+        return sensor(context)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [AGENT])
+        served = evaluate(classifier_sensor, instance)
+        assert served.run_requests == []  # the champion was trained on these very examples
+        texts, labels = topic_examples(9)
+        changed = write_labelled(
+            home.processed_dir(AGENT),
+            collect_examples(AGENT, [("new.csv", _examples(texts, labels))]),
+            "2026-12-02T00:00:00+00:00",
+        )
+        asked = evaluate(classifier_sensor, instance)
+        [request] = asked.run_requests
+        assert request.partition_key == AGENT
+        assert request.tags["thunder/labelled_version"] == changed.version
+        assert evaluate(classifier_sensor, instance, asked.cursor).run_requests == []
+        # The agent has a dataset of chunks in every category, which a generation agent's
+        # sensor would train; a classification agent's it leaves alone.
+        assert evaluate(training_sensor, instance).run_requests == []
+        write_task(home.agent_dir(AGENT), "generation")
+        try:
+            [generation] = evaluate(training_sensor, instance).run_requests
+            assert generation.partition_key == AGENT
+            assert evaluate(classifier_sensor, instance).run_requests == []
+        finally:
+            write_task(home.agent_dir(AGENT), "classification")
+
+
+def _examples(texts, labels):
+    from thunder_dagster.documents.labelled import LabelledExample
+
+    return [
+        LabelledExample(text, label, line)
+        for line, (text, label) in enumerate(zip(texts, labels, strict=True), start=2)
+    ]
