@@ -158,6 +158,33 @@ def deploy_classifier(home: Home, agent_id: str, labels=("negative", "positive")
     return move.deployment
 
 
+def deploy_reward(home: Home, agent_id: str, seed=0) -> Path:
+    """An untrained reward model served as reward_model serves one: its graph (features to a
+    1-5 score) and the agent's reward.json naming it and the encoder its vectors come from."""
+    import json
+
+    from thunder_dagster.deployments.pointers import REWARD_NAME
+    from thunder_dagster.modeling.classifiers import KNOWN_GOOD_HEAD
+    from thunder_dagster.modeling.heads import FEATURES, SCORE, head_graph
+    from thunder_dagster.modeling.rewards import build_reward_head
+
+    encoder = sentence_encoder(str(home.encoder_cache_dir))
+    keras.utils.set_random_seed(seed)
+    head = build_reward_head(KNOWN_GOOD_HEAD, 3 * encoder.dimensions)
+    graph = home.models_dir(agent_id) / "rewards" / f"untrained-{seed}" / "reward.onnx"
+    proto = head_graph(head, KNOWN_GOOD_HEAD["activation"], SCORE, FEATURES)
+    write_atomically(graph, proto.SerializeToString())
+    pointer = {
+        "agent_id": agent_id,
+        "version": graph.parent.name,
+        "onnx_path": str(graph),
+        "onnx_sha256": sha256_of(graph),
+        "encoder": encoder.version,
+    }
+    write_atomically(home.deployments_dir(agent_id) / REWARD_NAME, json.dumps(pointer).encode())
+    return graph
+
+
 def log(store, n, at, agent="acme", score=None, **fields):
     ids = []
     for i in range(n):

@@ -50,7 +50,11 @@ def print_ingest_summary(home: Home, agent_id: str) -> None:
     if not report_path.exists():
         return
     report = json.loads(report_path.read_text())
-    summary = ", ".join(f"{count} {status}" for status, count in report["summary"].items())
+    summary = ", ".join(
+        f"{count} {status}"
+        for status, count in report["summary"].items()
+        if count or status != "labelled"  # an agent without labelled uploads reads as before
+    )
     click.echo(f"agent {agent_id}: {len(report['files'])} files: {summary}")
     for entry in report["files"]:
         if entry["status"] == "ok":
@@ -837,6 +841,12 @@ def analyze(agent_id: str, day) -> None:
 @click.option("--feedback-rate", default=0.6, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--prefer-document-words",
+    is_flag=True,
+    help="Score by a hidden preference instead of confidence: 4-5 for an answer that spells "
+    "one of the agent's frequent words, 1-2 otherwise",
+)
 def simulate(
     agent_id: str,
     queries: int,
@@ -845,20 +855,47 @@ def simulate(
     feedback_rate: float,
     concurrency: int,
     seed: int,
+    prefer_document_words: bool,
 ) -> None:
     """Drive a live server with synthetic users: prompts from AGENT_ID's own documents, and
-    feedback that follows each answer's confidence, so the loop can be watched end to end."""
+    feedback that follows each answer's confidence (or a hidden preference), so the loop can
+    be watched end to end."""
     from thunder_dagster.serving.simulation import simulate as run_simulation
 
     agent_id = _agent(agent_id)
     home = Home.resolve()
     try:
         summary = run_simulation(
-            home, agent_id, url, queries, users, feedback_rate, concurrency, seed, click.echo
+            home,
+            agent_id,
+            url,
+            queries,
+            users,
+            feedback_rate,
+            concurrency,
+            seed,
+            click.echo,
+            prefer_words=prefer_document_words,
         )
     except RuntimeError as error:
         raise click.ClickException(str(error)) from error
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("agent_id")
+@click.option("--trials", type=click.IntRange(min=1), help="TPE trials of the reward head")
+def reward(agent_id: str, trials: int | None) -> None:
+    """Train AGENT_ID's reward model now on its rated answers (and API B's grades, when
+    THUNDER_TEACHER_URL is set); served for best_of once its checks pass."""
+    agent_id = _agent(agent_id)
+    home = _home()
+    ops = {"reward_model": {"config": {"trials": trials}}} if trials else None
+    result = launch("reward_job", agent_id, ops=ops)
+    if result.success:
+        card = home.deployments_dir(agent_id) / "reward.json"
+        click.echo(f"reward model of {agent_id}: {card if card.exists() else 'not served'}")
+    _finish(result, "reward")
 
 
 DEMO_PROMPT = "The bakery"

@@ -12,6 +12,7 @@ from thunder_dagster.jobs.feedback import (
     days_to_analyse,
 )
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 
 
 def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():
@@ -29,20 +30,29 @@ def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():
         ]
 
 
-def test_the_ab_schedule_asks_only_for_agents_with_a_challenger(home):
+def test_the_ab_schedule_asks_only_for_agents_with_a_challenger_or_a_best_of_test(home, store):
+    from thunder_dagster.feedback.experiments import AbTestStore, best_of_version
+
     deploy_tiny(home, "acme")
     deploy_tiny(home, "acme", seed=1, role="challenger")
     deploy_tiny(home, "zeta")
+    deploy_tiny(home, "omni")
+    tests = AbTestStore(store.engine)
+    tests.create("omni", "1.0.0", best_of_version("1.0.0", 4), 0.5, "test")
     moment = datetime(2026, 3, 4, 2, 30)
+    thunder = ThunderHome(root=str(home.root))
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("agents", ["acme", "zeta"])
+        instance.add_dynamic_partitions("agents", ["acme", "zeta", "omni"])
         with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=moment,
-            resources={"thunder": ThunderHome(root=str(home.root))},
+            resources={"thunder": thunder, "queries": QueryLogStore(thunder=thunder)},
         ) as context:
             requests = ab_test_schedule(context)
-    assert [(r.partition_key, r.run_key) for r in requests] == [("acme", "ab:acme:2026-03-04T02")]
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        ("acme", "ab:acme:2026-03-04T02"),
+        ("omni", "ab:omni:2026-03-04T02"),
+    ]
 
 
 def test_after_downtime_the_schedule_asks_for_each_missed_day_as_its_own_partition(home):

@@ -53,7 +53,7 @@ def test_thunder_ingest_draws_a_bar_over_its_steps_on_a_terminal(home):
     assert code == 0, output[-3000:]
     frames = [frame for frame in re.split(r"\r\x1b\[2K", output) if frame.startswith("[")]
     assert frames, output[-3000:]
-    # documents, chunks, training_dataset, chunk_embeddings, retrieval_index
-    assert re.match(r"\[#{24}\] 5/5 steps", frames[-1]), frames[-1]
+    # documents, chunks, training_dataset, labelled_examples, chunk_embeddings, retrieval_index
+    assert re.match(r"\[#{24}\] 6/6 steps", frames[-1]), frames[-1]
     # The INFO lines of Dagster's console logger give way to the bar; the summary stays.
     assert "STEP_SUCCESS" not in output and "9 files: 9 ok" in output

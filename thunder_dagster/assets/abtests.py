@@ -59,26 +59,32 @@ def ab_test_result(
     retire, or continue until both have the test's minimum sample, at its confidence. A test an
     operator stopped retires its challenger. A retired challenger stops serving here and its
     test ends; a promoted one is champion_promotion's to move."""
-    from thunder_dagster.feedback.experiments import AbTestStore
+    from thunder_dagster.feedback.experiments import AbTestStore, best_of_in
 
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
     champion, challenger = read_pointer(deployments), read_pointer(deployments, "challenger")
-    if champion is None or challenger is None:
-        raise dg.Failure(
-            f"{agent_id}: an A/B test needs a champion and a challenger; "
-            f"have {champion and champion.version} and {challenger and challenger.version}",
-            allow_retries=False,
-        )
     with queries.open() as store:
         tests = AbTestStore(store.engine)
-        test = tests.latest(agent_id, challenger.version)
+        running = tests.running(agent_id)
+        # Without a challenger model, the test may be of a serving policy: the champion
+        # answering best-of-n.
+        policy = best_of_in(running.challenger_version) if running and not challenger else None
+        if champion is None or (challenger is None and policy is None):
+            raise dg.Failure(
+                f"{agent_id}: an A/B test needs a champion and a challenger (a model, or a "
+                f"best-of-n test of the champion); have {champion and champion.version} and "
+                f"{challenger and challenger.version}",
+                allow_retries=False,
+            )
+        tested = challenger.version if challenger else running.challenger_version
+        test = tests.latest(agent_id, tested)
         since = test.created_at if test else datetime.fromisoformat(challenger.deployed_at)
         outcomes = store.outcomes(agent_id, since)
         result: AbResult = compare(
             outcome_of(outcomes, "champion", test.champion_version if test else champion.version),
-            outcome_of(outcomes, "challenger", challenger.version),
+            outcome_of(outcomes, "challenger", tested),
             config.min_sample or (test.min_sample if test else DEFAULT_MIN_SAMPLE),
             config.alpha or (test.alpha if test else round(1 - DEFAULT_CONFIDENCE, 10)),
         )
@@ -89,8 +95,9 @@ def ab_test_result(
                 reason=f"A/B test {test.id} was stopped by {test.ended_by}: {test.reason}",
             )
         if result.decision == "retire":
-            retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
-            context.log.info(f"{agent_id} challenger {challenger.version} retired: {result.reason}")
+            if challenger is not None:
+                retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
+            context.log.info(f"{agent_id} challenger {tested} retired: {result.reason}")
             if test is not None and test.running:
                 tests.end(test.id, "retired", "ab_test_result", result.reason)
     rows = [
@@ -116,7 +123,7 @@ def ab_test_result(
             "decision": result.decision,
             "reason": result.reason,
             "champion_version": champion.version,
-            "challenger_version": challenger.version,
+            "challenger_version": tested,
             "ab_test": test.id if test else "none (the server's default share)",
             "min_sample": result.min_sample,
             "alpha": dg.MetadataValue.float(result.alpha),
@@ -157,13 +164,15 @@ def champion_promotion(
 
     The pointer and the MLflow alias move together, and only for the challenger that A/B
     result was about and that is deployed now."""
-    from thunder_dagster.feedback.experiments import AbTestStore
+    from thunder_dagster.feedback.experiments import best_of_in
 
     home = thunder.home()
     agent_id = context.partition_key
     deployments = home.deployments_dir(agent_id)
     challenger = read_pointer(deployments, "challenger")
     tested = ab_test_result.challenger.model_version
+    if best_of_in(tested) is not None:
+        return _adopt_best_of(context, ab_test_result, deployments, queries)
     # The blocking check only guards this asset inside the run that evaluated it; a run of this
     # asset alone must find the same verdict in the latest result.
     if challenger is None or ab_test_result.decision != "promote" or tested != challenger.version:
@@ -176,11 +185,47 @@ def champion_promotion(
     with failing_on(NoChallengerError):
         move = promote(deployments, tracking.registry(tracking.tracker(context.log.warning)))
     context.log.info(f"promoted {move.describe()}")
+    _end_promoted(queries, agent_id, tested, ab_test_result.reason)
+    return dg.MaterializeResult(
+        metadata={"champion_version": move.deployment.version, "reason": ab_test_result.reason}
+    )
+
+
+def _adopt_best_of(context, result: AbResult, deployments, queries) -> dg.MaterializeResult:
+    """A best-of-n test that says promote: the agent's answers use best-of-n from now on
+    (deployments/<agent>/best_of.json, which every server reads), the champion unchanged."""
+    import json
+
+    from thunder_dagster.deployments.pointers import BEST_OF_NAME
+    from thunder_dagster.feedback.experiments import best_of_in
+    from thunder_dagster.files import write_atomically
+    from thunder_dagster.times import utc_now
+
+    agent_id = context.partition_key
+    tested = result.challenger.model_version
+    base, count = best_of_in(tested)
+    champion = read_pointer(deployments)
+    if result.decision != "promote" or champion is None or champion.version != base:
+        raise dg.Failure(
+            f"{agent_id}: best-of-{count} not adopted; the latest A/B result is "
+            f"{result.decision!r} for {tested}, the champion is {champion and champion.version}",
+            allow_retries=False,
+        )
+    adopted = {"best_of": count, "champion_version": base, "since": utc_now().isoformat()}
+    write_atomically(deployments / BEST_OF_NAME, json.dumps(adopted).encode())
+    context.log.info(f"{agent_id} answers best-of-{count} from now on: {result.reason}")
+    _end_promoted(queries, agent_id, tested, result.reason)
+    return dg.MaterializeResult(
+        metadata={"champion_version": base, "best_of": count, "reason": result.reason}
+    )
+
+
+def _end_promoted(queries, agent_id: str, tested: str, reason: str) -> None:
+    """End the agent's running test of `tested` as promoted (nothing, if another is running)."""
+    from thunder_dagster.feedback.experiments import AbTestStore
+
     with queries.open() as store:
         tests = AbTestStore(store.engine)
         test = tests.running(agent_id)
         if test is not None and test.challenger_version == tested:
-            tests.end(test.id, "promoted", "champion_promotion", ab_test_result.reason)
-    return dg.MaterializeResult(
-        metadata={"champion_version": move.deployment.version, "reason": ab_test_result.reason}
-    )
+            tests.end(test.id, "promoted", "champion_promotion", reason)

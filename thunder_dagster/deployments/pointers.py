@@ -32,6 +32,9 @@ UNDEPLOYED_NAME = "undeployed.json"
 # The agent's reward model (assets/rewards.py writes it, serving/rewards.py reads it): not a
 # role, since it ranks a role's candidate answers rather than answering.
 REWARD_NAME = "reward.json"
+# The best-of-n an A/B test promoted for the agent (champion_promotion writes it): what its
+# answers use when a request names no best_of.
+BEST_OF_NAME = "best_of.json"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """A/B tests as objects, in the query-log store.
 
-A test names the challenger version it is about, the share of users that version answers
+A test names the challenger version it is about (or a serving policy: the champion answering
+best-of-n, `best_of_version`), the share of users that version answers
 (`split`), the rated answers each variant needs before a decision (`min_sample`, seed 003's
 1,000 by default) and the confidence of that decision (95%). Each agent runs at most one test
 at a time, with its own split; an agent whose challenger has no test gets the server's
@@ -30,6 +31,22 @@ from thunder_dagster.feedback.schema import AbTestRow
 from thunder_dagster.times import utc_now
 
 RUNNING = "running"
+# A test of a serving policy rather than of a model: the challenger variant is the champion
+# answering best-of-n (its version "1.2.0+best-of-4"), what the query log records its answers
+# under too.
+BEST_OF_MARK = "+best-of-"
+
+
+def best_of_version(champion_version: str, candidates: int) -> str:
+    return f"{champion_version}{BEST_OF_MARK}{candidates}"
+
+
+def best_of_in(challenger_version: str) -> tuple[str, int] | None:
+    """(the champion's version, n) of a best-of-n challenger; None for a model's version."""
+    base, mark, count = challenger_version.partition(BEST_OF_MARK)
+    return (base, int(count)) if mark and count.isdigit() else None
+
+
 # How a test ends: an operator stopped it, or the evaluation decided.
 ENDINGS = ("stopped", "promoted", "retired")
 

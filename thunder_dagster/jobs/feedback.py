@@ -4,6 +4,7 @@ import dagster as dg
 
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.runtime.partitions import ANALYSIS_START, ANALYSIS_TIMEZONE, agents
 
 daily_analysis_job = dg.define_asset_job(
@@ -93,17 +94,29 @@ ab_test_job = dg.define_asset_job(
     cron_schedule="30 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every hour, the A/B result of each agent that has a challenger.",
+    description="Every hour, the A/B result of each agent that has a challenger, or a running "
+    "best-of-n test of its champion.",
 )
-def ab_test_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome):
+def ab_test_schedule(
+    context: dg.ScheduleEvaluationContext, thunder: ThunderHome, queries: QueryLogStore
+):
+    from thunder_dagster.feedback.experiments import AbTestStore, best_of_in
+
     home = thunder.home()
     hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
+    with queries.open() as store:
+        tested = {
+            agent_id
+            for agent_id, test in AbTestStore(store.engine).latest_per_agent().items()
+            if test.running and best_of_in(test.challenger_version) is not None
+        }
     requests = [
         dg.RunRequest(run_key=f"ab:{agent_id}:{hour}", partition_key=agent_id)
         for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
-        if read_pointer(home.deployments_dir(agent_id), "challenger") is not None
+        if agent_id in tested
+        or read_pointer(home.deployments_dir(agent_id), "challenger") is not None
     ]
-    return requests or dg.SkipReason("no agent has a challenger")
+    return requests or dg.SkipReason("no agent has a challenger or a best-of-n test")
 
 
 reward_job = dg.define_asset_job(

@@ -23,6 +23,13 @@ class AbTestRequest(BaseModel):
     confidence: float = Field(
         default=0.95, ge=0.5, lt=1, description="confidence of the decision (1 - alpha)"
     )
+    best_of: int | None = Field(
+        default=None,
+        ge=2,
+        le=8,
+        description="test a serving policy instead of the challenger model: the champion "
+        "answering best-of-n, ranked by the agent's reward model, against single answers",
+    )
 
 
 class StopRequest(BaseModel):

@@ -148,13 +148,14 @@ class GenerateRequest(BaseModel):
         description="retrieved: the agent's best passages for the prompt are fed through the "
         "model before it, and the answer lists them",
     )
-    best_of: int = Field(
-        default=1,
+    best_of: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_BEST_OF,
         description="sample this many answers and return the one the agent's reward model "
         "ranks highest (within the server's latency budget for the extra ones; at temperature "
-        "0 every sample is the same, so one is made)",
+        "0 every sample is the same, so one is made); empty: the agent's adopted best-of-n "
+        "(an A/B test promoted it), else 1",
     )
 
 
@@ -547,19 +548,32 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 f"POST /v1/agents/{agent_id}/classify, not generate",
             )
         challenger = models.challenger
-        share = app.state.splits.share(agent_id, challenger.deployment.version) if challenger else 0
+        champion_version = models.champion.deployment.version
+        # Without a challenger model, the challenger may be a serving policy: the champion
+        # answering best-of-n, in a running A/B test.
+        policy = None if challenger else app.state.splits.best_of_test(agent_id, champion_version)
+        if policy is not None:
+            share = policy[2]
+        else:
+            share = (
+                app.state.splits.share(agent_id, challenger.deployment.version) if challenger else 0
+            )
         variant = variant_for(agent_id, user, share)
         model: LoadedModel = models.challenger if variant == "challenger" else models.champion
         if model is None:
-            variant, model = "champion", models.champion
+            model = models.champion
+            variant = "challenger" if policy is not None and variant == "challenger" else "champion"
+        best_of = request.best_of or app.state.rewards.default_best_of(agent_id)
+        if policy is not None and variant == "challenger":
+            best_of = policy[1]
         fallback, teacher_confidence = False, None
         sources: list = []
         if request.grounding == "retrieved":
             _, hits = searched(agent_id, request.prompt, settings.grounding_passages)
             sources = [hit.chunk for hit in hits]
         generating = time.perf_counter()
-        if request.best_of > 1:
-            text, confidence, ranked = best_answer(agent_id, model, request, sources)
+        if best_of > 1:
+            text, confidence, ranked = best_answer(agent_id, model, request, sources, best_of)
         else:
             (text, confidence), ranked = answer(model, request, sources), Ranked()
         metrics.model_seconds.labels(agent_id, variant).observe(time.perf_counter() - generating)
@@ -568,7 +582,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # The log keeps the local model's confidence, the daily rules' input, also when the
         # teacher answers; the teacher's goes in its own column (distillation selects by it).
         local_confidence = confidence
-        answered_by, teacher_error = model.deployment.version, None
+        answered_by = policy[0] if policy and variant == "challenger" else model.deployment.version
+        teacher_error = None
         if confidence < settings.teacher_threshold and models.teacher is not None:
             model, fallback = models.teacher, True
             text, confidence = answer(model, request, sources)
@@ -614,8 +629,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             ],
         )
 
-    def best_answer(agent_id: str, model, request: GenerateRequest, passages) -> tuple:
-        """(text, confidence, Ranked): up to best_of sampled answers, the first always and the
+    def best_answer(agent_id: str, model, request: GenerateRequest, passages, wanted: int):
+        """(text, confidence, Ranked): up to `wanted` sampled answers, the first always and the
         others while the latency budget lasts, and the one the reward model scores highest.
         Without a reward model, or at temperature 0, one answer and the reason."""
         from thunder_dagster.retrieval.encoder import EncoderUnavailableError
@@ -632,7 +647,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         context = "".join(f"{chunk.text}\n\n" for chunk in reversed(list(passages)))
         started = time.perf_counter()
         drawn = []
-        while len(drawn) < request.best_of:
+        while len(drawn) < wanted:
             if drawn and time.perf_counter() - started > settings.best_of_seconds:
                 break
             drawn.append(
@@ -647,9 +662,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         scores = reward.scores(vectors[0], vectors[1:])
         best = max(range(len(drawn)), key=lambda number: scores[number])
         short = (
-            f"{len(drawn)} of {request.best_of} answers within the {settings.best_of_seconds:g} s "
-            "budget"
-            if len(drawn) < request.best_of
+            f"{len(drawn)} of {wanted} answers within the {settings.best_of_seconds:g} s budget"
+            if len(drawn) < wanted
             else None
         )
         ranked = Ranked(candidates=len(drawn), reward=float(scores[best]), error=short)
@@ -1183,7 +1197,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         agent_id: str, request: AbTestRequest, http: Request, _bearer: Credentials = None
     ) -> AbTestItem:
         """Start an A/B test of the challenger this server serves for the agent against its
-        champion: `split` of the users get the challenger until the evaluation decides (with
+        champion, or with `best_of` of the champion answering best-of-n against single
+        answers: `split` of the users get the challenger until the evaluation decides (with
         `min_sample` rated answers per variant, at `confidence`) or someone stops it."""
         from thunder_dagster.feedback.experiments import AbTestError
 
@@ -1191,7 +1206,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
         models = models_of(agent_id)
         keys = admin_log()
         target = f"agent:{agent_id}"
-        if models.challenger is None:
+        challenger_version = models.challenger.deployment.version if models.challenger else None
+        if request.best_of is not None:
+            from thunder_dagster.feedback.experiments import best_of_version
+            from thunder_dagster.serving.rewards import RewardUnavailableError
+
+            try:
+                app.state.rewards.get(agent_id)
+            except RewardUnavailableError as error:
+                audited(keys, identity, http, "ab_test.create", target, str(error), "failed")
+                raise HTTPException(409, f"best-of-{request.best_of} needs {error}") from None
+            challenger_version = best_of_version(
+                models.champion.deployment.version, request.best_of
+            )
+        elif models.challenger is None:
             why = models.refused.get("challenger", "none is deployed")
             audited(
                 keys, identity, http, "ab_test.create", target, f"no challenger: {why}", "failed"
@@ -1205,7 +1233,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             test = ab_tests().create(
                 agent_id,
                 models.champion.deployment.version,
-                models.challenger.deployment.version,
+                challenger_version,
                 request.split,
                 identity.actor if identity else "open-server",
                 request.min_sample,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thunder_dagster.deployments.pointers import REWARD_NAME
+from thunder_dagster.deployments.pointers import BEST_OF_NAME, REWARD_NAME
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.modeling.heads import FEATURES, SCORE
 from thunder_dagster.serving.watching import public_reason
@@ -44,6 +44,7 @@ class RewardModels:
         self.encoder_version = encoder_version  # () -> the server's encoder version, or None
         self.loaded: dict[str, tuple[tuple, LoadedReward]] = {}
         self.refused: dict[str, str] = {}
+        self.adopted: dict[str, tuple[tuple, int]] = {}
         self.lock = threading.Lock()
 
     def get(self, agent_id: str) -> LoadedReward:
@@ -100,6 +101,29 @@ class RewardModels:
         if not np.all(np.isfinite(score)):
             raise ValueError(f"{pointer.name}: the reward graph's probe score is not finite")
         return LoadedReward(str(named.get("version", "")), str(named.get("encoder")), session)
+
+    def default_best_of(self, agent_id: str) -> int:
+        """The best-of-n the agent adopted (deployments/<agent>/best_of.json, from a promoted
+        A/B test); 1 without one, or when the file cannot be used (then /healthz says why)."""
+        path = self.root / agent_id / BEST_OF_NAME
+        try:
+            status = path.stat()
+        except OSError:
+            self.adopted.pop(agent_id, None)
+            return 1
+        signature = (status.st_mtime_ns, status.st_size, status.st_ino)
+        held = self.adopted.get(agent_id)
+        if held is not None and held[0] == signature:
+            return held[1]
+        try:
+            count = json.loads(path.read_text(encoding="utf-8"))["best_of"]
+            if not isinstance(count, int) or not 1 <= count <= 8:
+                raise ValueError(f"best_of {count!r} is not a whole number from 1 to 8")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self.refused[agent_id] = f"{BEST_OF_NAME}: {public_reason(error)}"
+            count = 1
+        self.adopted[agent_id] = (signature, count)
+        return count
 
     def problems(self) -> list[dict]:
         return [

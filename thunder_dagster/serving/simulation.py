@@ -2,10 +2,14 @@
 
 Prompts are cut from the agent's own training data; each simulated user rates some answers,
 with a score that rises with the answer's confidence plus noise, so a more confident model
-earns more positive feedback. Standard library HTTP only: the server is the thing under test.
+earns more positive feedback. With `prefer_words`, the users' scores follow a hidden
+preference instead: an answer that spells one of the agent's own frequent words scores 4 or
+5, one that does not 1 or 2 (what a reward model can learn, and best-of-n can exploit).
+Standard library HTTP only: the server is the thing under test.
 """
 
 import json
+import re
 import statistics
 import urllib.error
 import urllib.request
@@ -42,6 +46,31 @@ def score_for(confidence: float, rng: np.random.Generator) -> int:
     return int(np.clip(round(1 + 4 * confidence + rng.normal(0, 0.8)), 1, 5))
 
 
+WORD = re.compile(r"[a-z]{5,}")
+
+
+def document_words(home: Home, agent_id: str, count: int = 200) -> frozenset[str]:
+    """The agent's `count` most frequent words of five letters or more, from its newest
+    dataset: what the hidden preference rewards an answer for spelling."""
+    datasets = sorted(home.processed_dir(agent_id).glob("training_data_*.csv"))
+    if not datasets:
+        raise RuntimeError(
+            f"agent {agent_id!r} has no dataset to take words from: ingest its uploads first"
+        )
+    from thunder_dagster.modeling.text import dataset_documents
+
+    counts = Counter(
+        word for text in dataset_documents(datasets[-1]) for word in WORD.findall(text.lower())
+    )
+    return frozenset(word for word, _ in counts.most_common(count))
+
+
+def preferred_score(answer: str, words: frozenset[str], rng: np.random.Generator) -> int:
+    """4 or 5 for an answer that spells one of `words`, 1 or 2 for one that does not."""
+    liked = any(word in words for word in WORD.findall(answer.lower()))
+    return int(rng.integers(4, 6)) if liked else int(rng.integers(1, 3))
+
+
 def _post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict | str]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -63,8 +92,10 @@ def simulate(
     concurrency: int,
     seed: int,
     echo=print,
+    prefer_words: bool = False,
 ) -> dict:
     rng = np.random.default_rng(seed)
+    words = document_words(home, agent_id) if prefer_words else None
     base_url = base_url.rstrip("/")
     try:
         with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as response:
@@ -99,7 +130,12 @@ def simulate(
             return {"error": f"{status}: {answer}"}
         rated = None
         if draw < feedback_rate:
-            rated = score_for(answer["confidence"], np.random.default_rng(feedback_seed))
+            draws = np.random.default_rng(feedback_seed)
+            rated = (
+                preferred_score(answer["text"], words, draws)
+                if words is not None
+                else score_for(answer["confidence"], draws)
+            )
             status, stored = _post(
                 f"{base_url}/v1/feedback", {"query_id": answer["query_id"], "score": rated}
             )
@@ -116,6 +152,10 @@ def simulate(
     answers = [r for r in results if "error" not in r]
     errors = [r["error"] for r in results if "error" in r]
     scores = [r["score"] for r in answers if r["score"] is not None]
+    by_variant: dict[str, list[int]] = {}
+    for r in answers:
+        if r["score"] is not None:
+            by_variant.setdefault(f"{r['variant']} {r['model_version']}", []).append(r["score"])
     return {
         "agent_id": agent_id,
         "queries": len(results),
@@ -126,5 +166,10 @@ def simulate(
         "mean_confidence": statistics.fmean(r["confidence"] for r in answers) if answers else 0.0,
         "feedback_given": len(scores),
         "positive_feedback": sum(1 for s in scores if s >= 4),
+        "positive_rate_by_variant": {
+            name: round(sum(1 for s in rated if s >= 4) / len(rated), 4)
+            for name, rated in sorted(by_variant.items())
+        },
+        "scored_by": "the agent's own words (hidden preference)" if words else "confidence",
         "next": f"thunder analyze {agent_id} --day <today> (or wait for the 02:00 schedule)",
     }

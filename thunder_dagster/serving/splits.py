@@ -24,3 +24,16 @@ class SplitCache:
         if latest is None:
             return self.default_share
         return challenger_share(latest, agent_id, challenger_version, self.default_share)
+
+    def best_of_test(self, agent_id: str, champion_version: str) -> tuple[str, int, float] | None:
+        """(challenger version, n, split) of the agent's running best-of-n test of its
+        champion; None without one."""
+        from thunder_dagster.feedback.experiments import best_of_in
+
+        test = (self.snapshot.value() or {}).get(agent_id)
+        if test is None or not test.running:
+            return None
+        policy = best_of_in(test.challenger_version)
+        if policy is None or policy[0] != champion_version:
+            return None
+        return test.challenger_version, policy[1], test.split
