@@ -5,15 +5,16 @@
 On a temporary THUNDER_HOME holding the bundled sample agent:
 1. `thunder train sample --minutes M` trains and deploys its generator;
 2. `thunder serve` answers, and `thunder simulate --prefer-document-words` sends synthetic
-   users whose scores follow a hidden preference (4-5 for an answer that spells one of the
-   agent's frequent words, 1-2 otherwise) for `--warm-up` queries, single answers only;
+   users whose scores follow a hidden preference (4-5 for an answer that spells two or more of
+   the agent's frequent words, 1-2 otherwise) for `--warm-up` queries, single answers only;
 3. `thunder reward sample` trains the reward model on those ratings;
 4. an A/B test of best-of-4 against single answers starts through the admin API (split 0.5,
    `--min-sample` rated answers per variant, confidence 0.95), and the simulated users send
    `--queries` more; the test's live result gives both variants' positive rates and the
    verdict, and `ab_test_job` evaluates it as the hourly schedule would (promote: the agent
    adopts best-of-4);
-5. latency of one answer and of best-of-4, 40 requests each at concurrency 1, same prompts.
+5. (before the test starts) latency of one answer and of best-of-4, 40 requests each at
+   concurrency 1, the same prompts.
 Every figure is measured in this run.
 """
 
@@ -116,6 +117,9 @@ def main() -> None:
         out = run("reward", AGENT, env=env)
         card = json.loads((root / "deployments" / AGENT / "reward.json").read_text())
         print(f"reward model {card['version']}: {out.strip().splitlines()[-1]}")
+        # Latency first, while no A/B test sends anyone best-of-4 whatever they ask for.
+        prompts = [f"{word} " for word in ("The", "Our", "Bread", "We", "Fresh")] * 8
+        single, best = latency(url, 1, prompts), latency(url, 4, prompts)
         test = post(
             f"{url}/v1/admin/agents/{AGENT}/ab-tests",
             {"split": 0.5, "min_sample": args.min_sample, "confidence": 0.95, "best_of": 4},
@@ -124,8 +128,6 @@ def main() -> None:
         tested = simulate(args.queries, 2, env, url)
         result = get(f"{url}/v1/admin/ab-tests/{test['id']}")
         print(json.dumps(tested["positive_rate_by_variant"], indent=2))
-        prompts = [f"{word} " for word in ("The", "Our", "Bread", "We", "Fresh")] * 8
-        single, best = latency(url, 1, prompts), latency(url, 4, prompts)
     finally:
         server.terminate()
         server.wait(30)

@@ -845,7 +845,7 @@ def analyze(agent_id: str, day) -> None:
     "--prefer-document-words",
     is_flag=True,
     help="Score by a hidden preference instead of confidence: 4-5 for an answer that spells "
-    "one of the agent's frequent words, 1-2 otherwise",
+    "two or more of the agent's frequent words, 1-2 otherwise",
 )
 def simulate(
     agent_id: str,

@@ -114,5 +114,6 @@ def test_the_hidden_preference_rewards_an_answer_that_spells_one_of_the_agents_w
     assert {"sourdough", "loaves", "overnight", "patience"} <= words
     assert "rise" not in words and "warm" not in words  # five letters or more
     rng = np.random.default_rng(0)
-    assert {preferred_score("xq SOURDOUGH zz", words, rng) for _ in range(40)} == {4, 5}
-    assert {preferred_score("xq sourdoug zz", words, rng) for _ in range(40)} == {1, 2}
+    liked, unliked = "xq SOURDOUGH zz patience", "xq sourdough zz sourdough patien"
+    assert {preferred_score(liked, words, rng) for _ in range(40)} == {4, 5}
+    assert {preferred_score(unliked, words, rng) for _ in range(40)} == {1, 2}

@@ -3,8 +3,9 @@
 Prompts are cut from the agent's own training data; each simulated user rates some answers,
 with a score that rises with the answer's confidence plus noise, so a more confident model
 earns more positive feedback. With `prefer_words`, the users' scores follow a hidden
-preference instead: an answer that spells one of the agent's own frequent words scores 4 or
-5, one that does not 1 or 2 (what a reward model can learn, and best-of-n can exploit).
+preference instead: an answer that spells two or more of the agent's own frequent words
+scores 4 or 5, one that does not 1 or 2 (what a reward model can learn, and best-of-n can
+exploit).
 Standard library HTTP only: the server is the thing under test.
 """
 
@@ -47,6 +48,7 @@ def score_for(confidence: float, rng: np.random.Generator) -> int:
 
 
 WORD = re.compile(r"[a-z]{5,}")
+LIKED_WORDS = 2  # distinct words of the agent's an answer must spell to be liked
 
 
 def document_words(home: Home, agent_id: str, count: int = 200) -> frozenset[str]:
@@ -66,8 +68,8 @@ def document_words(home: Home, agent_id: str, count: int = 200) -> frozenset[str
 
 
 def preferred_score(answer: str, words: frozenset[str], rng: np.random.Generator) -> int:
-    """4 or 5 for an answer that spells one of `words`, 1 or 2 for one that does not."""
-    liked = any(word in words for word in WORD.findall(answer.lower()))
+    """4 or 5 for an answer that spells LIKED_WORDS or more of `words`, 1 or 2 otherwise."""
+    liked = len(set(WORD.findall(answer.lower())) & words) >= LIKED_WORDS
     return int(rng.integers(4, 6)) if liked else int(rng.integers(1, 3))
 
 
