@@ -67,3 +67,13 @@ def test_thunder_compare_prints_them_side_by_side_and_the_ui_and_mlflow_keep_it(
     assert run.data.metrics["b_parameters"] > run.data.metrics["a_parameters"]
     refused = thunder("compare", "acme", "1.0.0", "9.9.9")
     assert refused.returncode == 1 and "no model under models/" in refused.stderr
+
+
+def test_classifier_versions_are_refused_with_where_their_measures_are(home):
+    from tests.factories import deploy_classifier
+
+    deploy_classifier(home, "moods")
+    deploy_classifier(home, "moods", seed=1)
+    models, deployments = home.models_dir("moods"), home.deployments_dir("moods")
+    with pytest.raises(ComparisonError, match="sentiment classifier: comparisons score text"):
+        compare_versions(models, deployments, "1.0.0", "1.1.0", TEXT, "d1")

@@ -22,6 +22,7 @@ from thunder_dagster.modeling.cards import CARD_NAME, ONNX_NAME, STEP_NAME, Mode
 from thunder_dagster.modeling.text import sequential_windows
 from thunder_dagster.modeling.verification import mean_milliseconds, onnx_loss
 from thunder_dagster.serving.generation import LoadedModel, generate, load_deployment
+from thunder_dagster.tasks import LABEL_TASKS
 
 PROMPT_CHARACTERS = 48
 ANSWER_CHARACTERS = 64
@@ -215,6 +216,12 @@ def compare_versions(
     scores = []
     for version in (version_a, version_b):
         model = load_deployment(released_deployment(models_dir, deployments_dir, version))
+        if model.task in LABEL_TASKS:
+            raise ComparisonError(
+                f"version {version} is a {model.task} classifier: comparisons score text "
+                "generators; a classifier's accuracy and macro F1 on its test split are on its "
+                "card (GET /v1/admin/agents/{id}/versions)"
+            )
         scores.append(score_version(model, test_text, cut, seed, temperature))
     if not all(math.isfinite(score.test_loss) for score in scores):
         raise ComparisonError(
