@@ -104,3 +104,17 @@ def test_the_manifest_counts_each_categorys_documents_also_for_an_older_manifest
     again = write_training_dataset("acme", both, tmp_path, now=NOW)
     assert again.version == dataset.version and again.categories == dataset.categories
     assert latest_dataset(tmp_path).categories == dataset.categories
+
+
+def test_an_empty_dataset_fails_not_empty_unless_the_agent_learns_from_labelled_examples(tmp_path):
+    empty = write_training_dataset("topics", [], tmp_path)
+    generator = {c.name: c for c in check_training_dataset(empty.path)}
+    classifier = {c.name: c for c in check_training_dataset(empty.path, text_needed=False)}
+    assert (
+        not generator["not_empty"].passed
+        and "no upload yielded text" in generator["not_empty"].description
+    )
+    assert (
+        classifier["not_empty"].passed
+        and "labelled examples" in classifier["not_empty"].description
+    )

@@ -9,9 +9,11 @@ from thunder_dagster.documents.datasets import (
 )
 from thunder_dagster.home import CATEGORIES
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import IO_RETRY
+from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
 
 DATASET_CHECKS = ("not_empty", "chunks_within_size", "unique_chunk_ids")
 PREVIEW_ROWS = 5
@@ -79,4 +81,6 @@ def training_dataset(context: dg.AssetExecutionContext, chunks, thunder: Thunder
             "preview": _preview(dataset.path),
         },
     )
-    yield from check_results(check_training_dataset(dataset.path))
+    with failing_on(AgentSettingsError):
+        text_needed = read_task(home.agent_dir(agent_id)) not in LABEL_TASKS
+    yield from check_results(check_training_dataset(dataset.path, text_needed=text_needed))

@@ -151,8 +151,11 @@ def read_training_dataset(path: str | Path):
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
 
 
-def check_training_dataset(path: str | Path, max_chars: int = 512) -> list[DatasetCheck]:
-    """Read the written file back and check it: not empty, chunks within size, unique chunk ids."""
+def check_training_dataset(
+    path: str | Path, max_chars: int = 512, text_needed: bool = True
+) -> list[DatasetCheck]:
+    """Read the written file back and check it: not empty, chunks within size, unique chunk ids.
+    An agent whose model learns from labelled examples (`text_needed` False) may have none."""
     frame = read_training_dataset(path)
     lengths = frame["text"].str.len()
     too_long = frame.loc[lengths > max_chars, "chunk_id"].tolist()
@@ -160,9 +163,12 @@ def check_training_dataset(path: str | Path, max_chars: int = 512) -> list[Datas
     return [
         DatasetCheck(
             "not_empty",
-            len(frame) > 0,
+            len(frame) > 0 or not text_needed,
             f"{len(frame)} chunks"
             if len(frame)
+            else "no chunk, and none needed: the agent's classifier learns from its labelled "
+            "examples"
+            if not text_needed
             else "no chunk: no upload yielded text; see ingest_report.json for each file's reason",
             {"rows": len(frame)},
         ),
