@@ -137,8 +137,9 @@ def text_classifier(
     tuning: TuningStorage,
     tracking: MlflowTracking,
 ):
-    """A dense head on the frozen sentence encoder's vectors, searched by TPE over seed 002's
-    space (learning rate, width, layers, dropout, activation), exported with the encoder as one
+    """A linear model over the texts' TF-IDF token and token-pair features, then a dense head
+    on the frozen sentence encoder's vectors searched by TPE over seed 002's space (learning
+    rate, width, layers, dropout, activation) added to it, exported with the encoder as one
     ONNX graph and held to three gates on a test split nothing in its training saw: parity with
     Keras, finite probabilities, and better than the majority label.
 
@@ -155,6 +156,7 @@ def text_classifier(
     from thunder_dagster.modeling.classifiers import (
         ClassifierBudget,
         LabelledDataError,
+        TokenizedTexts,
         split_labelled,
         train_classifier,
     )
@@ -209,6 +211,9 @@ def text_classifier(
             storage=tuning.storage_url(),
             study_name=study_name,
             deadline=time.monotonic() + config.seconds(),
+            tokens=TokenizedTexts(
+                sentence.tokens(texts), sentence.vocab_size, sentence.special_ids()
+            ),
         )
         build = f"classifier-{labelled_examples.version}-{context.run.run_id[:8]}"
         model_dir = home.models_dir(agent_id) / "builds" / build
@@ -219,7 +224,13 @@ def text_classifier(
         )
         test_texts = [texts[row] for row in split.rows[2]]
         export = export_classifier(
-            model, result.params["activation"], sentence, split, test_texts, model_dir / ONNX_NAME
+            model,
+            result.params["activation"],
+            sentence,
+            split,
+            test_texts,
+            model_dir / ONNX_NAME,
+            result.lexical,
         )
     except Exception:
         tracker.end_run(run, "FAILED")
@@ -277,7 +288,12 @@ def text_classifier(
         }
     )
     card.write(model_dir)
-    tracker.log_params(run, result.params | {"trials": config.trials, "task": task})
+    lexical_features = result.lexical.vocabulary.known if result.lexical else 0
+    tracker.log_params(
+        run,
+        result.params
+        | {"trials": config.trials, "task": task, "lexical_features": lexical_features},
+    )
     tracker.log_metrics(
         run,
         {
@@ -343,6 +359,8 @@ def text_classifier(
                 "optimization history",
             ),
             "params": dg.MetadataValue.json(result.params),
+            "lexical_features": lexical_features,
+            "lexical_epochs": len(result.lexical_epochs or []),
             "examples": len(texts),
             "encoder": sentence.version,
             "max_abs_difference": dg.MetadataValue.float(export.max_abs_difference),

@@ -66,6 +66,45 @@ class AdjustableDropout(keras.layers.Dropout):
         self.rate = rate
 
 
+@keras.saving.register_keras_serializable(package="thunder")
+class LexicalLogits(keras.layers.Layer):
+    """A linear model over a text's TF-IDF features (lexical.bags: feature ids and their
+    weights): the sum of the weighted rows of a [features, labels] table. The features' idf
+    rides along as a weight nothing trains, so the saved model carries what the export needs."""
+
+    def __init__(self, labels: int, vocab_size: int, pair_buckets: int, idf=None, **kwargs):
+        super().__init__(**kwargs)
+        self.labels = labels
+        self.vocab_size = vocab_size
+        self.pair_buckets = pair_buckets
+        self.size = vocab_size + pair_buckets
+        self._idf_values = idf
+
+    def build(self, input_shape=None):
+        self.table = self.add_weight(
+            shape=(self.size, self.labels), initializer="zeros", name="table"
+        )
+        self.idf = self.add_weight(
+            shape=(self.size,), initializer="zeros", trainable=False, name="idf"
+        )
+        if self._idf_values is not None:
+            self.idf.assign(self._idf_values)
+        super().build(input_shape)
+
+    def call(self, ids, weights):
+        rows = keras.ops.take(self.table, ids, axis=0)
+        return keras.ops.sum(rows * keras.ops.expand_dims(weights, -1), axis=1)
+
+    def get_config(self):
+        # The idf values come back with the weights; the config carries only their count.
+        return {
+            **super().get_config(),
+            "labels": self.labels,
+            "vocab_size": self.vocab_size,
+            "pair_buckets": self.pair_buckets,
+        }
+
+
 def _gru(x, hp: dict):
     for _ in range(hp["layers"]):
         # reset_after=True is the cuDNN-compatible form ONNX's GRU op computes with

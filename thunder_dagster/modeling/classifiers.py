@@ -5,6 +5,10 @@ stopping saw: accuracy, macro F1, per-class precision and recall, the confusion 
 the majority-class baseline a deployable classifier must beat.
 
 The encoder stays frozen: the head learns from its vectors, which are computed once per text.
+Beside them, when the texts' token ids are given, a linear model over their TF-IDF features
+(modeling/lexical.py) is fitted first, as logistic regression would be; the searched head then
+learns what those words leave, its logits added to the linear model's. Every training weighs
+each label's examples by the inverse of its frequency, as macro F1 counts every label alike.
 """
 
 import hashlib
@@ -14,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thunder_dagster.modeling.lexical import LexicalVocabulary, bags, fit_vocabulary
 from thunder_dagster.modeling.space import ACTIVATIONS
 
 TEST_FRACTION = 0.15
 VALIDATION_FRACTION = 0.15
 MIN_PER_CLASS = 2  # a label with fewer examples cannot be both trained on and tested
+LEXICAL_LEARNING_RATE = 0.03  # Adam on the sparse linear model: its rows see few updates
 
 
 class LabelledDataError(ValueError):
@@ -93,6 +99,47 @@ def split_labelled(texts: list[str], labels: list[str], vectors: np.ndarray) -> 
 
 
 @dataclass(frozen=True)
+class TokenizedTexts:
+    """Every example's token ids (in the order split_labelled was given the texts) and what
+    the lexical features need of the tokenizer."""
+
+    ids: list[list[int]]
+    vocab_size: int
+    special_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LexicalInputs:
+    """The TF-IDF vocabulary fitted on the training part, and each part's bags (ids, weights)."""
+
+    vocabulary: LexicalVocabulary
+    parts: tuple[tuple[np.ndarray, np.ndarray], ...]  # train, validation, test
+
+
+def lexical_inputs(split: LabelledSplit, tokens: TokenizedTexts) -> LexicalInputs:
+    if len(tokens.ids) != sum(len(rows) for rows in split.rows):
+        raise ValueError(f"{len(tokens.ids)} token lists for a split of other texts")
+    training = [tokens.ids[row] for row in split.rows[0]]
+    vocabulary = fit_vocabulary(training, tokens.vocab_size, tokens.special_ids)
+    parts = tuple(bags([tokens.ids[row] for row in rows], vocabulary) for rows in split.rows)
+    return LexicalInputs(vocabulary, parts)
+
+
+def inputs(split: LabelledSplit, lexical: LexicalInputs | None, part: int):
+    """What a classifier built by build_head takes for part 0 (train), 1 or 2 (test): the
+    vectors, or with a lexical part the list of the vectors, the bags' ids and weights."""
+    vectors = (split.train_x, split.validation_x, split.test_x)[part]
+    return vectors if lexical is None else [vectors, *lexical.parts[part]]
+
+
+def balanced_weights(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Per example, n / (classes x its label's count): every label weighs the same in all."""
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    per_label = len(labels) / (classes * np.maximum(counts, 1))
+    return per_label[labels].astype(np.float32)
+
+
+@dataclass(frozen=True)
 class ClassifierBudget:
     epochs: int = 60
     batch_size: int = 32
@@ -134,13 +181,35 @@ def dense_stack(x, params: dict):
     return x
 
 
-def build_head(params: dict, dimensions: int, classes: int):
+def build_head(
+    params: dict,
+    dimensions: int,
+    classes: int,
+    vocabulary: LexicalVocabulary | None = None,
+    table: np.ndarray | None = None,
+):
+    """The head on the sentence vectors; with a vocabulary, its logits plus a linear model's
+    over the TF-IDF bags (LexicalLogits), whose `table` (fit_lexical's) stays as it is."""
+    from thunder_dagster.modeling.architectures import LexicalLogits
     from thunder_dagster.modeling.backend import keras
 
-    inputs = keras.Input((dimensions,), name="embeddings")
-    x = dense_stack(inputs, params)
+    vectors = keras.Input((dimensions,), name="embeddings")
+    x = dense_stack(vectors, params)
     logits = keras.layers.Dense(classes, name="logits")(x)
-    model = keras.Model(inputs, logits, name="classifier")
+    taken = [vectors]
+    if vocabulary is not None:
+        ids = keras.Input((None,), dtype="int32", name="lexical_ids")
+        weights = keras.Input((None,), name="lexical_weights")
+        lexical = LexicalLogits(
+            classes, vocabulary.vocab_size, vocabulary.pair_buckets, vocabulary.idf, name="lexical"
+        )
+        words = lexical(ids, weights)
+        if table is not None:
+            lexical.table.assign(table)
+        lexical.trainable = False
+        logits = keras.layers.Add(name="sum")([logits, words])
+        taken += [ids, weights]
+    model = keras.Model(taken if len(taken) > 1 else vectors, logits, name="classifier")
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=params["learning_rate"]),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -148,9 +217,44 @@ def build_head(params: dict, dimensions: int, classes: int):
     return model
 
 
-def fit_head(model, split: LabelledSplit, budget: ClassifierBudget, seed: int) -> list[dict]:
+def fit_lexical(
+    split: LabelledSplit, lexical: LexicalInputs, budget: ClassifierBudget, seed: int
+) -> tuple[np.ndarray, list[dict]]:
+    """The linear model over the TF-IDF bags alone, trained as fit_head trains a head.
+    Returns its [features, labels] table and its epochs."""
+    from thunder_dagster.modeling.architectures import LexicalLogits
+    from thunder_dagster.modeling.backend import keras
+
+    keras.backend.clear_session()
+    vocabulary = lexical.vocabulary
+    ids = keras.Input((None,), dtype="int32", name="lexical_ids")
+    weights = keras.Input((None,), name="lexical_weights")
+    layer = LexicalLogits(
+        len(split.labels), vocabulary.vocab_size, vocabulary.pair_buckets, vocabulary.idf
+    )
+    model = keras.Model([ids, weights], layer(ids, weights), name="lexical")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=LEXICAL_LEARNING_RATE),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    parts = (list(lexical.parts[0]), list(lexical.parts[1]))
+    epochs = _fit(model, split, parts, budget, seed)
+    return np.asarray(layer.table.numpy(), np.float32), epochs
+
+
+def fit_head(
+    model,
+    split: LabelledSplit,
+    budget: ClassifierBudget,
+    seed: int,
+    lexical: LexicalInputs | None = None,
+) -> list[dict]:
     """Train with early stopping on the validation loss; the best epoch's weights are kept.
     Returns one {"epoch", "train_loss", "validation_loss"} per epoch."""
+    return _fit(model, split, (inputs(split, lexical, 0), inputs(split, lexical, 1)), budget, seed)
+
+
+def _fit(model, split: LabelledSplit, parts, budget: ClassifierBudget, seed: int) -> list[dict]:
     from thunder_dagster.modeling.backend import keras
 
     keras.utils.set_random_seed(seed)
@@ -161,10 +265,12 @@ def fit_head(model, split: LabelledSplit, budget: ClassifierBudget, seed: int) -
             if budget.max_seconds is not None and time.monotonic() - started > budget.max_seconds:
                 self.model.stop_training = True
 
+    train, validation = parts
     fitted = model.fit(
-        split.train_x,
+        train,
         split.train_y,
-        validation_data=(split.validation_x, split.validation_y),
+        sample_weight=balanced_weights(split.train_y, len(split.labels)),
+        validation_data=(validation, split.validation_y),
         epochs=budget.epochs,
         batch_size=budget.batch_size,
         verbose=0,
@@ -182,7 +288,8 @@ def fit_head(model, split: LabelledSplit, budget: ClassifierBudget, seed: int) -
     ]
 
 
-def probabilities(model, x: np.ndarray) -> np.ndarray:
+def probabilities(model, x) -> np.ndarray:
+    """Softmax of the model's logits; `x` is what it takes (inputs' list, or the vectors)."""
     logits = np.asarray(model(x, training=False), np.float64)
     shifted = np.exp(logits - logits.max(-1, keepdims=True))
     return shifted / shifted.sum(-1, keepdims=True)
@@ -244,6 +351,8 @@ class ClassifierResult:
     trials: list[dict]  # per trial: number, params, validation loss, state
     epochs: list[dict]  # the final head's
     metrics: ClassifierMetrics
+    lexical: LexicalInputs | None = None
+    lexical_epochs: list[dict] | None = None  # the linear model's, fitted before the search
 
 
 def search_head(
@@ -254,8 +363,11 @@ def search_head(
     storage=None,
     study_name: str | None = None,
     deadline: float | None = None,
+    lexical: LexicalInputs | None = None,
+    table: np.ndarray | None = None,
 ):
     """TPE over the head's space, judged by the validation loss; the known-good head first.
+    With `lexical`, each head is trained beside the fitted linear model (`table`).
     Returns the study and the best trial's parameters."""
     import optuna
 
@@ -275,8 +387,8 @@ def search_head(
     def objective(trial) -> float:
         keras.backend.clear_session()
         params = declare(trial)
-        model = build_head(params, split.dimensions, len(split.labels))
-        epochs = fit_head(model, split, budget, seed + trial.number)
+        model = _build(params, split, lexical, table)
+        epochs = fit_head(model, split, budget, seed + trial.number, lexical)
         return min(epoch["validation_loss"] for epoch in epochs)
 
     def left() -> float | None:
@@ -295,17 +407,25 @@ def train_classifier(
     storage=None,
     study_name: str | None = None,
     deadline: float | None = None,
+    tokens: TokenizedTexts | None = None,
 ):
-    """The searched head trained again from its best parameters, measured on the test split.
+    """The searched head trained again from its best parameters, measured on the test split;
+    with `tokens`, beside the linear model over their TF-IDF features, fitted first.
     Returns the Keras model and its ClassifierResult."""
     from thunder_dagster.modeling.backend import keras
 
     budget = budget or ClassifierBudget()
-    study, params = search_head(split, trials, budget, seed, storage, study_name, deadline)
+    lexical = table = lexical_epochs = None
+    if tokens is not None:
+        lexical = lexical_inputs(split, tokens)
+        table, lexical_epochs = fit_lexical(split, lexical, budget, seed)
+    study, params = search_head(
+        split, trials, budget, seed, storage, study_name, deadline, lexical, table
+    )
     keras.backend.clear_session()
-    model = build_head(params, split.dimensions, len(split.labels))
-    epochs = fit_head(model, split, budget, seed)
-    predicted = probabilities(model, split.test_x).argmax(-1)
+    model = _build(params, split, lexical, table)
+    epochs = fit_head(model, split, budget, seed, lexical)
+    predicted = probabilities(model, inputs(split, lexical, 2)).argmax(-1)
     majority = int(np.bincount(split.train_y, minlength=len(split.labels)).argmax())
     metrics = measure(split.labels, split.test_y, predicted, majority)
     records = [
@@ -317,4 +437,9 @@ def train_classifier(
         }
         for t in study.trials
     ]
-    return model, ClassifierResult(params, records, epochs, metrics)
+    return model, ClassifierResult(params, records, epochs, metrics, lexical, lexical_epochs)
+
+
+def _build(params: dict, split: LabelledSplit, lexical: LexicalInputs | None, table):
+    vocabulary = lexical.vocabulary if lexical is not None else None
+    return build_head(params, split.dimensions, len(split.labels), vocabulary, table)

@@ -4,7 +4,9 @@ Keras weights, then a softmax.
     input_ids, attention_mask int64 [batch, sequence] -> probabilities float32 [batch, labels]
 
 The head is a few dense layers, so it is written directly (MatMul, Add, the activation) rather
-than through tf2onnx; the export is held to parity with Keras on the same texts.
+than through tf2onnx; the export is held to parity with Keras on the same texts. A classifier
+with a linear model over TF-IDF features (LexicalLogits) has those computed from the same
+token ids inside the graph (lexical.lexical_nodes), its logits added before the softmax.
 """
 
 import math
@@ -17,9 +19,12 @@ import numpy as np
 from thunder_dagster.modeling.classifiers import (
     ClassifierMetrics,
     LabelledSplit,
+    LexicalInputs,
+    inputs,
     measure,
     probabilities,
 )
+from thunder_dagster.modeling.lexical import LexicalVocabulary, lexical_nodes
 from thunder_dagster.modeling.reports import Check
 from thunder_dagster.retrieval.graph import INPUTS, OPSET
 from thunder_dagster.retrieval.graph import OUTPUT as EMBEDDINGS
@@ -39,6 +44,8 @@ def head_graph(model, activation: str, output: str = PROBABILITIES, input_name: 
 
     nodes, initializers = [], []
     dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    lexical = [layer for layer in model.layers if layer.__class__.__name__ == "LexicalLogits"]
+    dimensions = int(dense[0].get_weights()[0].shape[0])
     x = input_name
     for number, layer in enumerate(dense):
         kernel, bias = (np.asarray(w, np.float32) for w in layer.get_weights())
@@ -53,6 +60,22 @@ def head_graph(model, activation: str, output: str = PROBABILITIES, input_name: 
         if number < len(dense) - 1:
             out = _activation(nodes, initializers, activation, out, number)
         x = out
+    taken = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", dimensions])]
+    for layer in lexical:
+        vocabulary = LexicalVocabulary(
+            layer.vocab_size, layer.pair_buckets, np.asarray(layer.idf.numpy(), np.float32)
+        )
+        words, words_init = lexical_nodes(
+            vocabulary, layer.table.numpy(), INPUTS[0], INPUTS[1], "lex_logits"
+        )
+        nodes += words
+        initializers += words_init
+        nodes.append(helper.make_node("Add", [x, "lex_logits"], ["head_logits"]))
+        x = "head_logits"
+        taken += [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+            for name in INPUTS
+        ]
     if output == PROBABILITIES:
         nodes.append(helper.make_node("Softmax", [x], [PROBABILITIES], axis=-1))
     elif output == SCORE:  # 1 + 4 * sigmoid: rewards.to_score of the head's unit score
@@ -66,11 +89,10 @@ def head_graph(model, activation: str, output: str = PROBABILITIES, input_name: 
     else:
         raise ValueError(f"output {output!r}: {PROBABILITIES} or {SCORE}")
     width = int(dense[-1].get_weights()[0].shape[1])
-    dimensions = int(dense[0].get_weights()[0].shape[0])
     graph = helper.make_graph(
         nodes,
         "classifier_head" if output == PROBABILITIES else "reward_head",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", dimensions])],
+        taken,
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", width])],
         initializers,
     )
@@ -106,12 +128,29 @@ def _activation(nodes, initializers, name: str, source: str, number: int) -> str
 
 
 def classifier_graph(encoder_graph: Path, head):
-    """The encoder's graph with the head after it, as one model."""
+    """The encoder's graph with the head after it, as one model: the head's inputs are the
+    encoder's embeddings and, for a lexical head, the same token ids and mask."""
     import onnx
-    from onnx import compose
 
-    encoder = onnx.load(str(encoder_graph))
-    merged = compose.merge_models(encoder, head, io_map=[(EMBEDDINGS, EMBEDDINGS)])
+    merged = onnx.load(str(encoder_graph))
+    graph = merged.graph
+    available = {value.name for value in graph.input} | {
+        name for node in graph.node for name in node.output
+    }
+    missing = [value.name for value in head.graph.input if value.name not in available]
+    taken = available | {tensor.name for tensor in graph.initializer}
+    clashing = {name for node in head.graph.node for name in node.output} | {
+        tensor.name for tensor in head.graph.initializer
+    }
+    if missing or taken & clashing:
+        raise ValueError(
+            f"the head does not fit the encoder: inputs {missing} missing, names "
+            f"{sorted(taken & clashing)[:5]} taken"
+        )
+    graph.node.extend(head.graph.node)
+    graph.initializer.extend(head.graph.initializer)
+    del graph.output[:]
+    graph.output.extend(head.graph.output)
     onnx.checker.check_model(merged)
     return merged
 
@@ -150,7 +189,13 @@ class ClassifierExport:
 
 
 def export_classifier(
-    model, activation: str, encoder, split: LabelledSplit, test_texts: list[str], path: Path
+    model,
+    activation: str,
+    encoder,
+    split: LabelledSplit,
+    test_texts: list[str],
+    path: Path,
+    lexical: LexicalInputs | None = None,
 ) -> ClassifierExport:
     """Write encoder + head + softmax as one graph at `path` and hold it to the gates: parity
     with Keras on the test texts, finite probabilities, and better than always answering the
@@ -164,7 +209,7 @@ def export_classifier(
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     tokens = encoder.tokens(test_texts)
     exported = run_classifier(session, tokens).astype(np.float64)
-    expected = probabilities(model, split.test_x)
+    expected = probabilities(model, inputs(split, lexical, 2))
     difference = float(np.max(np.abs(exported - expected)))
     agreement = float(np.mean(exported.argmax(-1) == expected.argmax(-1)))
     finite = bool(np.all(np.isfinite(exported)))

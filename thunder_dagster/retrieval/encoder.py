@@ -124,6 +124,14 @@ class SentenceEncoder:
     def name(self) -> str:
         return self.files.name
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size())
+
+    def special_ids(self) -> tuple[int, ...]:
+        """The ids the tokenizer adds around every text ([CLS] and [SEP] for BERT)."""
+        return tuple(sorted(set(self.tokens([""])[0])))
+
     def tokens(self, texts: list[str]) -> list[list[int]]:
         with self._lock:  # a tokenizers Tokenizer's settings are shared state
             return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
