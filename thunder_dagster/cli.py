@@ -340,24 +340,31 @@ def task(agent_id: str, task_type: str | None) -> None:
     click.echo(f"agent {agent_id}: task {task_type} ({path})")
 
 
+def _deployed_for(agent_id: str, classifier: bool):
+    """The agent's deployed model, refused by name when its task is not the command's."""
+    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
+
+    try:
+        model = load_deployed(Home.resolve().deployments_dir(agent_id))
+    except NoDeploymentError as error:
+        raise click.ClickException(str(error)) from error
+    if (model.task in LABEL_TASKS) != classifier:
+        answering = "classify" if model.task in LABEL_TASKS else "generate"
+        raise click.ClickException(
+            f"agent {agent_id} has the task {model.task}: `thunder {answering}` answers it"
+        )
+    return model
+
+
 @main.command()
 @click.argument("agent_id")
 @click.argument("text")
 def classify(agent_id: str, text: str) -> None:
     """The label AGENT_ID's deployed classifier gives TEXT, with every label's probability."""
     from thunder_dagster.serving.classification import classify as predict
-    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
 
     agent_id = _agent(agent_id)
-    home = Home.resolve()
-    try:
-        model = load_deployed(home.deployments_dir(agent_id))
-    except NoDeploymentError as error:
-        raise click.ClickException(str(error)) from error
-    if model.task not in LABEL_TASKS:
-        raise click.ClickException(
-            f"agent {agent_id} has the task {model.task}: `thunder generate` answers it"
-        )
+    model = _deployed_for(agent_id, classifier=True)
     label, probabilities = predict(model, text)
     click.echo(label)
     for name, probability in sorted(probabilities.items(), key=lambda item: -item[1]):
@@ -372,19 +379,10 @@ def classify(agent_id: str, text: str) -> None:
 @click.option("--seed", type=int, help="Seed of the sampling, for a repeatable answer")
 def generate(agent_id: str, prompt: str, tokens: int, temperature: float, seed: int | None):
     """Continue PROMPT with AGENT_ID's deployed model (onnxruntime; TensorFlow is not loaded)."""
-    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
     from thunder_dagster.serving.generation import generate as sample
 
     agent_id = _agent(agent_id)
-    home = Home.resolve()
-    try:
-        model = load_deployed(home.deployments_dir(agent_id))
-    except NoDeploymentError as error:
-        raise click.ClickException(str(error)) from error
-    if model.task in LABEL_TASKS:
-        raise click.ClickException(
-            f"agent {agent_id} has the task {model.task}: `thunder classify` answers it"
-        )
+    model = _deployed_for(agent_id, classifier=False)
     result = sample(model, prompt, tokens, temperature, seed)
     click.echo(prompt + result.text)
     click.echo(

@@ -91,6 +91,8 @@ def test_the_words_of_a_label_are_learnt_beside_the_vectors_and_computed_in_the_
     budget = ClassifierBudget(epochs=30)
     model, result = train_classifier(split, trials=1, budget=budget, seed=0, tokens=tokens)
     assert result.lexical is not None and result.lexical_epochs
+    words_weight = result.mix[0]
+    assert words_weight > 0  # the words are what tells these labels apart
     assert result.metrics.accuracy == 1.0 and result.metrics.macro_f1 == 1.0
     # The linear model alone tells the names apart on the test texts: the words were learnt.
     table = model.get_layer("lexical").table.numpy()

@@ -137,11 +137,12 @@ def text_classifier(
     tuning: TuningStorage,
     tracking: MlflowTracking,
 ):
-    """A linear model over the texts' TF-IDF token and token-pair features, then a dense head
-    on the frozen sentence encoder's vectors searched by TPE over seed 002's space (learning
-    rate, width, layers, dropout, activation) added to it, exported with the encoder as one
-    ONNX graph and held to three gates on a test split nothing in its training saw: parity with
-    Keras, finite probabilities, and better than the majority label.
+    """A linear model over the texts' TF-IDF token and token-pair features and a dense head on
+    the frozen sentence encoder's vectors, searched by TPE over seed 002's space (learning
+    rate, width, layers, dropout, activation), their logits mixed by the weights the
+    validation split prefers; exported with the encoder as one ONNX graph and held to three
+    gates on a test split nothing in its training saw: parity with Keras, finite
+    probabilities, and better than the majority label.
 
     models/<agent>/builds/classifier-<examples version>-<run>/: model.keras, model.onnx, the
     tokenizer and the card, with accuracy, macro F1 and per-label precision and recall."""
@@ -289,10 +290,17 @@ def text_classifier(
     )
     card.write(model_dir)
     lexical_features = result.lexical.vocabulary.known if result.lexical else 0
+    words_weight, head_weight, _ = result.mix or (0.0, 1.0, best_validation)
     tracker.log_params(
         run,
         result.params
-        | {"trials": config.trials, "task": task, "lexical_features": lexical_features},
+        | {
+            "trials": config.trials,
+            "task": task,
+            "lexical_features": lexical_features,
+            "words_weight": words_weight,
+            "head_weight": head_weight,
+        },
     )
     tracker.log_metrics(
         run,
@@ -361,6 +369,13 @@ def text_classifier(
             "params": dg.MetadataValue.json(result.params),
             "lexical_features": lexical_features,
             "lexical_epochs": len(result.lexical_epochs or []),
+            "mix": dg.MetadataValue.json(
+                {
+                    "words_weight": words_weight,
+                    "head_weight": head_weight,
+                    "validation_loss": result.mix[2] if result.mix else best_validation,
+                }
+            ),
             "examples": len(texts),
             "encoder": sentence.version,
             "max_abs_difference": dg.MetadataValue.float(export.max_abs_difference),

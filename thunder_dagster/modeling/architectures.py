@@ -68,27 +68,44 @@ class AdjustableDropout(keras.layers.Dropout):
 
 @keras.saving.register_keras_serializable(package="thunder")
 class LexicalLogits(keras.layers.Layer):
-    """A linear model over a text's TF-IDF features (lexical.bags: feature ids and their
-    weights): the sum of the weighted rows of a [features, labels] table. The features' idf
-    rides along as a weight nothing trains, so the saved model carries what the export needs."""
+    """A linear model over a text's TF-IDF features (lexical.bags: their table rows and
+    weights): the sum of the weighted rows of a [known features + 1, labels] table. The
+    vocabulary (each feature's row and idf) rides along as weights nothing trains, so the saved
+    model carries all the export needs."""
 
-    def __init__(self, labels: int, vocab_size: int, pair_buckets: int, idf=None, **kwargs):
+    def __init__(
+        self,
+        labels: int,
+        vocab_size: int,
+        pair_buckets: int,
+        known: int,
+        vocabulary=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.labels = labels
         self.vocab_size = vocab_size
         self.pair_buckets = pair_buckets
-        self.size = vocab_size + pair_buckets
-        self._idf_values = idf
+        self.known = known
+        self._vocabulary = vocabulary  # a lexical.LexicalVocabulary, or None when loading
 
     def build(self, input_shape=None):
         self.table = self.add_weight(
-            shape=(self.size, self.labels), initializer="zeros", name="table"
+            shape=(self.known + 1, self.labels), initializer="zeros", name="table"
         )
         self.idf = self.add_weight(
-            shape=(self.size,), initializer="zeros", trainable=False, name="idf"
+            shape=(self.known + 1,), initializer="zeros", trainable=False, name="idf"
         )
-        if self._idf_values is not None:
-            self.idf.assign(self._idf_values)
+        self.rows = self.add_weight(
+            shape=(self.vocab_size + self.pair_buckets,),
+            initializer="zeros",
+            dtype="int32",
+            trainable=False,
+            name="rows",
+        )
+        if self._vocabulary is not None:
+            self.idf.assign(self._vocabulary.idf)
+            self.rows.assign(self._vocabulary.rows)
         super().build(input_shape)
 
     def call(self, ids, weights):
@@ -96,12 +113,13 @@ class LexicalLogits(keras.layers.Layer):
         return keras.ops.sum(rows * keras.ops.expand_dims(weights, -1), axis=1)
 
     def get_config(self):
-        # The idf values come back with the weights; the config carries only their count.
+        # The vocabulary comes back with the weights; the config carries only its shape.
         return {
             **super().get_config(),
             "labels": self.labels,
             "vocab_size": self.vocab_size,
             "pair_buckets": self.pair_buckets,
+            "known": self.known,
         }
 
 

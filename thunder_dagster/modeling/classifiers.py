@@ -6,9 +6,13 @@ the majority-class baseline a deployable classifier must beat.
 
 The encoder stays frozen: the head learns from its vectors, which are computed once per text.
 Beside them, when the texts' token ids are given, a linear model over their TF-IDF features
-(modeling/lexical.py) is fitted first, as logistic regression would be; the searched head then
-learns what those words leave, its logits added to the linear model's. Every training weighs
-each label's examples by the inverse of its frequency, as macro F1 counts every label alike.
+(modeling/lexical.py) is fitted on its own first, as logistic regression would be. The head is
+searched and trained on the vectors alone, and the two are mixed: the classifier's logits are
+w x the linear model's + h x the head's, with the weights (w, h) from a fixed grid that give
+the lowest validation loss; each head of the search is judged by its best mix. Both weights are
+folded into the parts' last weights, so the saved and exported model is one sum. Every
+training weighs each label's examples by the inverse of its frequency, as macro F1 counts
+every label alike.
 """
 
 import hashlib
@@ -25,6 +29,7 @@ TEST_FRACTION = 0.15
 VALIDATION_FRACTION = 0.15
 MIN_PER_CLASS = 2  # a label with fewer examples cannot be both trained on and tested
 LEXICAL_LEARNING_RATE = 0.03  # Adam on the sparse linear model: its rows see few updates
+MIX_WEIGHTS = tuple(np.linspace(0.0, 2.0, 9).tolist())  # w and h each, (0, 0) left out
 
 
 class LabelledDataError(ValueError):
@@ -190,7 +195,6 @@ def build_head(
 ):
     """The head on the sentence vectors; with a vocabulary, its logits plus a linear model's
     over the TF-IDF bags (LexicalLogits), whose `table` (fit_lexical's) stays as it is."""
-    from thunder_dagster.modeling.architectures import LexicalLogits
     from thunder_dagster.modeling.backend import keras
 
     vectors = keras.Input((dimensions,), name="embeddings")
@@ -200,9 +204,7 @@ def build_head(
     if vocabulary is not None:
         ids = keras.Input((None,), dtype="int32", name="lexical_ids")
         weights = keras.Input((None,), name="lexical_weights")
-        lexical = LexicalLogits(
-            classes, vocabulary.vocab_size, vocabulary.pair_buckets, vocabulary.idf, name="lexical"
-        )
+        lexical = lexical_layer(vocabulary, classes)
         words = lexical(ids, weights)
         if table is not None:
             lexical.table.assign(table)
@@ -217,21 +219,31 @@ def build_head(
     return model
 
 
+def lexical_layer(vocabulary: LexicalVocabulary, classes: int):
+    from thunder_dagster.modeling.architectures import LexicalLogits
+
+    return LexicalLogits(
+        classes,
+        vocabulary.vocab_size,
+        vocabulary.pair_buckets,
+        vocabulary.known,
+        vocabulary,
+        name="lexical",
+    )
+
+
 def fit_lexical(
     split: LabelledSplit, lexical: LexicalInputs, budget: ClassifierBudget, seed: int
 ) -> tuple[np.ndarray, list[dict]]:
     """The linear model over the TF-IDF bags alone, trained as fit_head trains a head.
     Returns its [features, labels] table and its epochs."""
-    from thunder_dagster.modeling.architectures import LexicalLogits
     from thunder_dagster.modeling.backend import keras
 
     keras.backend.clear_session()
     vocabulary = lexical.vocabulary
     ids = keras.Input((None,), dtype="int32", name="lexical_ids")
     weights = keras.Input((None,), name="lexical_weights")
-    layer = LexicalLogits(
-        len(split.labels), vocabulary.vocab_size, vocabulary.pair_buckets, vocabulary.idf
-    )
+    layer = lexical_layer(vocabulary, len(split.labels))
     model = keras.Model([ids, weights], layer(ids, weights), name="lexical")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=LEXICAL_LEARNING_RATE),
@@ -242,16 +254,52 @@ def fit_lexical(
     return np.asarray(layer.table.numpy(), np.float32), epochs
 
 
-def fit_head(
-    model,
-    split: LabelledSplit,
-    budget: ClassifierBudget,
-    seed: int,
-    lexical: LexicalInputs | None = None,
-) -> list[dict]:
+def word_logits(lexical: LexicalInputs, table: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The linear model's logits for each part, as LexicalLogits computes them."""
+    return tuple(
+        np.einsum("bl,blc->bc", weights, table[ids]).astype(np.float64)
+        for ids, weights in lexical.parts
+    )
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
+
+
+def best_mix(words: np.ndarray, head: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """(w, h, loss): the grid's weights of the two parts' logits with the lowest loss."""
+    return min(
+        (
+            (w, h, cross_entropy(w * words + h * head, labels))
+            for w in MIX_WEIGHTS
+            for h in MIX_WEIGHTS
+            if w or h
+        ),
+        key=lambda mixed: mixed[2],
+    )
+
+
+def mixed(head, params: dict, split: LabelledSplit, lexical: LexicalInputs, table, mix):
+    """One model: the trained head's layers and the linear model, each scaled by its weight."""
+    w, h, _ = mix
+    model = build_head(params, split.dimensions, len(split.labels), lexical.vocabulary, w * table)
+    for layer in head.layers:
+        if layer.weights:
+            weights = layer.get_weights()
+            if layer.name == "logits":
+                weights = [h * value for value in weights]
+            model.get_layer(layer.name).set_weights(weights)
+    # Its optimizer's state made now, as training would have, so the saved model loads whole.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def fit_head(model, split: LabelledSplit, budget: ClassifierBudget, seed: int) -> list[dict]:
     """Train with early stopping on the validation loss; the best epoch's weights are kept.
     Returns one {"epoch", "train_loss", "validation_loss"} per epoch."""
-    return _fit(model, split, (inputs(split, lexical, 0), inputs(split, lexical, 1)), budget, seed)
+    return _fit(model, split, (split.train_x, split.validation_x), budget, seed)
 
 
 def _fit(model, split: LabelledSplit, parts, budget: ClassifierBudget, seed: int) -> list[dict]:
@@ -348,11 +396,12 @@ def measure(
 @dataclass(frozen=True)
 class ClassifierResult:
     params: dict
-    trials: list[dict]  # per trial: number, params, validation loss, state
+    trials: list[dict]  # per trial: number, params, validation loss (of its best mix), state
     epochs: list[dict]  # the final head's
     metrics: ClassifierMetrics
     lexical: LexicalInputs | None = None
     lexical_epochs: list[dict] | None = None  # the linear model's, fitted before the search
+    mix: tuple[float, float, float] | None = None  # w, h and the validation loss they give
 
 
 def search_head(
@@ -363,11 +412,10 @@ def search_head(
     storage=None,
     study_name: str | None = None,
     deadline: float | None = None,
-    lexical: LexicalInputs | None = None,
-    table: np.ndarray | None = None,
+    words: tuple[np.ndarray, ...] | None = None,
 ):
     """TPE over the head's space, judged by the validation loss; the known-good head first.
-    With `lexical`, each head is trained beside the fitted linear model (`table`).
+    With the linear model's logits (`words`), a head is judged by its best mix with them.
     Returns the study and the best trial's parameters."""
     import optuna
 
@@ -387,9 +435,12 @@ def search_head(
     def objective(trial) -> float:
         keras.backend.clear_session()
         params = declare(trial)
-        model = _build(params, split, lexical, table)
-        epochs = fit_head(model, split, budget, seed + trial.number, lexical)
-        return min(epoch["validation_loss"] for epoch in epochs)
+        model = build_head(params, split.dimensions, len(split.labels))
+        epochs = fit_head(model, split, budget, seed + trial.number)
+        if words is None:
+            return min(epoch["validation_loss"] for epoch in epochs)
+        head = np.asarray(model(split.validation_x, training=False), np.float64)
+        return best_mix(words[1], head, split.validation_y)[2]
 
     def left() -> float | None:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -415,16 +466,19 @@ def train_classifier(
     from thunder_dagster.modeling.backend import keras
 
     budget = budget or ClassifierBudget()
-    lexical = table = lexical_epochs = None
+    lexical = table = lexical_epochs = words = mix = None
     if tokens is not None:
         lexical = lexical_inputs(split, tokens)
         table, lexical_epochs = fit_lexical(split, lexical, budget, seed)
-    study, params = search_head(
-        split, trials, budget, seed, storage, study_name, deadline, lexical, table
-    )
+        words = word_logits(lexical, table)
+    study, params = search_head(split, trials, budget, seed, storage, study_name, deadline, words)
     keras.backend.clear_session()
-    model = _build(params, split, lexical, table)
-    epochs = fit_head(model, split, budget, seed, lexical)
+    model = build_head(params, split.dimensions, len(split.labels))
+    epochs = fit_head(model, split, budget, seed)
+    if lexical is not None:
+        head = np.asarray(model(split.validation_x, training=False), np.float64)
+        mix = best_mix(words[1], head, split.validation_y)
+        model = mixed(model, params, split, lexical, table, mix)
     predicted = probabilities(model, inputs(split, lexical, 2)).argmax(-1)
     majority = int(np.bincount(split.train_y, minlength=len(split.labels)).argmax())
     metrics = measure(split.labels, split.test_y, predicted, majority)
@@ -437,9 +491,5 @@ def train_classifier(
         }
         for t in study.trials
     ]
-    return model, ClassifierResult(params, records, epochs, metrics, lexical, lexical_epochs)
-
-
-def _build(params: dict, split: LabelledSplit, lexical: LexicalInputs | None, table):
-    vocabulary = lexical.vocabulary if lexical is not None else None
-    return build_head(params, split.dimensions, len(split.labels), vocabulary, table)
+    result = ClassifierResult(params, records, epochs, metrics, lexical, lexical_epochs, mix)
+    return model, result

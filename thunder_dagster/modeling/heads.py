@@ -63,7 +63,10 @@ def head_graph(model, activation: str, output: str = PROBABILITIES, input_name: 
     taken = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", dimensions])]
     for layer in lexical:
         vocabulary = LexicalVocabulary(
-            layer.vocab_size, layer.pair_buckets, np.asarray(layer.idf.numpy(), np.float32)
+            layer.vocab_size,
+            layer.pair_buckets,
+            np.asarray(layer.rows.numpy(), np.int32),
+            np.asarray(layer.idf.numpy(), np.float32),
         )
         words, words_init = lexical_nodes(
             vocabulary, layer.table.numpy(), INPUTS[0], INPUTS[1], "lex_logits"

@@ -24,20 +24,22 @@ MIN_NORM = 1e-12  # a text with no known feature: every weight is 0
 
 @dataclass(frozen=True)
 class LexicalVocabulary:
-    """The features' inverse document frequencies: tokens first, then the pair buckets."""
+    """The features some training text had, each with a row of its own (row 0 stands for
+    every other feature), and their inverse document frequencies."""
 
     vocab_size: int
     pair_buckets: int
-    idf: np.ndarray  # float32 [vocab_size + pair_buckets]
+    rows: np.ndarray  # int32 [vocab_size + pair_buckets]: a feature's row, 0 if unknown
+    idf: np.ndarray  # float32 [known + 1], idf[0] = 0
 
     @property
     def size(self) -> int:
-        return self.vocab_size + self.pair_buckets
+        """Rows of a table over the features: the known ones and row 0."""
+        return len(self.idf)
 
     @property
     def known(self) -> int:
-        """Features some training text had."""
-        return int(np.count_nonzero(self.idf))
+        return len(self.idf) - 1
 
 
 def features(ids, vocab_size: int, pair_buckets: int = PAIR_BUCKETS) -> np.ndarray:
@@ -53,26 +55,31 @@ def fit_vocabulary(
     special_ids: tuple[int, ...] = (),
     pair_buckets: int = PAIR_BUCKETS,
 ) -> LexicalVocabulary:
-    """idf(f) = ln((1 + n) / (1 + df(f))) + 1 over the n training texts, 0 where df(f) = 0."""
+    """idf(f) = ln((1 + n) / (1 + df(f))) + 1 over the n training texts, for each feature
+    with df(f) > 0 that is not a special token's."""
     frequency = np.zeros(vocab_size + pair_buckets, np.int64)
     for ids in token_lists:
         frequency[np.unique(features(ids, vocab_size, pair_buckets))] += 1
-    n = len(token_lists)
-    idf = np.where(frequency > 0, np.log((1 + n) / (1 + frequency)) + 1, 0.0)
-    idf[list(special_ids)] = 0.0
-    return LexicalVocabulary(vocab_size, pair_buckets, idf.astype(np.float32))
+    frequency[list(special_ids)] = 0
+    (known,) = np.nonzero(frequency)
+    rows = np.zeros(vocab_size + pair_buckets, np.int32)
+    rows[known] = np.arange(1, len(known) + 1, dtype=np.int32)
+    idf = np.zeros(len(known) + 1, np.float32)
+    idf[1:] = np.log((1 + len(token_lists)) / (1 + frequency[known])) + 1
+    return LexicalVocabulary(vocab_size, pair_buckets, rows, idf)
 
 
 def bags(
     token_lists: list[list[int]], vocabulary: LexicalVocabulary
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's known features and their weights, padded with feature 0 at weight 0:
+    """Each text's known features (their rows) and weights, padded with row 0 at weight 0:
     (int32 [texts, most features], float32 [texts, most features])."""
     rows = []
     for ids in token_lists:
         found, counts = np.unique(
             features(ids, vocabulary.vocab_size, vocabulary.pair_buckets), return_counts=True
         )
+        found = vocabulary.rows[found]
         values = (1 + np.log(counts)) * vocabulary.idf[found].astype(np.float64)
         kept = values > 0
         found, values = found[kept], values[kept]
@@ -89,9 +96,9 @@ def bags(
 def lexical_nodes(
     vocabulary: LexicalVocabulary, table: np.ndarray, input_ids: str, mask: str, output: str
 ):
-    """ONNX nodes and initializers for sum over f of weight(f) * table[f], from the token ids
-    and their mask ([batch, sequence] int64) to `output` ([batch, width] float32): the same
-    features and weights as `bags`, computed per position (a feature that occurs c times
+    """ONNX nodes and initializers for sum over f of weight(f) * table[row(f)], from the token
+    ids and their mask ([batch, sequence] int64) to `output` ([batch, width] float32): the
+    same features and weights as `bags`, computed per position (a feature that occurs c times
     carries 1/c of its weight at each of its positions)."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -119,16 +126,18 @@ def lexical_nodes(
         "Mod", [combined, constant("buckets", np.int64(vocabulary.pair_buckets))], "bucket"
     )
     pairs = node("Add", [bucket, "lex_vocab"], "pairs")
-    found = node("Concat", [input_ids, pairs], "found", axis=1)
+    feature_ids = node("Concat", [input_ids, pairs], "features", axis=1)
+    table_rows = constant("table_rows", vocabulary.rows.astype(np.int32))
+    found = node("Gather", [table_rows, feature_ids], "found")  # unknown features: row 0
     mask_here = node("Slice", [mask, zero, "lex_last", axis], "mask_here")
     mask_after = node("Slice", [mask, one, end, axis], "mask_after")
     pair_mask = node("Mul", [mask_here, mask_after], "pair_mask")
     valid_int = node("Concat", [mask, pair_mask], "valid_int", axis=1)
     valid = node("Cast", [valid_int], "valid", to=TensorProto.FLOAT)
     # c(f) at each position: how many valid positions of the same text hold the same feature.
-    rows = node("Unsqueeze", [found, constant("axis2", np.array([2], np.int64))], "rows")
-    columns = node("Unsqueeze", [found, axis], "columns")
-    same = node("Cast", [node("Equal", [rows, columns], "equal")], "same", to=TensorProto.FLOAT)
+    down = node("Unsqueeze", [found, constant("axis2", np.array([2], np.int64))], "down")
+    across = node("Unsqueeze", [found, axis], "across")
+    same = node("Cast", [node("Equal", [down, across], "equal")], "same", to=TensorProto.FLOAT)
     valid_columns = node("Unsqueeze", [valid, axis], "valid_columns")
     counted = node("Mul", [same, valid_columns], "counted")
     counts = node("ReduceSum", [counted, "lex_axis2"], "counts", keepdims=0)
