@@ -3,7 +3,7 @@ import shutil
 
 from click.testing import CliRunner
 
-from tests.factories import CORPUS, deploy_tiny, index_agent, thunder, write
+from tests.factories import CORPUS, deploy_classifier, deploy_tiny, index_agent, thunder, write
 from thunder_dagster.cli import main
 from thunder_dagster.deployments.pointers import read_pointer, undeployment
 
@@ -57,6 +57,23 @@ def test_generate_without_a_deployment_says_how_to_get_one(home):
     result = CliRunner().invoke(main, ["generate", "acme", "Hello"])
     assert result.exit_code == 1
     assert "no champion deployment" in result.output and "thunder train AGENT_ID" in result.output
+
+
+def test_classify_and_generate_each_answer_their_task_and_name_the_other(home):
+    deploy_classifier(home, "reviews")
+    deploy_tiny(home, "writer")
+    labelled = CliRunner().invoke(main, ["classify", "reviews", "a lovely cake"])
+    assert labelled.exit_code == 0, labelled.output
+    assert labelled.output.splitlines()[0] in {"negative", "positive"}
+    written = CliRunner().invoke(main, ["generate", "writer", "The ", "--tokens", "5"])
+    assert written.exit_code == 0, written.output
+    for command, agent, other in (
+        ("generate", "reviews", "classify"),
+        ("classify", "writer", "generate"),
+    ):
+        refused = CliRunner().invoke(main, [command, agent, "text"])
+        assert refused.exit_code == 1
+        assert f"`thunder {other}` answers it" in refused.output
 
 
 def test_train_needs_the_agent_folder(home):
