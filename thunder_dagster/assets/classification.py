@@ -246,6 +246,8 @@ def text_classifier(
     )
     (model_dir / CONFUSION_NAME).write_bytes(plot)
     best_validation = min(epoch["validation_loss"] for epoch in result.epochs)
+    lexical_features = result.lexical.vocabulary.known if result.lexical else 0
+    words_weight, head_weight, _ = result.mix or (0.0, 1.0, best_validation)
     card = ModelCard(
         agent_id=agent_id,
         family=CLASSIFIER_FAMILY,
@@ -280,7 +282,13 @@ def text_classifier(
         ),
         task=task,
         labels=split.labels,
-        classification={**asdict(metrics), "encoder": sentence.version},
+        classification={
+            **asdict(metrics),
+            "encoder": sentence.version,
+            "lexical_features": lexical_features,
+            "words_weight": words_weight,
+            "head_weight": head_weight,
+        },
     ).with_files(
         {
             KERAS_NAME: sha256_of(model_dir / KERAS_NAME),
@@ -289,8 +297,6 @@ def text_classifier(
         }
     )
     card.write(model_dir)
-    lexical_features = result.lexical.vocabulary.known if result.lexical else 0
-    words_weight, head_weight, _ = result.mix or (0.0, 1.0, best_validation)
     tracker.log_params(
         run,
         result.params
