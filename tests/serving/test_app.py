@@ -11,6 +11,7 @@ from tests.imports import loaded_after
 from tests.processes import wait_for
 from thunder_dagster.deployments.pointers import clear_undeployed, mark_undeployed
 from thunder_dagster.feedback.store import QueryStore
+from thunder_dagster.files import write_atomically
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.serving.app import ServerSettings, create_app
 from thunder_dagster.serving.models import variant_for
@@ -164,9 +165,11 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
         with open(released.onnx_path, "r+b") as handle:
             handle.seek(100)
             handle.write(b"\x00" * 16)
-        # Touch the pointer so the watcher loads it again, now with the damaged file.
+        # Replace the pointer with itself so the watcher loads it again, now with the damaged
+        # file; atomically, as a release moves it: a watcher that reads a pointer half
+        # written refuses it for that, not for the damage this test is about.
         pointer = home.deployments_dir("acme") / "champion.json"
-        pointer.write_text(pointer.read_text())
+        write_atomically(pointer, pointer.read_bytes())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             health = client.get("/healthz").json()["agents"]["acme"]
@@ -220,7 +223,7 @@ def test_every_bad_candidate_is_refused_with_a_reason_and_the_server_answers_thr
         def candidate(damage, expected: str) -> str:
             released = deploy_tiny(home, "acme", seed=len(answered) + 1)
             damage(released)
-            pointer.write_text(pointer.read_text())
+            write_atomically(pointer, pointer.read_bytes())
             client.app.state.pool.refresh()
             health = wait_for_health(
                 client,
