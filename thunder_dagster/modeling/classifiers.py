@@ -200,7 +200,7 @@ def build_head(
     vectors = keras.Input((dimensions,), name="embeddings")
     x = dense_stack(vectors, params)
     logits = keras.layers.Dense(classes, name="logits")(x)
-    taken = [vectors]
+    taken = vectors
     if vocabulary is not None:
         ids = keras.Input((None,), dtype="int32", name="lexical_ids")
         weights = keras.Input((None,), name="lexical_weights")
@@ -210,8 +210,8 @@ def build_head(
             lexical.table.assign(table)
         lexical.trainable = False
         logits = keras.layers.Add(name="sum")([logits, words])
-        taken += [ids, weights]
-    model = keras.Model(taken if len(taken) > 1 else vectors, logits, name="classifier")
+        taken = [vectors, ids, weights]
+    model = keras.Model(taken, logits, name="classifier")
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=params["learning_rate"]),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
