@@ -172,7 +172,8 @@ import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from pathlib import Path
-from thunder_dagster.serving.generation import generate, load_deployed
+from thunder_dagster.serving.generation import generate
+from thunder_dagster.serving.loading import load_deployed
 model = load_deployed(Path(sys.argv[1]))
 prompt, requests, threads = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 for _ in range(5):
@@ -222,7 +223,7 @@ def context_costs(family: str, hidden: int) -> list[tuple]:
 
     from thunder_dagster.home import Home
     from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder
-    from thunder_dagster.serving.generation import load_deployed
+    from thunder_dagster.serving.loading import load_deployed
 
     rows = []
     for context in (64, 256, 1024):

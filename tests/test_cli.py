@@ -4,7 +4,7 @@ import shutil
 from click.testing import CliRunner
 
 from tests.factories import CORPUS, deploy_classifier, deploy_tiny, index_agent, thunder, write
-from thunder_dagster.cli import main
+from thunder_dagster.cli.main import main
 from thunder_dagster.deployments.pointers import read_pointer, undeployment
 
 

@@ -117,6 +117,62 @@ TEACHER_SECONDS = Variable(
     "returned, flagged",
 )
 
+SERVER_THREADS = Variable(
+    "THUNDER_SERVER_THREADS",
+    "",
+    "Threads the model server answers on (one request each); empty: the CPUs this process may "
+    "use (its affinity and cgroup quota, not the node's core count)",
+)
+
+ORT_THREADS = Variable(
+    "THUNDER_ORT_THREADS",
+    "",
+    "Threads one onnxruntime session computes with; empty: the CPUs this process may use",
+)
+
+
+def configure_library(values: dict[str, str], keep: tuple[str, ...] = ()) -> None:
+    """Set variables a library reads its configuration from (MLflow's HTTP retries,
+    TensorFlow's log level); the names in `keep` only where the user has not set them."""
+    for name, value in values.items():
+        if name in keep:
+            os.environ.setdefault(name, value)
+        else:
+            os.environ[name] = value
+
+
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment with `overrides`, for a process it starts."""
+    return {**os.environ, **overrides}
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, bounded by a cgroup v2 CPU quota
+    (a container limited to 2 CPUs on a 64-core node gets 2, where os.cpu_count() says 64)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+    except (OSError, ValueError):
+        return max(1, cpus)
+    if quota != "max" and int(period) > 0:
+        cpus = min(cpus, -(-int(quota) // int(period)))
+    return max(1, cpus)
+
+
+def threads(variable: Variable) -> int:
+    """A thread count from `variable`, or the usable CPUs when it is unset; a value that is not
+    a positive whole number is refused by name."""
+    if not variable.is_set():
+        return usable_cpus()
+    value = variable.value()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{variable.name}={value!r}: give a whole number of threads, 1 or more")
+    return int(value)
+
+
 VARIABLES = (
     HOME,
     DAGSTER_HOME,
@@ -140,4 +196,6 @@ VARIABLES = (
     ALERT_URLS,
     SPOOL_DIR,
     DAGSTER_URL,
+    SERVER_THREADS,
+    ORT_THREADS,
 )

@@ -60,3 +60,17 @@ def classifier_ops(trials: int | None, minutes: float | None, started: datetime 
             ends = started + timedelta(seconds=minutes * 60 - WRAP_UP_SECONDS)
             config["finish_by"] = ends.isoformat()
     return {"text_classifier": {"config": config}}
+
+
+def plan_for(
+    task: str, trials: int | None, minutes: float | None, started: datetime | None
+) -> tuple[str, dict]:
+    """The job that trains an agent of `task` from its uploads (the task registry's) and the
+    ops config that gives it `trials` and `minutes`: what `thunder train` and the admin API's
+    training endpoint start."""
+    from thunder_dagster.tasks.registry import task_kind
+
+    kind = task_kind(task)
+    if kind.model == "classifier":
+        return kind.training_job, classifier_ops(trials, minutes, started)
+    return kind.training_job, training_ops(trials, minutes, started=started)

@@ -23,8 +23,9 @@ from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.labelled import collect_examples, latest_labelled, write_labelled
 from thunder_dagster.home import Home
 from thunder_dagster.modeling.cards import ModelCard
-from thunder_dagster.serving.app import ServerSettings, create_app
-from thunder_dagster.tasks import write_task
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
+from thunder_dagster.tasks.agents import write_task
 
 AGENT = "topics"
 ASSETS = [

@@ -17,7 +17,8 @@ from thunder_dagster.assets.rewards import reward_model, rubric_id
 from thunder_dagster.deployments.pointers import REWARD_NAME
 from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.modeling.rewards import RUBRIC
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 AGENT = "bakery"
 PROMPTS = ["what should I do today", "any advice for the morning", "tell me something useful"]

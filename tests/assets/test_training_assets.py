@@ -20,7 +20,8 @@ from thunder_dagster.modeling.graphs import export_onnx
 from thunder_dagster.modeling.text import encoded_dataset
 from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.samples import SAMPLE_AGENT_DIR
-from thunder_dagster.serving.generation import generate, load_deployed
+from thunder_dagster.serving.generation import generate
+from thunder_dagster.serving.loading import load_deployed
 from thunder_dagster.tracking.experiments import Tracker
 
 ASSETS = [documents, chunks, training_dataset, tpe_trials, keras_model, onnx_model, deployment]

@@ -19,7 +19,8 @@ from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.samples import copy_sample_agent
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

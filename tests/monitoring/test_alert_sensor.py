@@ -6,7 +6,7 @@ import dagster as dg
 from click.testing import CliRunner
 
 from tests.factories import webhook_receiver
-from thunder_dagster.cli import main
+from thunder_dagster.cli.main import main
 from thunder_dagster.documents.datasets import write_training_dataset
 from thunder_dagster.resources.alerting import AlertingResource
 from thunder_dagster.resources.home import ThunderHome

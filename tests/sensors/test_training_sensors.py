@@ -9,7 +9,7 @@ from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.sensors.training import prompt_followup_sensor, run_priority, training_sensor
-from thunder_dagster.tasks import read_task
+from thunder_dagster.tasks.agents import read_task
 
 
 def evaluate(instance, home, cursor=None) -> dg.SensorResult:

@@ -8,8 +8,9 @@ from fastapi.testclient import TestClient
 from tests.factories import deploy_tiny
 from thunder_dagster.access.keys import KeyStore
 from thunder_dagster.feedback.experiments import AbTestError, AbTestStore, challenger_share
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.models import variant_for
+from thunder_dagster.serving.state import ServerSettings
 
 USERS = [f"user-{n}" for n in range(300)]
 
@@ -138,10 +139,13 @@ def test_keys_limit_tests_to_their_agents_and_every_action_is_audited(home, stor
         assert client.get(path).status_code == 401
         assert post(f"{path}/stop", json={}, headers=as_ops).status_code == 200
     actions = [(e.action, e.outcome) for e in reversed(keys.audit())]
+    # Refusals are recorded too, the 401 of a request without a key among them.
     assert actions == [
         ("ab_test.create", "ok"),
+        ("ab_test.create", "denied"),
         ("ab_test.read", "denied"),
         ("ab_test.stop", "denied"),
+        ("ab_test.read", "denied"),
         ("ab_test.stop", "ok"),
     ]
     assert test.json()["created_by"].startswith("key:") and "(ops)" in test.json()["created_by"]

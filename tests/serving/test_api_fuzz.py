@@ -6,7 +6,8 @@ import schemathesis
 from fastapi.testclient import TestClient
 
 from tests.factories import CORPUS, deploy_classifier, deploy_tiny, index_agent
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 EXAMPLES = 60
 

@@ -13,8 +13,9 @@ from thunder_dagster.deployments.pointers import clear_undeployed, mark_undeploy
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.files import write_atomically
 from thunder_dagster.modeling.cards import ModelCard
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.models import variant_for
+from thunder_dagster.serving.state import ServerSettings
 
 
 def settings(home, **overrides):
@@ -182,7 +183,7 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
 
 
 def test_the_server_imports_neither_dagster_nor_tensorflow_nor_the_store_at_start():
-    modules = ["thunder_dagster.cli", "thunder_dagster.serving.app"]
+    modules = ["thunder_dagster.cli", "thunder_dagster.serving.api.app"]
     heavy = ("tensorflow", "keras", "dagster", "mlflow", "optuna", "sqlalchemy", "alembic")
     assert loaded_after(modules, heavy) == []
 
@@ -365,8 +366,9 @@ def test_an_undeployed_agent_gets_404_with_the_reason_and_is_no_problem_of_the_s
 
 
 def test_a_chat_agent_answers_its_prompt_laid_out_as_its_pairs_and_the_answer_ends_there(home):
-    from thunder_dagster.serving.generation import generate, load_deployment
-    from thunder_dagster.tasks import cut_answer, format_prompt
+    from thunder_dagster.serving.generation import generate
+    from thunder_dagster.serving.loading import load_deployment
+    from thunder_dagster.tasks.layouts import cut_answer, format_prompt
 
     deployed = deploy_tiny(home, "helper")
     plain = load_deployment(deployed)

@@ -14,8 +14,9 @@ from tests.processes import wait_for
 from thunder_dagster.assets.abtests import ab_test_result, champion_promotion
 from thunder_dagster.deployments.pointers import BEST_OF_NAME
 from thunder_dagster.feedback.experiments import AbTestStore, best_of_version
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.models import variant_for
+from thunder_dagster.serving.state import ServerSettings
 from thunder_dagster.times import utc_now
 
 

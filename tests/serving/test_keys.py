@@ -9,9 +9,11 @@ from fastapi.testclient import TestClient
 
 from tests.factories import deploy_tiny
 from thunder_dagster.access.keys import AccessError, KeyStore, authenticate
-from thunder_dagster.cli import _serving_auth, main
+from thunder_dagster.cli.main import main
+from thunder_dagster.cli.server import serving_auth as _serving_auth
 from thunder_dagster.feedback.store import QueryStore
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 
 def settings(home, **overrides):
@@ -108,13 +110,18 @@ def test_admin_reads_the_audit_log_and_the_read_is_audited(served, keys):
     assert served.get("/v1/admin/audit", headers=bearer(app)).status_code == 403
     first = served.get("/v1/admin/audit", headers=bearer(admin))
     assert first.status_code == 200
-    assert [(e["action"], e["outcome"]) for e in first.json()] == [("key.create", "ok")]
+    # The refused read is recorded as denied, with the key that tried.
+    assert [(e["action"], e["outcome"]) for e in first.json()] == [
+        ("audit.read", "denied"),
+        ("key.create", "ok"),
+    ]
+    assert "(app)" in first.json()[0]["actor"]
     served.get("/v1/admin/audit", headers=bearer(admin) | {"X-Request-Id": "req-42"})
     third = served.get("/v1/admin/audit", headers=bearer(admin)).json()
     # Each read is recorded after it: the third sees the first two, newest first.
-    assert [e["action"] for e in third] == ["audit.read", "audit.read", "key.create"]
+    assert [e["action"] for e in third] == ["audit.read"] * 3 + ["key.create"]
     assert third[0]["request_id"] == "req-42" and third[0]["actor"].startswith("key:")
-    assert third[0]["detail"] == "returned 2" and third[1]["detail"] == "returned 1"
+    assert third[0]["detail"] == "returned 3" and third[1]["detail"] == "returned 2"
 
 
 def test_serve_refuses_an_open_server_off_loopback_and_allows_it_on_loopback(home, keys):
@@ -143,7 +150,7 @@ def test_thunder_keys_create_list_revoke_and_audit(home):
     audited = runner.invoke(main, ["audit"])
     lines = audited.output.splitlines()
     assert [line.split()[4] for line in lines[2:]] == ["key.revoke", "key.revoke", "key.create"]
-    assert "refused" in lines[2] and "ok" in lines[3]
+    assert "failed" in lines[2] and "ok" in lines[3]
     with QueryStore.open(home.queries_db_url) as store:
         assert KeyStore(store.engine).listed()[0].revoked_at is not None
 
@@ -172,5 +179,11 @@ def test_admin_sees_what_serves_and_every_version_with_its_card(served, keys, ho
         served.get("/v1/admin/agents/other/versions", headers=bearer(acme_only)).status_code == 403
     )
     assert served.get("/v1/admin/agents/nobody/versions", headers=bearer(admin)).status_code == 404
-    actions = [e.action for e in keys.audit()]
-    assert actions == ["versions.read", "deployments.read", "deployments.read"]
+    actions = [(e.action, e.outcome) for e in keys.audit()]
+    assert actions == [
+        ("versions.read", "failed"),
+        ("versions.read", "denied"),
+        ("versions.read", "ok"),
+        ("deployments.read", "ok"),
+        ("deployments.read", "ok"),
+    ]

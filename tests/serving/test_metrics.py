@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import deploy_tiny
 from thunder_dagster.files import write_atomically
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from tests.factories import CORPUS, deploy_tiny, index_agent
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.retrieval.index import POINTER
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 
 SHAKESPEARE = (CORPUS / "text" / "tinyshakespeare.txt").read_text()
 PLAYS = {f"part_{n}.txt": SHAKESPEARE[n * 4000 : (n + 1) * 4000] for n in range(3)}

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from tests.factories import deploy_tiny
 from thunder_dagster.feedback.store import QueryStore
-from thunder_dagster.serving.app import ServerSettings, create_app
+from thunder_dagster.serving.api.app import create_app
+from thunder_dagster.serving.state import ServerSettings
 from thunder_dagster.serving.teacher import (
     CircuitBreaker,
     ExternalTeacher,

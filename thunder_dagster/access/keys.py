@@ -174,12 +174,17 @@ class KeyStore:
                 )
             )
 
-    def audit(self, limit: int = 100, since: datetime | None = None) -> list[AuditEntry]:
-        """The newest `limit` entries (after `since`), newest first."""
+    def audit(
+        self, limit: int = 100, since: datetime | None = None, targets: list[str] | None = None
+    ) -> list[AuditEntry]:
+        """The newest `limit` entries (after `since`; on one of `targets`, if given), newest
+        first."""
         with self.sessions() as session:
             query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
             if since is not None:
                 query = query.where(AuditRow.at > since)
+            if targets is not None:
+                query = query.where(AuditRow.target.in_(targets))
             return [
                 AuditEntry(
                     r.id, r.at, r.actor, r.action, r.target, r.request_id, r.outcome, r.detail

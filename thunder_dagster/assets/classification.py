@@ -25,7 +25,8 @@ from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results, image, links, markdown_table
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL
-from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+from thunder_dagster.tasks.registry import task_kind
 from thunder_dagster.times import utc_now
 
 CLASSIFIER_FAMILY = "sentence_head"  # a dense head on the frozen sentence encoder
@@ -96,7 +97,7 @@ class TrainedClassifier:
 def _task(home, agent_id: str) -> str:
     with failing_on(AgentSettingsError):
         task = read_task(home.agent_dir(agent_id))
-    if task not in LABEL_TASKS:
+    if not task_kind(task).labelled:
         raise dg.Failure(
             f"agent {agent_id!r} has the task {task!r}, which a classifier does not serve: set "
             f"it with `thunder task {agent_id} classification` (or sentiment) to train one"

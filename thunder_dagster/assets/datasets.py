@@ -13,7 +13,8 @@ from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import IO_RETRY
-from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+from thunder_dagster.tasks.registry import task_kind
 
 DATASET_CHECKS = ("not_empty", "chunks_within_size", "unique_chunk_ids")
 PREVIEW_ROWS = 5
@@ -82,5 +83,5 @@ def training_dataset(context: dg.AssetExecutionContext, chunks, thunder: Thunder
         },
     )
     with failing_on(AgentSettingsError):
-        text_needed = read_task(home.agent_dir(agent_id)) not in LABEL_TASKS
+        text_needed = not task_kind(read_task(home.agent_dir(agent_id))).labelled
     yield from check_results(check_training_dataset(dataset.path, text_needed=text_needed))

@@ -14,7 +14,7 @@ from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import IO_RETRY
-from thunder_dagster.tasks import AgentSettingsError, read_task
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 
 MB = 1024 * 1024
 

@@ -116,7 +116,8 @@ def query_drift(
     from thunder_dagster.monitoring import drift
     from thunder_dagster.retrieval.index import IndexUnavailableError, RetrievalIndex
     from thunder_dagster.retrieval.index import pointed_version as index_pointed
-    from thunder_dagster.serving.generation import NoDeploymentError, load_deployed
+    from thunder_dagster.serving.loading import load_deployed
+    from thunder_dagster.serving.sessions import NoDeploymentError
 
     agent_id, day = agent_and_day(context)
     start, end = day_bounds(day, ANALYSIS_TIMEZONE)

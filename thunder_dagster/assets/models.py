@@ -13,7 +13,7 @@ from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import image, links, tracking_state
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
-from thunder_dagster.tasks import AgentSettingsError, read_task
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 from thunder_dagster.tracking.progress import epoch_reporter
 
 

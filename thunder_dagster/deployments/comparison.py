@@ -21,8 +21,9 @@ from thunder_dagster.files import sha256_of
 from thunder_dagster.modeling.cards import CARD_NAME, ONNX_NAME, STEP_NAME, ModelCard
 from thunder_dagster.modeling.text import sequential_windows
 from thunder_dagster.modeling.verification import mean_milliseconds, onnx_loss
-from thunder_dagster.serving.generation import LoadedModel, generate, load_deployment
-from thunder_dagster.tasks import LABEL_TASKS
+from thunder_dagster.serving.generation import LoadedModel, generate
+from thunder_dagster.serving.loading import load_deployment
+from thunder_dagster.tasks.registry import task_kind
 
 PROMPT_CHARACTERS = 48
 ANSWER_CHARACTERS = 64
@@ -216,7 +217,7 @@ def compare_versions(
     scores = []
     for version in (version_a, version_b):
         model = load_deployment(released_deployment(models_dir, deployments_dir, version))
-        if model.task in LABEL_TASKS:
+        if task_kind(model.task).labelled:
             raise ComparisonError(
                 f"version {version} is a {model.task} classifier: comparisons score text "
                 "generators; a classifier's accuracy and macro F1 on its test split are on its "

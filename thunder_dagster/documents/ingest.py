@@ -26,7 +26,8 @@ from thunder_dagster.documents.labelled import (
 from thunder_dagster.documents.uploads import Upload, scan_agent, sha256_file
 from thunder_dagster.files import write_atomically
 from thunder_dagster.home import Home
-from thunder_dagster.tasks import DEFAULT_TASK, format_pair
+from thunder_dagster.tasks.layouts import format_pair
+from thunder_dagster.tasks.registry import DEFAULT_TASK
 
 # labelled: a CSV or JSONL file of labelled examples (documents/labelled.py), read as rows and
 # never chunked; its rows train the agent's classifier.
@@ -291,3 +292,44 @@ def write_ingest_report(path: Path, documents: DocumentSet) -> dict:
     }
     write_atomically(path, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
     return report
+
+
+@dataclass(frozen=True)
+class ReportedFile:
+    """One file of an ingest report, as `write_ingest_report` wrote it."""
+
+    path: str
+    status: str
+    reason: str | None
+    chars: int
+    chunks: int
+    examples: int  # labelled examples or prompt and response pairs read from it
+    bad_rows: tuple[tuple[int, str], ...]  # (line, reason) of each row left out
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    agent_id: str
+    summary: dict[str, int]  # status -> files
+    files: tuple[ReportedFile, ...]
+
+
+def read_ingest_report(path: Path) -> IngestReport | None:
+    """The report `write_ingest_report` wrote at `path`; None when there is none yet."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    files = tuple(
+        ReportedFile(
+            path=entry["path"],
+            status=entry["status"],
+            reason=entry.get("reason"),
+            chars=entry.get("chars") or 0,
+            chunks=entry.get("chunks") or 0,
+            examples=entry.get("examples") or entry.get("pairs") or 0,
+            bad_rows=tuple((row["line"], row["reason"]) for row in entry.get("bad_rows", [])),
+        )
+        for entry in report["files"]
+    )
+    return IngestReport(report["agent_id"], dict(report["summary"]), files)

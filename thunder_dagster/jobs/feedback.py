@@ -136,7 +136,8 @@ reward_job = dg.define_asset_job(
     "every generating agent is trained again on the ratings and grades so far.",
 )
 def reward_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome):
-    from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+    from thunder_dagster.tasks.registry import task_kind
 
     home = thunder.home()
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
@@ -145,7 +146,7 @@ def reward_schedule(context: dg.ScheduleEvaluationContext, thunder: ThunderHome)
         if read_pointer(home.deployments_dir(agent_id)) is None:
             continue
         try:
-            if read_task(home.agent_dir(agent_id)) in LABEL_TASKS:
+            if task_kind(read_task(home.agent_dir(agent_id))).labelled:
                 continue  # a classifier's answers are labels, not text to rank
         except AgentSettingsError as error:
             skipped.append(str(error))

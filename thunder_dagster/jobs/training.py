@@ -20,7 +20,8 @@ from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import RUN_RETRY_TAGS
-from thunder_dagster.tasks import LABEL_TASKS, PAIR_TASKS, TASKS, write_task
+from thunder_dagster.tasks.agents import write_task
+from thunder_dagster.tasks.registry import TASKS, task_kind
 
 training_job = dg.define_asset_job(
     name="training_job",
@@ -214,9 +215,10 @@ def prompt_document(
     home.create_agent(agent_id)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
     folder = home.category_dir(agent_id, "reference")
-    if config.model_type in LABEL_TASKS:
+    kind = task_kind(config.model_type)
+    if kind.labelled:
         path = _labelled_prompt(folder, f"prompt_{stamp}", config.prompt_text, "labelled")
-    elif config.model_type in PAIR_TASKS and _looks_like_pairs(config.prompt_text):
+    elif kind.pairs and _looks_like_pairs(config.prompt_text):
         path = _labelled_prompt(folder, f"prompt_{stamp}", config.prompt_text, "pairs")
     else:
         path = folder / f"prompt_{stamp}.txt"

@@ -13,7 +13,9 @@ import re
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+from thunder_dagster import settings
+
+settings.configure_library({"TF_CPP_MIN_LOG_LEVEL": "1"}, keep=("TF_CPP_MIN_LOG_LEVEL",))
 
 # absl's INFO record ("I0000 00:00:1796051964.760340 ...") and its note that logging is not set up.
 STARTUP_INFO = re.compile(

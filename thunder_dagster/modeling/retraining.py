@@ -20,7 +20,8 @@ from thunder_dagster.modeling.cards import KERAS_NAME, CardMetrics, ModelCard
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.text import EncodedText, Vocabulary, unigram_loss
 from thunder_dagster.modeling.training import Budget, test_loss, train
-from thunder_dagster.tasks import PAIR_TASKS, format_pair
+from thunder_dagster.tasks.layouts import format_pair
+from thunder_dagster.tasks.registry import task_kind
 
 STUDENT_BASE_RATE = 5e-3
 MIN_STUDENT_WIDTH = 32
@@ -49,10 +50,10 @@ def examples_data(
 ) -> EncodedText:
     """The examples in order, the last `split` of them for test and the `split` before those
     for validation (which picks the best epoch); the rest to train on. An instruction or chat
-    agent's examples are laid out as its training pairs were (tasks.format_pair)."""
+    agent's examples are laid out as its training pairs were (tasks/layouts.py)."""
     texts = [
         format_pair(task, example.prompt, example.response)
-        if task in PAIR_TASKS
+        if task_kind(task).pairs
         else f"{example.prompt}{example.response}\n"
         for example in examples
     ]

@@ -125,15 +125,11 @@ def install_instance(dagster_home: Path) -> Path:
     return target
 
 
-def _start(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env or os.environ.copy(),
-            start_new_session=True,
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
 
 
@@ -170,11 +166,13 @@ def worker_command(name: str) -> list[str]:
     ]
 
 
-def start_worker(name: str, logs: Path, timeout: float = 90) -> subprocess.Popen:
+def start_worker(
+    name: str, logs: Path, env: dict[str, str], timeout: float = 90
+) -> subprocess.Popen:
     """A Celery worker taking one step at a time from the `dagster` queue, once it is ready."""
     log = logs / f"worker-{name}.log"
     offset = log.stat().st_size if log.exists() else 0
-    process = _start(worker_command(name), log)
+    process = _start(worker_command(name), log, env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -209,13 +207,14 @@ def mlflow_command(profile: Profile, artifacts: Path) -> list[str]:
     ]
 
 
-def set_pool_limit(pool: str, limit: int) -> None:
+def set_pool_limit(pool: str, limit: int, env: dict[str, str]) -> None:
     """As many `training` steps at once as there are workers, so parallel search steps (and
     trainings of different agents) each get one; the instance's default limit is 1."""
     result = subprocess.run(
         [str(BIN / "dagster"), "instance", "concurrency", "set", pool, str(limit)],
         capture_output=True,
         text=True,
+        env=env,
     )
     if result.returncode != 0:
         raise ProfileError(
@@ -233,13 +232,14 @@ def _healthy(uri: str) -> bool:
 
 
 def start_mlflow(
-    profile: Profile, home_root: Path, timeout: float = 180
+    profile: Profile, home_root: Path, env: dict[str, str], timeout: float = 180
 ) -> subprocess.Popen | None:
     """The MLflow tracking server on its PostgreSQL store; None when one already answers."""
     if _healthy(profile.mlflow_uri):
         return None
     logs = home_root / "logs"
-    process = _start(mlflow_command(profile, home_root / "mlflow-artifacts"), logs / "mlflow.log")
+    command = mlflow_command(profile, home_root / "mlflow-artifacts")
+    process = _start(command, logs / "mlflow.log", env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -255,21 +255,27 @@ def start_mlflow(
 
 
 @contextlib.contextmanager
-def running(profile: Profile, home_root: Path, echo=print) -> Iterator[list[subprocess.Popen]]:
-    """Databases ensured, MLflow and the workers started; all stopped on the way out."""
+def running(
+    profile: Profile, home_root: Path, dagster_home: Path, echo=print
+) -> Iterator[list[subprocess.Popen]]:
+    """Databases ensured, MLflow and the workers started; all stopped on the way out. The
+    processes get this home and Dagster instance in their environment."""
+    env = settings.child_environment(
+        {settings.HOME.name: str(home_root), settings.DAGSTER_HOME.name: str(dagster_home)}
+    )
     created = ensure_databases(profile.database_urls)
     if created:
         echo(f"created databases: {', '.join(created)}")
     processes: list[subprocess.Popen] = []
     try:
-        mlflow = start_mlflow(profile, home_root)
+        mlflow = start_mlflow(profile, home_root, env)
         if mlflow is not None:
             processes.append(mlflow)
         echo(f"MLflow at {profile.mlflow_uri}")
         for index in range(1, profile.workers + 1):
-            processes.append(start_worker(f"w{index}", home_root / "logs"))
+            processes.append(start_worker(f"w{index}", home_root / "logs", env))
         echo(f"{profile.workers} Celery worker(s) on {_display(profile.broker)}")
-        set_pool_limit(TRAINING_POOL, profile.workers)
+        set_pool_limit(TRAINING_POOL, profile.workers, env)
         echo(f"pool {TRAINING_POOL!r}: {profile.workers} step(s) at a time")
         yield processes
     finally:

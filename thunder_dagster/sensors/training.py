@@ -19,7 +19,8 @@ from thunder_dagster.jobs.training import (
 from thunder_dagster.modeling.cards import ModelCard, UnreadableCardError
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.runtime.partitions import agents
-from thunder_dagster.tasks import LABEL_TASKS, AgentSettingsError, read_task
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+from thunder_dagster.tasks.registry import task_kind
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -48,7 +49,7 @@ def training_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome) -
         if dataset is None:
             continue
         try:
-            if read_task(home.agent_dir(agent_id)) in LABEL_TASKS:
+            if task_kind(read_task(home.agent_dir(agent_id))).labelled:
                 continue  # classifier_sensor trains it
         except AgentSettingsError as error:
             decided.waiting.append(f"{agent_id}: {error}")
@@ -121,7 +122,7 @@ def classifier_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome)
             decided.waiting.append(f"{agent_id}: {error}")
             continue
         manifest = latest_labelled(home.processed_dir(agent_id))
-        if task not in LABEL_TASKS or manifest is None:
+        if not task_kind(task).labelled or manifest is None:
             continue
         version = manifest.get("version")
         if not manifest.get("rows"):
@@ -167,7 +168,7 @@ def run_priority(priority) -> int:
 def prompt_followup_sensor(context: dg.RunStatusSensorContext):
     config = context.dagster_run.run_config["ops"]["prompt_document"]["config"]
     family = config.get("family", "auto")
-    labelled = config.get("model_type", "generation") in LABEL_TASKS
+    labelled = task_kind(config.get("model_type", "generation")).labelled
     run_config = (
         {"ops": {"tpe_trials": {"config": {"families": [family]}}}}
         if family != "auto" and not labelled

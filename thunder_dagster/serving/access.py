@@ -53,9 +53,9 @@ class KeyCache:
     def keys(self) -> dict | None:
         return self.snapshot.value()
 
-    def identity(self, request: Request, scope: str, agent_id: str | None = None) -> "Identity":
-        """The request's identity, allowed `scope` (for `agent_id`); 401 without a valid key,
-        403 with a key that lacks the scope or the agent, 503 when no keys could be read."""
+    def authenticate(self, request: Request) -> "Identity":
+        """The identity of the request's key; 401 without a valid one, 503 when no keys could
+        be read. Whether it may do what it asks is the caller's check (Identity.may)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -78,13 +78,5 @@ class KeyCache:
                 401,
                 "the API key is not valid (unknown, revoked or mistyped)",
                 headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not identity.may(scope, agent_id):
-            what = f"scope {scope!r}" + (f" for agent {agent_id!r}" if agent_id else "")
-            raise HTTPException(
-                403,
-                f"key {identity.key_id} ({identity.name}) lacks {what}; it has "
-                f"{', '.join(identity.scopes)}"
-                + (f" for {', '.join(identity.agents)}" if identity.agents else ""),
             )
         return identity

@@ -10,6 +10,7 @@ from thunder_dagster.deployments.pointers import Deployment
 from thunder_dagster.modeling.cards import TOKENIZER_NAME, ModelCard
 from thunder_dagster.modeling.heads import PROBABILITIES
 from thunder_dagster.retrieval.graph import INPUTS
+from thunder_dagster.serving.sessions import RefusedModelError, onnx_session, verified_bytes
 
 PROBE_TEXT = "a probe of the classifier"
 
@@ -29,24 +30,14 @@ class LoadedClassifier:
         return self.card.task
 
 
-def load_classifier(deployment: Deployment, card: ModelCard, verified_bytes) -> LoadedClassifier:
-    """Sessions for a classifier's files, refused (by the caller's RefusedModelError) unless
-    the graph and the tokenizer hash to what was released and a probe gives one finite
-    probability per label that sum to 1. `verified_bytes(path, sha256)` reads and checks."""
-    import onnxruntime
+def load_classifier(deployment: Deployment, card: ModelCard) -> LoadedClassifier:
+    """Sessions for a classifier's files, refused unless the graph and the tokenizer hash to
+    what was released and a probe gives one finite probability per label that sum to 1."""
     from tokenizers import Tokenizer
-
-    from thunder_dagster.serving.generation import RefusedModelError
 
     if not card.labels:
         raise RefusedModelError(f"{deployment.card_path}: a {card.task} card without labels")
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = onnxruntime.InferenceSession(
-        verified_bytes(deployment.onnx_path, deployment.onnx_sha256),
-        options,
-        providers=["CPUExecutionProvider"],
-    )
+    session = onnx_session(verified_bytes(deployment.onnx_path, deployment.onnx_sha256))
     tokenizer_path = f"{deployment.model_dir}/{TOKENIZER_NAME}"
     raw = verified_bytes(tokenizer_path, card.files.get(TOKENIZER_NAME))
     tokenizer = Tokenizer.from_str(raw.decode("utf-8"))

@@ -1,24 +1,15 @@
 """Text from a deployed ONNX model: onnxruntime and numpy only, no TensorFlow, no Dagster."""
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from thunder_dagster.deployments.pointers import Deployment, read_pointer
+from thunder_dagster.deployments.pointers import Deployment
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.modeling.decoding import StepDecoder, WindowDecoder, sample
 from thunder_dagster.modeling.text import Vocabulary
-from thunder_dagster.tasks import LABEL_TASKS, cut_answer, format_prompt
-
-
-class NoDeploymentError(LookupError):
-    pass
-
-
-class RefusedModelError(RuntimeError):
-    """A deployed file that must not serve: changed since its checks, or unusable."""
+from thunder_dagster.serving.sessions import RefusedModelError, onnx_session, verified_bytes
+from thunder_dagster.tasks.layouts import cut_answer, format_prompt
 
 
 @dataclass(frozen=True)
@@ -49,55 +40,15 @@ class Generation:
     tokens: int
 
 
-def _verified_bytes(path: str, expected: str | None) -> bytes:
-    data = Path(path).read_bytes()
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise RefusedModelError(
-            f"{path} does not match the hash its deployment recorded; redeploy or roll back"
-        )
-    return data
-
-
-def load_deployment(deployment: Deployment) -> LoadedModel:
-    """Sessions for a deployment's files, refused unless their hashes match and a probe
-    through them gives finite logits of the card's shape."""
-    import onnxruntime
-
-    try:
-        card = ModelCard.read(deployment.model_dir)
-        if card.task in LABEL_TASKS:
-            from thunder_dagster.serving.classification import load_classifier
-
-            return load_classifier(deployment, card, _verified_bytes)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        window = onnxruntime.InferenceSession(
-            _verified_bytes(deployment.onnx_path, deployment.onnx_sha256),
-            options,
-            providers=["CPUExecutionProvider"],
-        )
-        step = None
-        if deployment.step_path:
-            step = onnxruntime.InferenceSession(
-                _verified_bytes(deployment.step_path, deployment.step_sha256),
-                options,
-                providers=["CPUExecutionProvider"],
-            )
-        model = LoadedModel(
-            deployment,
-            card,
-            window,
-            step,
-            Vocabulary(card.vocab),
-            card.context_length,
-        )
-    except RefusedModelError:
-        raise
-    except Exception as error:
-        raise RefusedModelError(
-            f"{deployment.agent_id} {deployment.version}: cannot load {deployment.model_dir}: "
-            f"{error}"
-        ) from error
+def load_generator(deployment: Deployment, card: ModelCard) -> LoadedModel:
+    """Sessions for a generator's files, refused unless their hashes match and a probe
+    through them gives finite logits of the card's shape (serving/loading.py refuses what
+    does not load at all)."""
+    window = onnx_session(verified_bytes(deployment.onnx_path, deployment.onnx_sha256))
+    step = None
+    if deployment.step_path:
+        step = onnx_session(verified_bytes(deployment.step_path, deployment.step_sha256))
+    model = LoadedModel(deployment, card, window, step, Vocabulary(card.vocab), card.context_length)
     probe = np.zeros((1, model.context_length), dtype=np.int32)
     try:
         logits = model.session.run(["logits"], {"tokens": probe})[0]
@@ -115,20 +66,6 @@ def load_deployment(deployment: Deployment) -> LoadedModel:
             "non-finite values; the previous model keeps serving"
         )
     return model
-
-
-def load_deployed(deployments_dir: Path, role: str = "champion") -> LoadedModel:
-    """The model the role's pointer names (champion by default)."""
-    deployment = read_pointer(deployments_dir, role)
-    if deployment is None:
-        raise NoDeploymentError(
-            f"no {role} deployment at {deployments_dir}: train the agent first "
-            "(thunder train AGENT_ID)"
-        )
-    try:
-        return load_deployment(deployment)
-    except RefusedModelError as error:
-        raise NoDeploymentError(str(error)) from error
 
 
 def generate(

@@ -82,6 +82,12 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             **known,
         )
+        self.audit_dropped = Counter(
+            "thunder_audit_dropped",
+            "Refused requests (401, 403) not written to the audit log because their client "
+            "passed its budget of audited refusals a minute",
+            **known,
+        )
         self._agents: Callable[[], Iterable[str]] = lambda: ()
         self._state: StateCollector | None = None
 

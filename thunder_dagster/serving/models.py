@@ -23,7 +23,8 @@ from thunder_dagster.deployments.pointers import (
     read_pointer,
     undeployment,
 )
-from thunder_dagster.serving.generation import LoadedModel, load_deployment
+from thunder_dagster.serving.generation import LoadedModel
+from thunder_dagster.serving.loading import load_deployment
 from thunder_dagster.serving.watching import FolderWatcher, public_reason
 
 log = logging.getLogger(__name__)

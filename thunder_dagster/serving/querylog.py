@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,9 @@ BATCH = 256
 GATHER_SECONDS = 0.2
 # How often the writer tries a store that is down again, and replays the spool into it.
 RETRY_SECONDS = 2.0
+# Answers whose agent the writer remembers, so that a rating's key is checked against the
+# agent it rates without the store (which may be down, or not hold the answer yet).
+REMEMBERED = 100_000
 
 
 class QueryLogWriter:
@@ -41,6 +45,8 @@ class QueryLogWriter:
         self.failure: str | None = None  # why the last write failed; None once one succeeds
         self.lost = 0  # rows neither the store nor the spool could take
         self.pending: queue.Queue[tuple[str, QueryRecord, datetime] | None] = queue.Queue()
+        self._agents: OrderedDict[str, str] = OrderedDict()  # query id -> agent, newest last
+        self._agents_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="query-log-writer", daemon=True)
         self.thread.start()
 
@@ -78,8 +84,26 @@ class QueryLogWriter:
 
     def submit(self, record: QueryRecord) -> str:
         query_id = new_query_id()
+        with self._agents_lock:
+            self._agents[query_id] = record.agent_id
+            if len(self._agents) > REMEMBERED:
+                self._agents.popitem(last=False)
         self.pending.put((query_id, record, datetime.now(UTC)))
         return query_id
+
+    def agent_of(self, query_id: str) -> str | None:
+        """The agent that gave the answer: remembered from this server's recent answers, else
+        read from the store; None when the store is up and holds no such answer. LookupError
+        when neither can tell (the store is down and the answer is not a recent one)."""
+        with self._agents_lock:
+            agent = self._agents.get(query_id)
+        if agent is not None:
+            return agent
+        store = self._store
+        if store is None:
+            raise LookupError("the query-log store is unavailable")
+        logged = store.query(query_id)
+        return logged.agent_id if logged is not None else None
 
     def rate(self, query_id: str, score: int, comment: str | None) -> bool:
         """Store a rating: True once it is in the query log, False when it is spooled behind

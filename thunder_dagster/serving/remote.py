@@ -1,12 +1,11 @@
-"""Training runs started, watched and cancelled through a running Dagster webserver with
-Dagster's own GraphQL client (dagster-graphql), so a run the model server's admin API starts
-is the run the UI shows. The client is imported on the first such request, so the server
-itself starts without Dagster; nothing here imports the code location."""
+"""Runs started, watched and cancelled through a running Dagster webserver with Dagster's own
+GraphQL client (dagster-graphql), so a run the model server's admin API (or the CLI, given a
+webserver) starts is the run the UI shows. The client is imported on the first call, so the
+server itself starts without Dagster; nothing here imports the code location."""
 
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
-
-from thunder_dagster.times import utc_now
 
 
 class RemoteError(RuntimeError):
@@ -45,48 +44,6 @@ def _call(what: str, call):
         raise RemoteError(f"{what}: the webserver did not answer ({error})") from error
 
 
-def start_training(url: str, agent_id: str, minutes: float, trials: int | None) -> RunState:
-    """pipeline_job for the agent with `minutes` for the whole run, as `thunder train` runs it."""
-    from thunder_dagster.training_plan import training_ops
-
-    ops = training_ops(trials, minutes, started=utc_now())
-    client = _client(url)
-    run_id = _call(
-        f"starting pipeline_job for {agent_id}",
-        lambda: client.submit_job_execution(
-            "pipeline_job",
-            run_config={"ops": ops},
-            tags={"dagster/partition": agent_id, "thunder/started_by": "admin-api"},
-        ),
-    )
-    return RunState(run_id, run_status(url, run_id).status)
-
-
-def start_op_job(
-    url: str, job_name: str, op_name: str, config: dict, agent_id: str, partitioned: bool = False
-) -> RunState:
-    """A run of a one-step job for the agent, with the step's config, as the CLI runs it: the
-    deployment jobs (rollback_job, undeploy_job, redeploy_job) name the agent in their config,
-    an asset job (comparison_job) by its partition."""
-    client = _client(url)
-    tags = {"thunder/agent": agent_id, "thunder/started_by": "admin-api"}
-    if partitioned:
-        tags["dagster/partition"] = agent_id
-    run_id = _call(
-        f"starting {job_name} for {agent_id}",
-        lambda: client.submit_job_execution(
-            job_name, run_config={"ops": {op_name: {"config": config}}}, tags=tags
-        ),
-    )
-    return RunState(run_id, run_status(url, run_id).status)
-
-
-def run_status(url: str, run_id: str) -> RunState:
-    client = _client(url)
-    status = _call(f"run {run_id}", lambda: client.get_run_status(run_id))
-    return RunState(run_id, status.value)
-
-
 # Dagster's terminateRun with the policy the UI's "force termination" uses: the run is marked
 # CANCELED at once and its process killed (the safe policy asks the process to stop).
 FORCED_TERMINATION = """
@@ -100,20 +57,85 @@ mutation ThunderForceTerminate($runId: String!) {
 """
 
 
-def cancel_run(url: str, run_id: str, force: bool = False) -> RunState:
-    """Ask the run to stop (it ends CANCELED once its step lets go), or, with `force`, mark it
-    CANCELED now and kill its process."""
-    from dagster_graphql import DagsterGraphQLClientError
+# Dagster's runOrError with the run's tags: whose agent a run is (its partition, or the tag the
+# deployment jobs carry).
+RUN_TAGS = """
+query ThunderRunTags($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { tags { key value } }
+    ... on PythonError { message }
+    ... on RunNotFoundError { message }
+  }
+}
+"""
+AGENT_TAGS = ("dagster/partition", "thunder/agent")
 
-    client = _client(url)
-    if not force:
-        _call(f"cancelling run {run_id}", lambda: client.terminate_run(run_id))
-        return run_status(url, run_id)
 
-    def forced():
-        answer = client._execute(FORCED_TERMINATION, {"runId": run_id})["terminateRun"]
-        if answer["__typename"] != "TerminateRunSuccess":
-            raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+class RunLauncher(Protocol):
+    """Where runs start: submit a job for an agent with its ops config and tags, read a run's
+    status and agent, cancel it."""
 
-    _call(f"force-cancelling run {run_id}", forced)
-    return run_status(url, run_id)
+    def submit(self, job: str, agent_id: str, ops: dict, tags: dict[str, str]) -> RunState: ...
+
+    def status(self, run_id: str) -> RunState: ...
+
+    def agent_of(self, run_id: str) -> str | None: ...
+
+    def cancel(self, run_id: str, force: bool = False) -> RunState: ...
+
+
+@dataclass(frozen=True)
+class WebserverLauncher:
+    """A RunLauncher over the Dagster webserver at `url`. Every run carries its agent as the
+    `thunder/agent` tag (and partitioned jobs as their partition), so the UI filters by it."""
+
+    url: str
+
+    def submit(self, job: str, agent_id: str, ops: dict, tags: dict[str, str]) -> RunState:
+        client = _client(self.url)
+        tags = {"thunder/agent": agent_id, **tags}
+        run_id = _call(
+            f"starting {job} for {agent_id}",
+            lambda: client.submit_job_execution(job, run_config={"ops": ops}, tags=tags),
+        )
+        return self.status(run_id)
+
+    def status(self, run_id: str) -> RunState:
+        client = _client(self.url)
+        status = _call(f"run {run_id}", lambda: client.get_run_status(run_id))
+        return RunState(run_id, status.value)
+
+    def agent_of(self, run_id: str) -> str | None:
+        """The agent the run's tags name; None when they name none. RemoteError when Dagster
+        has no such run or does not answer."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        client = _client(self.url)
+
+        def tags():
+            answer = client._execute(RUN_TAGS, {"runId": run_id})["runOrError"]
+            if answer["__typename"] != "Run":
+                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+            return {tag["key"]: tag["value"] for tag in answer["tags"]}
+
+        found = _call(f"run {run_id}", tags)
+        return next((found[key] for key in AGENT_TAGS if key in found), None)
+
+    def cancel(self, run_id: str, force: bool = False) -> RunState:
+        """Ask the run to stop (it ends CANCELED once its step lets go), or, with `force`, mark
+        it CANCELED now and kill its process."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        client = _client(self.url)
+        if not force:
+            _call(f"cancelling run {run_id}", lambda: client.terminate_run(run_id))
+            return self.status(run_id)
+
+        def forced():
+            answer = client._execute(FORCED_TERMINATION, {"runId": run_id})["terminateRun"]
+            if answer["__typename"] != "TerminateRunSuccess":
+                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+
+        _call(f"force-cancelling run {run_id}", forced)
+        return self.status(run_id)

@@ -3,7 +3,19 @@ seconds): the share of users its challenger answers. A challenger without a test
 server's default share; one whose test ended answers nobody. Without the store the splits
 last read stay; before any were read, every challenger gets the default."""
 
+from dataclasses import dataclass
+
 from thunder_dagster.serving.access import StoreSnapshot
+
+
+@dataclass(frozen=True)
+class BestOfPolicy:
+    """A running test of the champion answering best-of-n: the version its answers are logged
+    as, n, and the share of users it answers."""
+
+    version: str
+    best_of: int
+    split: float
 
 
 def _latest_tests(engine) -> dict:
@@ -25,9 +37,8 @@ class SplitCache:
             return self.default_share
         return challenger_share(latest, agent_id, challenger_version, self.default_share)
 
-    def best_of_test(self, agent_id: str, champion_version: str) -> tuple[str, int, float] | None:
-        """(challenger version, n, split) of the agent's running best-of-n test of its
-        champion; None without one."""
+    def best_of_test(self, agent_id: str, champion_version: str) -> BestOfPolicy | None:
+        """The agent's running best-of-n test of its champion; None without one."""
         from thunder_dagster.feedback.experiments import best_of_in
 
         test = (self.snapshot.value() or {}).get(agent_id)
@@ -36,4 +47,4 @@ class SplitCache:
         policy = best_of_in(test.challenger_version)
         if policy is None or policy[0] != champion_version:
             return None
-        return test.challenger_version, policy[1], test.split
+        return BestOfPolicy(test.challenger_version, policy[1], test.split)

@@ -6,11 +6,12 @@ then stays off for the rest of the step, so a server that is down costs one time
 per epoch; the caller keeps its metrics in the asset's metadata either way.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from thunder_dagster import settings
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -47,12 +48,17 @@ class Tracker:
 
     def _connect(self):
         if self._client is None:
-            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.timeout_seconds)
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.max_retries)
-            os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
             # MLflow's INFO lines (creating its tables on a new store) are start-up noise in
             # the run's output; its warnings still show. A level the user set is kept.
-            os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+            settings.configure_library(
+                {
+                    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout_seconds),
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                    "MLFLOW_LOGGING_LEVEL": "WARNING",
+                },
+                keep=("MLFLOW_LOGGING_LEVEL",),
+            )
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

@@ -5,15 +5,8 @@ import json
 
 import pytest
 
-from thunder_dagster.tasks import (
-    AgentSettingsError,
-    cut_answer,
-    format_pair,
-    format_prompt,
-    read_task,
-    settings_path,
-    write_task,
-)
+from thunder_dagster.tasks.agents import AgentSettingsError, read_task, settings_path, write_task
+from thunder_dagster.tasks.layouts import cut_answer, format_pair, format_prompt
 
 
 def test_an_agent_without_settings_generates_and_a_written_task_reads_back(tmp_path):

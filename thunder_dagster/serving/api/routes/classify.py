@@ -1,0 +1,36 @@
+"""POST /v1/agents/{agent_id}/classify: a classification or sentiment agent's label."""
+
+import asyncio
+
+from fastapi import APIRouter
+
+from thunder_dagster.serving.api.deps import Engine, Generator
+from thunder_dagster.serving.api.problems import described
+from thunder_dagster.serving.api.schemas import ClassifyRequest, ClassifyResponse
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/agents/{agent_id}/classify",
+    response_model=ClassifyResponse,
+    responses=described(
+        {404: "no model deployed for the agent", 409: "the agent is not a classifier"},
+        body=True,
+    ),
+)
+async def classify_text(
+    agent_id: str, request: ClassifyRequest, _who: Generator, engine: Engine
+) -> ClassifyResponse:
+    """The label a classification or sentiment agent's champion gives the text, with
+    every label's probability."""
+    loop = asyncio.get_running_loop()
+    found = await loop.run_in_executor(
+        engine.state.workers, engine.classify, agent_id, request.text
+    )
+    return ClassifyResponse(
+        label=found.label,
+        probabilities=found.probabilities,
+        model_version=found.model_version,
+        task=found.task,
+    )

@@ -1,0 +1,62 @@
+"""An agent's settings file: its task (tasks/registry.py says what each task means).
+
+The task lives in $THUNDER_HOME/agents/<agent>/agent.json ({"task": "classification"}),
+beside the category folders and never read as an upload. No file means generation. `thunder
+task AGENT TASK` and prompt_training_job's `model_type` write it.
+"""
+
+import json
+from pathlib import Path
+
+from thunder_dagster.files import write_atomically
+from thunder_dagster.tasks.registry import DEFAULT_TASK, TASKS
+
+SETTINGS_NAME = "agent.json"
+
+
+class AgentSettingsError(ValueError):
+    """An agent.json that cannot be used: the message names the file and what to change."""
+
+
+def settings_path(agent_dir: Path) -> Path:
+    return Path(agent_dir) / SETTINGS_NAME
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise AgentSettingsError(f"task {task!r}: use one of {', '.join(TASKS)}")
+    return task
+
+
+def read_task(agent_dir: Path) -> str:
+    """The agent's task; generation when it has no agent.json."""
+    path = settings_path(agent_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_TASK
+    except (OSError, ValueError) as error:
+        raise AgentSettingsError(
+            f'{path}: not readable JSON ({error}); write {{"task": "{DEFAULT_TASK}"}} or '
+            f"set it with `thunder task {Path(agent_dir).name} TASK`"
+        ) from None
+    task = data.get("task", DEFAULT_TASK) if isinstance(data, dict) else None
+    if not isinstance(task, str) or task not in TASKS:
+        raise AgentSettingsError(
+            f"{path}: task {task!r} is not one of {', '.join(TASKS)}; set it with "
+            f"`thunder task {Path(agent_dir).name} TASK`"
+        )
+    return task
+
+
+def write_task(agent_dir: Path, task: str) -> Path:
+    """Record the agent's task, keeping any other settings the file holds."""
+    path = settings_path(agent_dir)
+    check_task(task)
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = {}
+    settings = {**(current if isinstance(current, dict) else {}), "task": task}
+    write_atomically(path, json.dumps(settings, indent=2, sort_keys=True).encode("utf-8"))
+    return path
