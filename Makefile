@@ -48,17 +48,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The tests whose answers depend on the day and the hour, run again in zones far from UTC on
-# either side: every time is UTC inside, whatever TZ the process has.
-TZ_TESTS := tests/feedback tests/assets/test_feedback_assets.py tests/serving tests/jobs \
-	tests/sensors tests/e2e/test_server.py tests/test_status.py
-
-## The whole suite: lint, then every test (tests get their own temporary THUNDER_HOME), then
-## the clock-dependent ones in two more time zones.
+## The whole suite: lint, then every test (tests get their own temporary THUNDER_HOME), the 25
+## slowest named; then the tests marked `clock` (their answers depend on the day and the hour)
+## again in zones far from UTC on either side: every time is UTC inside, whatever TZ it runs in.
 test: install lint
-	$(BIN)/python -m pytest
-	TZ=Pacific/Honolulu $(BIN)/python -m pytest -q $(TZ_TESTS)
-	TZ=Asia/Kolkata $(BIN)/python -m pytest -q $(TZ_TESTS)
+	$(BIN)/python -m pytest --durations=25
+	TZ=Pacific/Honolulu $(BIN)/python -m pytest -q -m clock
+	TZ=Asia/Kolkata $(BIN)/python -m pytest -q -m clock
 
 ## The benchmarks; the ingest one compares against Debian's pdftotext (poppler-utils).
 bench: install

@@ -126,4 +126,6 @@ def test_dependencies_point_down_from_the_dagster_side_to_the_core():
         if name.startswith(CORE):
             assert reaches(name, DAGSTER_SIDE) == set(), name
         elif name.startswith(("runtime/", "resources/")):
-            assert reaches(name, ("definitions", "cli.", "assets", "sensors", "jobs")) == set(), name
+            assert reaches(name, ("definitions", "cli.", "assets", "sensors", "jobs")) == set(), (
+                name
+            )

@@ -6,11 +6,14 @@ import shutil
 from datetime import datetime
 
 import dagster as dg
+import pytest
 
 from tests.factories import REPO_ROOT, analyse, deploy_tiny, log, thunder, write
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
+
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 
 def test_status_shows_each_agent_from_its_files_and_the_instance(home):

@@ -17,6 +17,8 @@ from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.tracking.registry import MlflowRegistry
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 
 def decision_of(result) -> dict:
     metadata = result.asset_materializations_for_node("training_triggers")[0].metadata

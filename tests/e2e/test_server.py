@@ -72,6 +72,7 @@ def test_simulated_users_get_answers_split_by_a_hash_stable_across_processes(hom
     assert {variant for _, variant in users} == {"champion", "challenger"}
 
 
+@pytest.mark.clock
 def test_thunder_analyze_prints_the_decision_of_the_day_as_json(home):
     store = QueryStore.open(home.queries_db_url)
     log(store, 120, datetime(2026, 3, 3, 9), fallback=True, confidence=0.3)

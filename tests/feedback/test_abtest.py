@@ -3,6 +3,8 @@ import pytest
 from thunder_dagster.feedback.abtest import compare, summarize, wilson_interval
 from thunder_dagster.feedback.records import VariantOutcome
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 
 def outcome(variant, positive, negative, version="1.0.0"):
     scores = (5,) * positive + (2,) * negative

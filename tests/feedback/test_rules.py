@@ -5,6 +5,8 @@ import pytest
 from thunder_dagster.feedback.records import QueryStats
 from thunder_dagster.feedback.rules import day_bounds, decide, learning_rate
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 
 def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
     return QueryStats(

@@ -13,6 +13,8 @@ from thunder_dagster.feedback.store import (
 )
 from thunder_dagster.times import utc_now
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 
 def record(agent="a", confidence=0.9, fallback=False, variant="champion", version="1.0.0", **kw):
     return QueryRecord(
@@ -123,6 +125,7 @@ def test_distillation_rows_are_answers_whose_teacher_was_confident(store):
 def test_the_statistics_average_the_local_models_confidence_even_when_the_teacher_answered(
     store,
 ):
+
     day = datetime(2026, 3, 1)
     store.log_query(record(confidence=0.7), at=day + timedelta(hours=1))
     store.log_query(

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 import dagster as dg
+import pytest
 
 from tests.factories import analyse, deploy_tiny
 from thunder_dagster.jobs.feedback import (
@@ -13,6 +14,8 @@ from thunder_dagster.jobs.feedback import (
 )
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
+
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 
 def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():

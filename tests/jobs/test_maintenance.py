@@ -3,9 +3,12 @@
 from datetime import timedelta
 
 import dagster as dg
+import pytest
 
 from tests.factories import deploy_tiny, resources
 from thunder_dagster.jobs.maintenance import cleanup_job
+
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 
 def test_cleanup_prunes_old_versions_but_never_one_that_serves(home, store):

@@ -13,6 +13,8 @@ from thunder_dagster.runtime.configs import LEAST_SECONDS
 from thunder_dagster.times import utc_now
 from thunder_dagster.training_plan import WRAP_UP_SECONDS, training_ops
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 
 def test_training_ops_split_the_minutes_between_search_and_training():
     assert training_ops(4, 10.0) == {

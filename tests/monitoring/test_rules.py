@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from thunder_dagster.monitoring.rules import (
     AbEvent,
     Finished,
@@ -10,6 +12,8 @@ from thunder_dagster.monitoring.rules import (
     Versions,
     evaluate,
 )
+
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 BOUNDS = Thresholds()

@@ -11,6 +11,8 @@ from thunder_dagster.runtime.launch import run_job
 from thunder_dagster.sensors.failures import run_failure_sensor
 from thunder_dagster.sensors.uploads import upload_sensor
 
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+
 T0 = 1_700_000_000_000_000_000
 
 

@@ -1,6 +1,7 @@
 import json
 
 import dagster as dg
+import pytest
 
 from tests.factories import deploy_tiny
 from thunder_dagster.documents.datasets import latest_dataset, write_training_dataset
@@ -10,6 +11,8 @@ from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.sensors.training import prompt_followup_sensor, run_priority, training_sensor
 from thunder_dagster.tasks.agents import read_task
+
+pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 
 def evaluate(instance, home, cursor=None) -> dg.SensorResult:

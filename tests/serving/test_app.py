@@ -282,6 +282,7 @@ def test_a_stopped_watcher_is_reported_and_the_server_still_answers(served):
     assert ask(served).status_code == 200
 
 
+@pytest.mark.clock
 def test_without_its_store_the_server_answers_spools_and_replays_when_it_opens(home, tmp_path):
     deploy_tiny(home, "acme")
     # A file where the store's folder should be: the store cannot open until it is gone.

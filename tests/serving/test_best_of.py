@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import dagster as dg
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import deploy_reward, deploy_tiny, log, resources
@@ -31,6 +32,7 @@ def settings(home) -> ServerSettings:
     )
 
 
+@pytest.mark.clock
 def test_a_best_of_test_answers_its_challenger_users_best_of_n_and_logs_them_apart(home, store):
     deploy_tiny(home, "acme")
     deploy_reward(home, "acme")
@@ -65,6 +67,7 @@ def test_a_best_of_test_answers_its_challenger_users_best_of_n_and_logs_them_apa
     assert logged == {("champion", "1.0.0"), ("challenger", "1.0.0+best-of-3")}
 
 
+@pytest.mark.clock
 def test_a_best_of_test_that_wins_is_adopted_and_answers_best_of_n_by_default(home, store):
     deploy_tiny(home, "acme")
     deploy_reward(home, "acme")

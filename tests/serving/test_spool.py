@@ -22,6 +22,7 @@ def record(n: int) -> QueryRecord:
     return QueryRecord("acme", f"u{n}", "champion", "1.0.0", f"p{n}", f"r{n}", 0.5, False, 3.0)
 
 
+@pytest.mark.clock
 def test_replay_writes_spooled_answers_and_their_ratings_once(store, tmp_path):
     spool = Spool(tmp_path / "spool")
     spool.add_queries([(f"q{n}", record(n), AT + timedelta(seconds=n)) for n in range(3)])

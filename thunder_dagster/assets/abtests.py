@@ -26,7 +26,7 @@ class AbTestConfig(dg.Config):
         default=None,
         ge=1,
         description="Rated answers each variant needs before a decision; empty: the agent's "
-        f"A/B test's, or {DEFAULT_MIN_SAMPLE} (seed 003) when it has none",
+        f"A/B test's, or {DEFAULT_MIN_SAMPLE} when it has none",
     )
     alpha: float | None = Field(
         default=None,

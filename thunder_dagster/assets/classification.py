@@ -74,7 +74,12 @@ def labelled_examples(
 
 
 class ClassifierConfig(DeadlineConfig):
-    trials: int = Field(default=8, ge=1, description="TPE trials over seed 002's space")
+    trials: int = Field(
+        default=8,
+        ge=1,
+        description="TPE trials over the head's learning rate, width, layers, dropout and "
+        "activation",
+    )
     epochs: int = Field(default=60, ge=1, description="Most epochs of a head's training")
     batch_size: int = Field(default=32, ge=1, description="Examples per batch")
     patience: int = Field(
@@ -139,7 +144,7 @@ def text_classifier(
     tracking: MlflowTracking,
 ):
     """A linear model over the texts' TF-IDF token and token-pair features and a dense head on
-    the frozen sentence encoder's vectors, searched by TPE over seed 002's space (learning
+    the frozen sentence encoder's vectors, searched by TPE over learning
     rate, width, layers, dropout, activation), their logits mixed by the weights the
     validation split prefers; exported with the encoder as one ONNX graph and held to three
     gates on a test split nothing in its training saw: parity with Keras, finite

@@ -101,7 +101,7 @@ def query_drift(
     encoder: SentenceEncoderResource,
     alerting: AlertingResource,
 ) -> dg.MaterializeResult:
-    """How far one day's queries lie from the agent's training text (seed 001's drift score):
+    """How far one day's queries lie from the agent's training text (its drift score):
     the champion's per-character loss on each query against its loss on the test split, and
     each query's distance to its nearest chunk against the chunks' own, in standard deviations
     of the agent's text; the day's score is the 95th percentile. Kept in the query-log store,

@@ -24,7 +24,7 @@ def _result(context: dg.AssetCheckExecutionContext, alerting: AlertingResource, 
 
 @dg.asset_check(
     asset=OPERATIONS,
-    description="A successful cleanup_job within cleanup_overdue_hours (2 h, seed 004).",
+    description="A successful cleanup_job within cleanup_overdue_hours (2 h by default).",
 )
 def cleanup_recent(context: dg.AssetCheckExecutionContext, alerting: AlertingResource):
     return _result(context, alerting, "cleanup_recent")
@@ -32,7 +32,7 @@ def cleanup_recent(context: dg.AssetCheckExecutionContext, alerting: AlertingRes
 
 @dg.asset_check(
     asset=OPERATIONS,
-    description="At most training_failure_rate (10%, seed 004) of the training runs that "
+    description="At most training_failure_rate (10% by default) of the training runs that "
     "ended in the last 24 h failed.",
 )
 def training_runs_healthy(context: dg.AssetCheckExecutionContext, alerting: AlertingResource):

@@ -1,4 +1,4 @@
-"""The reward model (seed 003): what users' ratings, and the teacher's grades where ratings are
+"""The reward model: what users' ratings, and the teacher's grades where ratings are
 scarce, say of an agent's answers, learnt so the server can rank candidate answers
 (generate's `best_of`)."""
 
@@ -33,7 +33,12 @@ def rubric_id(rubric: str) -> str:
 
 
 class RewardConfig(DeadlineConfig):
-    trials: int = Field(default=6, ge=1, description="TPE trials over seed 002's space")
+    trials: int = Field(
+        default=6,
+        ge=1,
+        description="TPE trials over the head's learning rate, width, layers, dropout and "
+        "activation",
+    )
     epochs: int = Field(default=80, ge=1, description="Most epochs of a head's training")
     ai_weight: float = Field(
         default=0.5, ge=0, le=1, description="What one AI grade counts against one user rating"
@@ -105,7 +110,7 @@ def reward_model(
     """A head on the sentence vectors of a prompt, an answer and their product that predicts
     the 1-5 score a user gives the answer: learnt from the query log's rated answers and the
     external teacher's grades by a fixed rubric (weighted `ai_weight`), searched by TPE over
-    seed 002's space, judged on held-out human ratings by Spearman's correlation and pairwise
+    the head's space, judged on held-out human ratings by Spearman's correlation and pairwise
     accuracy, exported to ONNX and, once its checks pass, pointed at by
     deployments/<agent>/reward.json for the server's best-of-n."""
     from thunder_dagster.modeling.backend import keras

@@ -178,7 +178,8 @@ def redeploy_job():
     redeploy_agent()
 
 
-# Seed 001's priorities as Dagster's run queue orders runs (dagster/priority, higher first).
+# The run priorities a prompt may ask for, as Dagster's run queue orders runs (dagster/priority,
+# higher first).
 RUN_PRIORITIES = {"low": -5, "normal": 0, "high": 5}
 
 
@@ -187,7 +188,7 @@ class PromptTrainingConfig(dg.Config):
     prompt_text: str = Field(description="Text the agent should learn; it becomes a document")
     model_type: Literal[TASKS] = Field(
         default="generation",
-        description="Seed 001's model type, kept as the agent's task: generation, instruction "
+        description="The model type, kept as the agent's task: generation, instruction "
         "and chat learn the text as a document; classification and sentiment take the text as "
         "labelled examples (CSV with text and label columns, or JSONL objects) and train a "
         "classifier",
@@ -197,7 +198,7 @@ class PromptTrainingConfig(dg.Config):
     )
     priority: Literal["low", "normal", "high"] = Field(
         default="normal",
-        description="Seed 001's run priority: the training run's dagster/priority in the queue "
+        description="The run priority: the training run's dagster/priority in the queue "
         "(low -5, normal 0, high 5; higher starts sooner)",
     )
 

@@ -6,15 +6,9 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from thunder_dagster.tasks.registry import training_jobs
 from thunder_dagster.times import utc_now
 
-TRAINING_JOBS = (
-    "training_job",
-    "pipeline_job",
-    "prompt_training_job",
-    "fine_tune_job",
-    "distillation_job",
-)
 OPERATIONS = dg.AssetKey("operations")
 # What the operations asset shows per agent: the asset whose latest materialization counts.
 LAST_SUCCESS = {
@@ -41,7 +35,7 @@ def finished_training(instance, since: datetime):
     from thunder_dagster.monitoring.rules import Finished
 
     done = []
-    for job in TRAINING_JOBS:
+    for job in training_jobs():  # every task's models, the reward model's included
         records = instance.get_run_records(
             filters=dg.RunsFilter(
                 job_name=job,

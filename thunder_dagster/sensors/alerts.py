@@ -30,7 +30,7 @@ RECENT = 20  # alerts the operations asset lists, open or resolved
 @dg.sensor(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Evaluates the alert rules (seeds 004, 003, 001) every minute: an alert fires "
+    description="Evaluates the alert rules every minute: an alert fires "
     "once when its condition starts holding and resolves when it stops; each goes to the "
     "THUNDER_ALERT_URLS channels and is kept for `thunder alerts`.",
 )
