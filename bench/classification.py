@@ -87,11 +87,8 @@ def main() -> None:
     import onnxruntime
 
     from thunder_dagster.modeling.backend import keras
-    from thunder_dagster.modeling.classifiers import (
-        TokenizedTexts,
-        split_labelled,
-        train_classifier,
-    )
+    from thunder_dagster.modeling.classifiers import TokenizedTexts, train_classifier
+    from thunder_dagster.modeling.evaluation import split_labelled
     from thunder_dagster.modeling.heads import export_classifier, run_classifier
     from thunder_dagster.retrieval.encoder import EncoderFiles, SentenceEncoder
 

@@ -129,10 +129,10 @@ def test_the_classifier_passes_its_three_checks_and_its_card_holds_the_measures(
     assert deployment.version == metadata(result, "classifier_deployment")["version"] == "1.0.0"
     card = ModelCard.read(deployment.model_dir)
     assert card.task == "classification" and card.labels == ("baking", "music", "sailing")
-    assert card.classification["accuracy"] == pytest.approx(trained["accuracy"])
+    assert card.classification.accuracy == pytest.approx(trained["accuracy"])
     # The linear model over the examples' words is part of it, with the weight it was given.
-    assert card.classification["lexical_features"] == trained["lexical_features"] > 0
-    assert trained["mix"]["words_weight"] == card.classification["words_weight"]
+    assert card.classification.lexical_features == trained["lexical_features"] > 0
+    assert trained["mix"]["words_weight"] == card.classification.words_weight
     assert card.dataset_version == latest_labelled(home.processed_dir(AGENT))["version"]
     assert {"model.onnx", "tokenizer.json", "model.keras"} <= set(card.files)
 

@@ -9,13 +9,12 @@ from tests.factories import TOPICS, sentence_encoder
 from tests.factories import topic_examples as labelled
 from thunder_dagster.modeling.classifiers import (
     ClassifierBudget,
-    LabelledDataError,
     TokenizedTexts,
     inputs,
     probabilities,
-    split_labelled,
     train_classifier,
 )
+from thunder_dagster.modeling.evaluation import LabelledDataError, split_labelled
 from thunder_dagster.modeling.heads import (
     PARITY_TOLERANCE,
     classifier_graph,

@@ -194,11 +194,8 @@ def champion_promotion(
 def _adopt_best_of(context, result: AbResult, deployments, queries) -> dg.MaterializeResult:
     """A best-of-n test that says promote: the agent's answers use best-of-n from now on
     (deployments/<agent>/best_of.json, which every server reads), the champion unchanged."""
-    import json
-
-    from thunder_dagster.deployments.pointers import BEST_OF_NAME
+    from thunder_dagster.deployments.rewards import AdoptedBestOf
     from thunder_dagster.feedback.experiments import best_of_in
-    from thunder_dagster.files import write_atomically
     from thunder_dagster.times import utc_now
 
     agent_id = context.partition_key
@@ -211,8 +208,7 @@ def _adopt_best_of(context, result: AbResult, deployments, queries) -> dg.Materi
             f"{result.decision!r} for {tested}, the champion is {champion and champion.version}",
             allow_retries=False,
         )
-    adopted = {"best_of": count, "champion_version": base, "since": utc_now().isoformat()}
-    write_atomically(deployments / BEST_OF_NAME, json.dumps(adopted).encode())
+    AdoptedBestOf(count, base, utc_now().isoformat()).write(deployments)
     context.log.info(f"{agent_id} answers best-of-{count} from now on: {result.reason}")
     _end_promoted(queries, agent_id, tested, result.reason)
     return dg.MaterializeResult(

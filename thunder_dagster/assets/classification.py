@@ -4,9 +4,7 @@ sentence encoder, verified and deployed like a generator.
 labelled_examples (ingest) -> text_classifier (its three blocking checks) -> classifier_deployment
 """
 
-import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -14,8 +12,6 @@ from pydantic import Field
 
 from thunder_dagster.documents.ingest import DocumentSet
 from thunder_dagster.documents.labelled import LabelledSet, collect_examples, write_labelled
-from thunder_dagster.files import sha256_of
-from thunder_dagster.modeling.cards import TOKENIZER_NAME
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.retrieval import SentenceEncoderResource
 from thunder_dagster.resources.tracking import MlflowTracking
@@ -29,8 +25,6 @@ from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 from thunder_dagster.tasks.registry import task_kind
 from thunder_dagster.times import utc_now
 
-CLASSIFIER_FAMILY = "sentence_head"  # a dense head on the frozen sentence encoder
-CONFUSION_NAME = "confusion_matrix.png"
 SHOWN_PROBLEMS = 20
 
 
@@ -144,32 +138,17 @@ def text_classifier(
     tracking: MlflowTracking,
 ):
     """A linear model over the texts' TF-IDF token and token-pair features and a dense head on
-    the frozen sentence encoder's vectors, searched by TPE over learning
-    rate, width, layers, dropout, activation), their logits mixed by the weights the
-    validation split prefers; exported with the encoder as one ONNX graph and held to three
-    gates on a test split nothing in its training saw: parity with Keras, finite
-    probabilities, and better than the majority label.
+    the frozen sentence encoder's vectors, searched by TPE over learning rate, width, layers,
+    dropout and activation, their logits mixed by the weights the validation split prefers;
+    exported with the encoder as one ONNX graph and held to three gates on a test split
+    nothing in its training saw: parity with Keras, finite probabilities, and better than the
+    majority label.
 
     models/<agent>/builds/classifier-<examples version>-<run>/: model.keras, model.onnx, the
     tokenizer and the card, with accuracy, macro F1 and per-label precision and recall."""
-    from thunder_dagster.modeling.backend import keras
-    from thunder_dagster.modeling.cards import (
-        KERAS_NAME,
-        ONNX_NAME,
-        CardMetrics,
-        ExportSummary,
-        ModelCard,
-    )
-    from thunder_dagster.modeling.classifiers import (
-        ClassifierBudget,
-        LabelledDataError,
-        TokenizedTexts,
-        split_labelled,
-        train_classifier,
-    )
-    from thunder_dagster.modeling.heads import PROBABILITIES, export_classifier
-    from thunder_dagster.modeling.plots import confusion_matrix, optimization_history
-    from thunder_dagster.retrieval.graph import INPUTS
+    from thunder_dagster.modeling.builds import SearchPlan, build_classifier
+    from thunder_dagster.modeling.classifiers import ClassifierBudget
+    from thunder_dagster.modeling.evaluation import LabelledDataError
 
     home = thunder.home()
     agent_id = context.partition_key
@@ -180,230 +159,111 @@ def text_classifier(
             'columns, or a JSONL file of {"text": ..., "label": ...} objects, to any of its '
             "category folders"
         )
-    started = time.monotonic()
+    build = f"classifier-{labelled_examples.version}-{context.run.run_id[:8]}"
     sentence = encoder.encoder()
-    texts = list(labelled_examples.texts)
-    vectors = sentence.encode(texts)
-    with failing_on(LabelledDataError):
-        split = split_labelled(texts, list(labelled_examples.labels), vectors)
-    context.log.info(
-        f"{len(texts)} examples of {len(split.labels)} labels embedded by {sentence.version} in "
-        f"{time.monotonic() - started:.1f} s: {len(split.train_y)} train, "
-        f"{len(split.validation_y)} validation, {len(split.test_y)} test"
+    plan = SearchPlan(
+        trials=config.trials,
+        seconds=config.seconds(),
+        budget=ClassifierBudget(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            max_seconds=config.seconds() / max(1, config.trials + 1),
+        ),
+        seed=config.seed,
+        storage=tuning.storage_url(),
+        study_name=f"{agent_id}-classifier-{labelled_examples.version}-{context.run.run_id[:8]}",
     )
+    tags = {
+        "agent_id": agent_id,
+        "task": task,
+        "labelled_version": labelled_examples.version,
+        "encoder": sentence.version,
+        "dagster_run_id": context.run.run_id,
+    }
     tracker = tracking.tracker(context.log.warning)
-    run = tracker.start_run(
-        f"text_classifier {agent_id}",
-        {
-            "agent_id": agent_id,
-            "task": task,
-            "labelled_version": labelled_examples.version,
-            "encoder": sentence.version,
-            "dagster_run_id": context.run.run_id,
-        },
-    )
-    budget = ClassifierBudget(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        patience=config.patience,
-        max_seconds=config.seconds() / max(1, config.trials + 1),
-    )
-    study_name = f"{agent_id}-classifier-{labelled_examples.version}-{context.run.run_id[:8]}"
-    try:
-        model, result = train_classifier(
-            split,
-            config.trials,
-            budget,
-            config.seed,
-            storage=tuning.storage_url(),
-            study_name=study_name,
-            deadline=time.monotonic() + config.seconds(),
-            tokens=TokenizedTexts(
-                sentence.tokens(texts), sentence.vocab_size, sentence.special_ids()
-            ),
-        )
-        build = f"classifier-{labelled_examples.version}-{context.run.run_id[:8]}"
-        model_dir = home.models_dir(agent_id) / "builds" / build
-        model_dir.mkdir(parents=True, exist_ok=True)
-        model.save(model_dir / KERAS_NAME)
-        (model_dir / TOKENIZER_NAME).write_bytes(
-            (sentence.files.folder / TOKENIZER_NAME).read_bytes()
-        )
-        test_texts = [texts[row] for row in split.rows[2]]
-        export = export_classifier(
-            model,
-            result.params["activation"],
+    with failing_on(LabelledDataError):
+        built = build_classifier(
+            agent_id,
+            task,
+            labelled_examples,
             sentence,
-            split,
-            test_texts,
-            model_dir / ONNX_NAME,
-            result.lexical,
+            plan,
+            home.models_dir(agent_id) / "builds" / build,
+            tracker,
+            tags,
+            context.log.info,
         )
-    except Exception:
-        tracker.end_run(run, "FAILED")
-        raise
-    finally:
-        keras.backend.clear_session()
-    metrics = export.metrics
-    plot = confusion_matrix(
-        list(metrics.labels),
-        [list(row) for row in metrics.confusion],
-        title=f"{agent_id}: test split ({len(split.test_y)} examples)",
-    )
-    (model_dir / CONFUSION_NAME).write_bytes(plot)
-    best_validation = min(epoch["validation_loss"] for epoch in result.epochs)
-    lexical_features = result.lexical.vocabulary.known if result.lexical else 0
-    words_weight, head_weight, _ = result.mix or (0.0, 1.0, best_validation)
-    card = ModelCard(
-        agent_id=agent_id,
-        family=CLASSIFIER_FAMILY,
-        params=result.params,
-        context_length=sentence.files.max_length,
-        vocab=(),
-        metrics=CardMetrics(
-            validation_loss=best_validation,
-            unigram_loss=export.prior_loss,
-            epochs=len(result.epochs),
-            train_seconds=time.monotonic() - started,
-            test_loss=export.test_loss,
-        ),
-        dataset_version=labelled_examples.version,
-        study=study_name,
-        examples=len(texts),
-        learning_rate=result.params["learning_rate"],
-        mlflow_run_id=run,
-        created_at=utc_now().isoformat(),
-        onnx=ExportSummary(
-            test_loss=export.test_loss,
-            parity_max_abs_difference=export.max_abs_difference,
-            latency_ms=export.latency_ms,
-            step_graph=False,
-            checks={check.name: check.passed for check in export.checks},
-            input={"names": list(INPUTS), "dtype": "int64", "shape": ["batch", "sequence"]},
-            output={
-                "name": PROBABILITIES,
-                "dtype": "float32",
-                "shape": ["batch", len(split.labels)],
-            },
-        ),
-        task=task,
-        labels=split.labels,
-        classification={
-            **asdict(metrics),
-            "encoder": sentence.version,
-            "lexical_features": lexical_features,
-            "words_weight": words_weight,
-            "head_weight": head_weight,
-        },
-    ).with_files(
-        {
-            KERAS_NAME: sha256_of(model_dir / KERAS_NAME),
-            ONNX_NAME: export.onnx_sha256,
-            TOKENIZER_NAME: sha256_of(model_dir / TOKENIZER_NAME),
-        }
-    )
-    card.write(model_dir)
-    tracker.log_params(
-        run,
-        result.params
-        | {
-            "trials": config.trials,
-            "task": task,
-            "lexical_features": lexical_features,
-            "words_weight": words_weight,
-            "head_weight": head_weight,
-        },
-    )
-    tracker.log_metrics(
-        run,
-        {
-            "accuracy": metrics.accuracy,
-            "macro_f1": metrics.macro_f1,
-            "majority_accuracy": metrics.majority_accuracy,
-            "majority_macro_f1": metrics.majority_macro_f1,
-            "test_loss": export.test_loss,
-            "prior_loss": export.prior_loss,
-            "best_validation_loss": best_validation,
-            **{f"precision_{n}": v for n, v in enumerate(metrics.precision)},
-            **{f"recall_{n}": v for n, v in enumerate(metrics.recall)},
-        },
-    )
-    tracker.log_artifacts(run, model_dir, "build")
-    tracker.end_run(run)
+    export = built.export
     context.log.info(
-        f"{task} head {result.params}: accuracy {metrics.accuracy:.3f}, macro F1 "
-        f"{metrics.macro_f1:.3f} on {len(split.test_y)} test examples (always "
-        f"{metrics.majority_label!r}: {metrics.majority_accuracy:.3f} / "
-        f"{metrics.majority_macro_f1:.3f}); checks "
+        f"{task} head {built.result.params}: accuracy {export.metrics.accuracy:.3f}, macro F1 "
+        f"{export.metrics.macro_f1:.3f} on {len(built.split.test_y)} test examples; checks "
         + ", ".join(f"{c.name} {'passed' if c.passed else 'FAILED'}" for c in export.checks)
     )
     trained = TrainedClassifier(
         agent_id=agent_id,
-        model_dir=str(model_dir),
+        model_dir=str(built.model_dir),
         onnx_path=export.onnx_path,
         onnx_sha256=export.onnx_sha256,
         labelled_version=labelled_examples.version,
         task=task,
         passed=export.passed,
-        mlflow_run_id=run,
+        mlflow_run_id=built.mlflow_run_id,
     )
-    yield dg.Output(
-        trained,
-        metadata={
-            "task": task,
-            "labels": len(split.labels),
-            "accuracy": dg.MetadataValue.float(metrics.accuracy),
-            "macro_f1": dg.MetadataValue.float(metrics.macro_f1),
-            "majority_accuracy": dg.MetadataValue.float(metrics.majority_accuracy),
-            "majority_macro_f1": dg.MetadataValue.float(metrics.majority_macro_f1),
-            "test_loss": dg.MetadataValue.float(export.test_loss),
-            "per_label": markdown_table(
-                ["label", "precision", "recall", "F1", "test examples"], _per_label(metrics)
-            ),
-            "confusion_matrix": image(plot, "confusion matrix"),
-            "trials": image(
-                optimization_history(
-                    [
-                        {
-                            "number": t["number"],
-                            "state": t["state"],
-                            "value": None
-                            if math.isnan(t["validation_loss"])
-                            else t["validation_loss"],
-                        }
-                        for t in result.trials
-                    ],
-                    f"{agent_id}: TPE over the head",
-                    "cross-entropy, nats",
-                ),
-                "optimization history",
-            ),
-            "params": dg.MetadataValue.json(result.params),
-            "lexical_features": lexical_features,
-            "lexical_epochs": len(result.lexical_epochs or []),
-            "mix": dg.MetadataValue.json(
-                {
-                    "words_weight": words_weight,
-                    "head_weight": head_weight,
-                    "validation_loss": result.mix[2] if result.mix else best_validation,
-                }
-            ),
-            "examples": len(texts),
-            "encoder": sentence.version,
-            "max_abs_difference": dg.MetadataValue.float(export.max_abs_difference),
-            "classify_p50_ms": dg.MetadataValue.float(round(export.latency_ms["p50_ms"], 3)),
-            "model_dir": dg.MetadataValue.path(str(model_dir)),
-            "split_sizes": dg.MetadataValue.json(
-                {
-                    "train": len(split.train_y),
-                    "validation": len(split.validation_y),
-                    "test": len(split.test_y),
-                }
-            ),
-            **links(mlflow_run=tracker.run_url(run)),
-        },
-    )
+    yield dg.Output(trained, metadata=_classifier_metadata(built, tracker))
     yield from check_results(export.checks)
+
+
+def _classifier_metadata(built, tracker) -> dict:
+    from thunder_dagster.modeling.builds import trial_history
+    from thunder_dagster.modeling.plots import optimization_history
+
+    card, export, split = built.card, built.export, built.split
+    measured = card.classification
+    history = optimization_history(
+        trial_history(built.result),
+        f"{card.agent_id}: TPE over the head",
+        "cross-entropy, nats",
+    )
+    return {
+        "task": card.task,
+        "labels": len(split.labels),
+        "accuracy": dg.MetadataValue.float(measured.accuracy),
+        "macro_f1": dg.MetadataValue.float(measured.macro_f1),
+        "majority_accuracy": dg.MetadataValue.float(measured.majority_accuracy),
+        "majority_macro_f1": dg.MetadataValue.float(measured.majority_macro_f1),
+        "test_loss": dg.MetadataValue.float(export.test_loss),
+        "per_label": markdown_table(
+            ["label", "precision", "recall", "F1", "test examples"], _per_label(measured)
+        ),
+        "confusion_matrix": image(built.confusion_png, "confusion matrix"),
+        "trials": image(history, "optimization history"),
+        "params": dg.MetadataValue.json(card.params),
+        "lexical_features": measured.lexical_features,
+        "lexical_epochs": len(built.result.lexical_epochs or []),
+        "mix": dg.MetadataValue.json(
+            {
+                "words_weight": measured.words_weight,
+                "head_weight": measured.head_weight,
+                "validation_loss": built.result.mix[2]
+                if built.result.mix
+                else card.metrics.validation_loss,
+            }
+        ),
+        "examples": card.examples,
+        "encoder": measured.encoder,
+        "max_abs_difference": dg.MetadataValue.float(export.max_abs_difference),
+        "classify_p50_ms": dg.MetadataValue.float(round(export.latency_ms["p50_ms"], 3)),
+        "model_dir": dg.MetadataValue.path(str(built.model_dir)),
+        "split_sizes": dg.MetadataValue.json(
+            {
+                "train": len(split.train_y),
+                "validation": len(split.validation_y),
+                "test": len(split.test_y),
+            }
+        ),
+        **links(mlflow_run=tracker.run_url(built.mlflow_run_id)),
+    }
 
 
 @dg.asset(group_name="classification", kinds={"onnx", "mlflow"}, partitions_def=agents)

@@ -3,15 +3,12 @@ scarce, say of an agent's answers, learnt so the server can rank candidate answe
 (generate's `best_of`)."""
 
 import hashlib
-import json
 import time
 from dataclasses import asdict
 
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.deployments.pointers import REWARD_NAME
-from thunder_dagster.files import write_atomically
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.retrieval import SentenceEncoderResource
@@ -22,9 +19,6 @@ from thunder_dagster.runtime.metadata import check_results, links
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL
 from thunder_dagster.times import utc_now
-
-REWARD_CARD = "reward_card.json"
-REWARD_ONNX = "reward.onnx"
 
 
 def rubric_id(rubric: str) -> str:
@@ -113,18 +107,9 @@ def reward_model(
     the head's space, judged on held-out human ratings by Spearman's correlation and pairwise
     accuracy, exported to ONNX and, once its checks pass, pointed at by
     deployments/<agent>/reward.json for the server's best-of-n."""
-    from thunder_dagster.modeling.backend import keras
-    from thunder_dagster.modeling.rewards import (
-        AI,
-        HUMAN,
-        RUBRIC,
-        RatedAnswer,
-        RewardDataError,
-        export_reward_model,
-        features,
-        held_out,
-        train_reward_model,
-    )
+    from thunder_dagster.deployments.rewards import RewardPointer
+    from thunder_dagster.modeling.builds import RewardPlan, build_reward_model
+    from thunder_dagster.modeling.rewards import AI, HUMAN, RUBRIC, RatedAnswer, RewardDataError
 
     home = thunder.home()
     agent_id = context.partition_key
@@ -141,85 +126,36 @@ def reward_model(
     started = time.monotonic()
     sentence = encoder.encoder()
     tracker = tracking.tracker(context.log.warning)
-    run = tracker.start_run(
-        f"reward_model {agent_id}",
-        {"agent_id": agent_id, "encoder": sentence.version, "dagster_run_id": context.run.run_id},
-    )
-    try:
-        with failing_on(RewardDataError):
-            model, params, metrics = train_reward_model(
-                rated,
-                sentence.encode,
-                trials=config.trials,
-                ai_weight=config.ai_weight,
-                epochs=config.epochs,
-                seed=config.seed,
-                deadline=time.monotonic() + config.seconds(),
-            )
-        folder = (
-            home.models_dir(agent_id)
-            / "rewards"
-            / (f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{context.run.run_id[:8]}")
+    version = f"{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{context.run.run_id[:8]}"
+    plan = RewardPlan(config.trials, config.epochs, config.ai_weight, config.seconds(), config.seed)
+    tags = {"agent_id": agent_id, "encoder": sentence.version, "dagster_run_id": context.run.run_id}
+    with failing_on(RewardDataError):
+        built = build_reward_model(
+            agent_id,
+            rated,
+            sentence,
+            plan,
+            home.models_dir(agent_id) / "rewards" / version,
+            rubric_id(RUBRIC),
+            tracker,
+            tags,
         )
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save(folder / "reward.keras")
-        probe_rows = [r for r in rated if held_out(r)]
-        probe = features(
-            sentence.encode([r.prompt for r in probe_rows]),
-            sentence.encode([r.answer for r in probe_rows]),
-        )
-        export = export_reward_model(
-            model, params["activation"], probe, metrics, folder / REWARD_ONNX
-        )
-    except Exception:
-        tracker.end_run(run, "FAILED")
-        raise
-    finally:
-        keras.backend.clear_session()
-    card = {
-        "agent_id": agent_id,
-        "version": folder.name,
-        "encoder": sentence.version,
-        "params": params,
-        "metrics": asdict(metrics),
-        "rubric": rubric_id(RUBRIC),
-        "ai_weight": config.ai_weight,
-        "onnx_sha256": export.onnx_sha256,
-        "checks": {check.name: check.passed for check in export.checks},
-        "created_at": utc_now().isoformat(),
-        "mlflow_run_id": run,
-    }
-    write_atomically(folder / REWARD_CARD, json.dumps(card, indent=2).encode())
-    tracker.log_params(run, params | {"ai_weight": config.ai_weight, "trials": config.trials})
-    tracker.log_metrics(
-        run,
-        {
-            "spearman": metrics.spearman,
-            "pairwise_accuracy": metrics.pairwise_accuracy,
-            "held_out": metrics.held_out,
-            "trained_on_human": metrics.trained_on_human,
-            "trained_on_ai": metrics.trained_on_ai,
-        },
-    )
-    tracker.log_artifacts(run, folder, "reward_model")
-    tracker.end_run(run)
-    pointer = home.deployments_dir(agent_id) / REWARD_NAME
+    card, export, metrics = built.card, built.export, built.card.metrics
     if export.passed:
-        pointed = {
-            "agent_id": agent_id,
-            "version": folder.name,
-            "onnx_path": export.onnx_path,
-            "onnx_sha256": export.onnx_sha256,
-            "encoder": sentence.version,
-            "deployed_at": utc_now().isoformat(),
-        }
-        write_atomically(pointer, json.dumps(pointed, indent=2).encode())
-        context.log.info(f"reward model {folder.name} serves best-of-n for {agent_id}")
+        RewardPointer(
+            agent_id=agent_id,
+            version=card.version,
+            onnx_path=export.onnx_path,
+            onnx_sha256=export.onnx_sha256,
+            encoder=card.encoder,
+            deployed_at=utc_now().isoformat(),
+        ).write(home.deployments_dir(agent_id))
+        context.log.info(f"reward model {card.version} serves best-of-n for {agent_id}")
     else:
         failed = [check.name for check in export.checks if not check.passed]
-        context.log.warning(f"reward model {folder.name} failed {failed}: the last one serves")
+        context.log.warning(f"reward model {card.version} failed {failed}: the last one serves")
     yield dg.Output(
-        card,
+        asdict(card),
         metadata={
             "spearman": dg.MetadataValue.float(metrics.spearman),
             "pairwise_accuracy": dg.MetadataValue.float(metrics.pairwise_accuracy),
@@ -230,12 +166,12 @@ def reward_model(
             "ai_grades_new": grading["graded"],
             "ai_grading_failures": grading["grading_failures"],
             "grader": grading["grader"],
-            "params": dg.MetadataValue.json(params),
+            "params": dg.MetadataValue.json(card.params),
             "seconds": dg.MetadataValue.float(round(time.monotonic() - started, 1)),
             "served": export.passed,
             "max_abs_difference": dg.MetadataValue.float(export.max_abs_difference),
-            "model_dir": dg.MetadataValue.path(str(folder)),
-            **links(mlflow_run=tracker.run_url(run)),
+            "model_dir": dg.MetadataValue.path(str(built.folder)),
+            **links(mlflow_run=tracker.run_url(card.mlflow_run_id)),
         },
     )
     yield from check_results(export.checks)

@@ -51,9 +51,9 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
         click.echo(
             f"deployed {agent_id} {deployment.version} ({card.task} over {len(card.labels)} "
             f"labels, registry version {deployment.registry_version}): test accuracy "
-            f"{measured['accuracy']:.3f}, macro F1 {measured['macro_f1']:.3f} (always "
-            f"{measured['majority_label']!r}: {measured['majority_accuracy']:.3f} / "
-            f"{measured['majority_macro_f1']:.3f})"
+            f"{measured.accuracy:.3f}, macro F1 {measured.macro_f1:.3f} (always "
+            f"{measured.majority_label!r}: {measured.majority_accuracy:.3f} / "
+            f"{measured.majority_macro_f1:.3f})"
         )
     else:
         click.echo(

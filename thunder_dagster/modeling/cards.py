@@ -50,6 +50,37 @@ class ExportSummary:
     output: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClassifierMeasures:
+    """A classifier's measures on its test split (modeling/evaluation.py's ClassifierMetrics,
+    through the exported graph) and what it is made of: the encoder, the lexical features and
+    the weights its two parts are mixed by."""
+
+    labels: tuple[str, ...]
+    accuracy: float
+    macro_f1: float
+    precision: tuple[float, ...]  # per label, in `labels` order
+    recall: tuple[float, ...]
+    f1: tuple[float, ...]
+    support: tuple[int, ...]
+    confusion: tuple[tuple[int, ...], ...]  # rows: the true label, columns: the predicted
+    majority_label: str
+    majority_accuracy: float
+    majority_macro_f1: float
+    encoder: str = ""
+    lexical_features: int = 0
+    words_weight: float = 0.0
+    head_weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClassifierMeasures":
+        values = _known(cls, data)
+        for name in ("labels", "precision", "recall", "f1", "support"):
+            values[name] = tuple(values.get(name, ()))
+        values["confusion"] = tuple(tuple(row) for row in values.get("confusion", ()))
+        return cls(**values)
+
+
 def _known(cls, data: dict) -> dict:
     """The entries of `data` that are fields of `cls`: a card from an older or newer version
     of thunder-dagster still reads."""
@@ -80,11 +111,11 @@ class ModelCard:
     version: str | None = None  # set when released
     build: str | None = None
     registry_version: str | None = None
-    # What the model does (thunder_dagster.tasks): a classifier's card names its labels, in
-    # the order of its probabilities, and holds its test-split measures (ClassifierMetrics').
+    # What the model does (tasks/registry.py): a classifier's card names its labels, in the
+    # order of its probabilities, and holds its test-split measures.
     task: str = "generation"
     labels: tuple[str, ...] = ()
-    classification: dict | None = None
+    classification: ClassifierMeasures | None = None
 
     def write(self, model_dir: Path) -> Path:
         path = Path(model_dir) / CARD_NAME
@@ -105,6 +136,8 @@ class ModelCard:
         values["vocab"] = tuple(data["vocab"])
         values["context_length"] = int(data["context_length"])
         values["labels"] = tuple(data.get("labels", ()))
+        if data.get("classification") is not None:
+            values["classification"] = ClassifierMeasures.from_dict(data["classification"])
         values["metrics"] = CardMetrics(**_known(CardMetrics, data.get("metrics", {})))
         if data.get("onnx") is not None:
             values["onnx"] = ExportSummary(

@@ -7,7 +7,6 @@ is refused with its reason (the request is answered with one candidate and says 
 reward model loaded before keeps ranking. onnxruntime and numpy only.
 """
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from thunder_dagster.deployments.pointers import BEST_OF_NAME, REWARD_NAME
+from thunder_dagster.deployments.rewards import AdoptedBestOf, RewardPointer
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.modeling.heads import FEATURES, SCORE
 from thunder_dagster.serving.watching import public_reason
@@ -82,17 +82,15 @@ class RewardModels:
 
         import onnxruntime
 
-        named = json.loads(pointer.read_text(encoding="utf-8"))
-        if not isinstance(named, dict) or not {"onnx_path", "onnx_sha256"} <= set(named):
-            raise ValueError(f"{pointer.name} does not name a reward graph and its hash")
+        named = RewardPointer.read(pointer)
         served = self.encoder_version()
-        if served is not None and named.get("encoder") != served:
+        if served is not None and named.encoder != served:
             raise ValueError(
-                f"the reward model was trained on the vectors of {named.get('encoder')!r}, the "
+                f"the reward model was trained on the vectors of {named.encoder!r}, the "
                 f"server encodes with {served!r}; train reward_model again"
             )
-        data = Path(named["onnx_path"]).read_bytes()
-        if hashlib.sha256(data).hexdigest() != named["onnx_sha256"]:
+        data = Path(named.onnx_path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != named.onnx_sha256:
             raise ValueError(f"{pointer.name}: the reward graph does not match its hash")
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         width = session.get_inputs()[0].shape[1]
@@ -100,7 +98,7 @@ class RewardModels:
         (score,) = session.run([SCORE], {FEATURES: probe})
         if not np.all(np.isfinite(score)):
             raise ValueError(f"{pointer.name}: the reward graph's probe score is not finite")
-        return LoadedReward(str(named.get("version", "")), str(named.get("encoder")), session)
+        return LoadedReward(named.version, named.encoder, session)
 
     def default_best_of(self, agent_id: str) -> int:
         """The best-of-n the agent adopted (deployments/<agent>/best_of.json, from a promoted
@@ -116,9 +114,7 @@ class RewardModels:
         if held is not None and held[0] == signature:
             return held[1]
         try:
-            count = json.loads(path.read_text(encoding="utf-8"))["best_of"]
-            if not isinstance(count, int) or not 1 <= count <= 8:
-                raise ValueError(f"best_of {count!r} is not a whole number from 1 to 8")
+            count = AdoptedBestOf.read(path).best_of
         except (OSError, ValueError, KeyError, TypeError) as error:
             self.refused[agent_id] = f"{BEST_OF_NAME}: {public_reason(error)}"
             count = 1
