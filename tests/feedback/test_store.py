@@ -4,13 +4,9 @@ import pytest
 from sqlalchemy import inspect
 
 from tests.services import postgres_database
+from thunder_dagster.feedback.database import HEAD_REVISION, MIGRATIONS
 from thunder_dagster.feedback.records import QueryRecord
-from thunder_dagster.feedback.store import (
-    HEAD_REVISION,
-    MIGRATIONS,
-    QueryStore,
-    UnknownQueryError,
-)
+from thunder_dagster.feedback.store import QueryStore, UnknownQueryError
 from thunder_dagster.times import utc_now
 
 pytestmark = pytest.mark.clock  # the answers depend on the day or the hour

@@ -5,28 +5,23 @@ fresh file and a months-old one end the same. Fine-tune rows are claimed by a co
 UPDATE, so each row is marked used by exactly one successful run.
 """
 
-import logging
-import threading
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime
 
 from sqlalchemy import (
     Engine,
     and_,
     case,
-    create_engine,
-    delete,
-    event,
     func,
     insert,
-    inspect,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import sessionmaker
 
+from thunder_dagster.feedback.cache import ResponseCache
+from thunder_dagster.feedback.database import open_engine
 from thunder_dagster.feedback.records import (
     EXTERNAL_TEACHER_PREFIX,
     HIGH_CONFIDENCE,
@@ -36,88 +31,27 @@ from thunder_dagster.feedback.records import (
     TrainingExample,
     UnknownQueryError,
     VariantOutcome,
-    cache_key,
     new_query_id,
 )
 from thunder_dagster.feedback.schema import (
     AiGrade,
     Analysis,
-    CachedResponse,
     DriftScore,
     Feedback,
     QueryLog,
 )
 from thunder_dagster.times import as_utc, utc_now
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0007"
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the server write while Dagster reads; a busy writer waits instead of failing.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def current_revision(engine: Engine) -> str | None:
-    if not inspect(engine).has_table("alembic_version"):
-        return None
-    with engine.connect() as connection:
-        return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-
-
-_MIGRATION_LOCK = threading.Lock()
-
-
-def migrate(engine: Engine) -> None:
-    """Upgrade the database behind `engine` to the newest Alembic revision.
-
-    A database already at HEAD_REVISION is left alone without importing Alembic, which would
-    cost the model server most of its start-up time.
-    """
-    if current_revision(engine) == HEAD_REVISION:
-        return
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy.exc import DBAPIError
-
-    # Alembic's progress lines are INFO on its own loggers; keep them off the host
-    # application's handlers (a server's access log, a CLI's captured stderr).
-    logging.getLogger("alembic").propagate = False
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    # Alembic's migration context is module state: one upgrade at a time in a process.
-    with _MIGRATION_LOCK:
-        try:
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-        except DBAPIError:
-            # Another process created the tables first (two servers started on a new store):
-            # what it made is what this upgrade would have made.
-            if current_revision(engine) != HEAD_REVISION:
-                raise
-
-
-class QueryStore:
+class QueryStore(ResponseCache):
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str) -> "QueryStore":
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        migrate(engine)
-        return cls(engine)
+        """The store at `url`, its schema upgraded to the newest migration."""
+        return cls(open_engine(url))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -401,43 +335,6 @@ class QueryStore:
             if after is not None:
                 query = query.where(Analysis.analysed_at > after)
             return list(session.scalars(query.limit(limit)))
-
-    def cached_response(self, key: str, now: datetime | None = None) -> CachedResponse | None:
-        with self.sessions() as session:
-            entry = session.get(CachedResponse, key)
-        if entry is None or entry.expires_at <= as_utc(now or utc_now()):
-            return None
-        return entry
-
-    def cache_response(
-        self,
-        agent_id: str,
-        model_version: str,
-        prompt_key: str,
-        response: str,
-        confidence: float,
-        ttl: timedelta,
-    ) -> str:
-        key = cache_key(agent_id, model_version, prompt_key)
-        with self.sessions.begin() as session:
-            session.merge(
-                CachedResponse(
-                    key=key,
-                    agent_id=agent_id,
-                    model_version=model_version,
-                    response=response,
-                    confidence=confidence,
-                    expires_at=utc_now() + ttl,
-                )
-            )
-        return key
-
-    def purge_expired_cache(self, now: datetime | None = None) -> int:
-        with self.sessions.begin() as session:
-            result = session.execute(
-                delete(CachedResponse).where(CachedResponse.expires_at <= (now or utc_now()))
-            )
-            return result.rowcount
 
     def latencies_since(self, since: datetime) -> dict[str, list[float]]:
         """Each agent's answer latencies (ms) logged after `since`."""
