@@ -129,3 +129,14 @@ def test_dependencies_point_down_from_the_dagster_side_to_the_core():
             assert reaches(name, ("definitions", "cli.", "assets", "sensors", "jobs")) == set(), (
                 name
             )
+
+
+def test_a_module_fits_in_400_lines_and_a_function_in_100():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        text = path.read_text()
+        assert len(text.splitlines()) <= 400, name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 100, f"{name}: {node.name} is {length} lines"

@@ -100,6 +100,20 @@ def ab_test_result(
             context.log.info(f"{agent_id} challenger {tested} retired: {result.reason}")
             if test is not None and test.running:
                 tests.end(test.id, "retired", "ab_test_result", result.reason)
+    metadata = _result_metadata(agent_id, result, champion.version, tested, test)
+    yield dg.Output(result, metadata=metadata)
+    yield dg.AssetCheckResult(
+        check_name="challenger_significantly_better",
+        passed=result.significantly_better,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=result.reason,
+        metadata={"decision": result.decision, "p_value": result.positive_rate_p_value},
+    )
+
+
+def _result_metadata(agent_id: str, result: AbResult, champion: str, tested: str, test) -> dict:
+    from thunder_dagster.modeling.plots import ab_comparison
+
     rows = [
         [
             s.variant,
@@ -111,45 +125,25 @@ def ab_test_result(
         ]
         for s in (result.champion, result.challenger)
     ]
-    from thunder_dagster.modeling.plots import ab_comparison
-
+    headers = ["variant", "version", "answers", "rated", "positive rate (95% CI)"]
+    headers += ["mean score (95% CI)"]
     plot = ab_comparison(
         [result.champion.plot_point(), result.challenger.plot_point()],
         title=f"{agent_id}: {result.decision} (p = {result.positive_rate_p_value:.3g})",
     )
-    yield dg.Output(
-        result,
-        metadata={
-            "decision": result.decision,
-            "reason": result.reason,
-            "champion_version": champion.version,
-            "challenger_version": tested,
-            "ab_test": test.id if test else "none (the server's default share)",
-            "min_sample": result.min_sample,
-            "alpha": dg.MetadataValue.float(result.alpha),
-            "positive_rate_p_value": dg.MetadataValue.float(result.positive_rate_p_value),
-            "mean_score_p_value": dg.MetadataValue.float(result.mean_score_p_value),
-            "variants": markdown_table(
-                [
-                    "variant",
-                    "version",
-                    "answers",
-                    "rated",
-                    "positive rate (95% CI)",
-                    "mean score (95% CI)",
-                ],
-                rows,
-            ),
-            "comparison": image(plot, "A/B comparison"),
-        },
-    )
-    yield dg.AssetCheckResult(
-        check_name="challenger_significantly_better",
-        passed=result.significantly_better,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=result.reason,
-        metadata={"decision": result.decision, "p_value": result.positive_rate_p_value},
-    )
+    return {
+        "decision": result.decision,
+        "reason": result.reason,
+        "champion_version": champion,
+        "challenger_version": tested,
+        "ab_test": test.id if test else "none (the server's default share)",
+        "min_sample": result.min_sample,
+        "alpha": dg.MetadataValue.float(result.alpha),
+        "positive_rate_p_value": dg.MetadataValue.float(result.positive_rate_p_value),
+        "mean_score_p_value": dg.MetadataValue.float(result.mean_score_p_value),
+        "variants": markdown_table(headers, rows),
+        "comparison": image(plot, "A/B comparison"),
+    }
 
 
 @dg.asset(group_name="feedback", kinds={"mlflow"}, partitions_def=agents)

@@ -111,11 +111,8 @@ def query_drift(
 
     from thunder_dagster.documents.datasets import latest_dataset
     from thunder_dagster.feedback.schema import DriftScore
-    from thunder_dagster.modeling.plots import drift_history
     from thunder_dagster.modeling.text import dataset_documents, split_documents
     from thunder_dagster.monitoring import drift
-    from thunder_dagster.retrieval.index import IndexUnavailableError, RetrievalIndex
-    from thunder_dagster.retrieval.index import pointed_version as index_pointed
     from thunder_dagster.serving.loading import load_deployed
     from thunder_dagster.serving.sessions import NoDeploymentError
 
@@ -140,18 +137,7 @@ def query_drift(
     pieces = drift.reference_pieces(test_text, [len(text) for text in texts])
     losses = drift.text_losses(model.session, model.vocabulary, model.context_length, texts)
     reference = drift.text_losses(model.session, model.vocabulary, model.context_length, pieces)
-    distances = reference_distances = None
-    version = index_pointed(home.retrieval_dir(agent_id))
-    if version is not None:
-        try:
-            index = RetrievalIndex(home.retrieval_dir(agent_id) / "indexes" / version)
-            loaded = encoder.encoder()
-            distances = drift.nearest_distances(loaded.encode(texts), index.vectors)
-            reference_distances = drift.piece_distances(
-                pieces, loaded.encode(pieces), index.chunks, index.vectors
-            )
-        except IndexUnavailableError as error:
-            context.log.warning(f"{agent_id}: drift without distances: {error}")
+    distances, reference_distances = _distances(context, home, agent_id, encoder, texts, pieces)
     report = drift.drift_report(losses, reference, distances, reference_distances)
     with queries.open() as store:
         store.record_drift(
@@ -172,27 +158,52 @@ def query_drift(
         f"{agent_id} {day}: drift p95 {report.p95:.2f} over {report.queries} queries "
         f"(loss {report.loss_p95:.2f}, distance {report.distance_p95}); bound {bound:g}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "queries": report.queries,
-            "scored": True,
-            "drift_p95": dg.MetadataValue.float(report.p95),
-            "loss_p95": dg.MetadataValue.float(report.loss_p95),
-            "distance_p95": dg.MetadataValue.float(
-                report.distance_p95 if report.distance_p95 is not None else float("nan")
-            ),
-            "ks_statistic": dg.MetadataValue.float(report.ks_statistic),
-            "ks_p_value": dg.MetadataValue.float(report.ks_p_value),
-            "model_version": model.deployment.version,
-            "bound": dg.MetadataValue.float(bound),
-            "history": image(
-                drift_history(
-                    [row.day.isoformat() for row in history],
-                    [row.p95 for row in history],
-                    bound,
-                    title=f"{agent_id}: daily drift",
-                ),
-                "drift over the days",
-            ),
-        }
+    return dg.MaterializeResult(metadata=_drift_metadata(agent_id, report, model, bound, history))
+
+
+def _distances(context, home, agent_id: str, encoder, texts: list[str], pieces: list[str]):
+    """Each query's and each reference piece's distance to its nearest chunk of the index the
+    server searches; (None, None) without one."""
+    from thunder_dagster.monitoring import drift
+    from thunder_dagster.retrieval.index import IndexUnavailableError, RetrievalIndex
+    from thunder_dagster.retrieval.index import pointed_version as index_pointed
+
+    version = index_pointed(home.retrieval_dir(agent_id))
+    if version is None:
+        return None, None
+    try:
+        index = RetrievalIndex(home.retrieval_dir(agent_id) / "indexes" / version)
+        loaded = encoder.encoder()
+        distances = drift.nearest_distances(loaded.encode(texts), index.vectors)
+        reference = drift.piece_distances(
+            pieces, loaded.encode(pieces), index.chunks, index.vectors
+        )
+    except IndexUnavailableError as error:
+        context.log.warning(f"{agent_id}: drift without distances: {error}")
+        return None, None
+    return distances, reference
+
+
+def _drift_metadata(agent_id: str, report, model, bound: float, history) -> dict:
+    from thunder_dagster.modeling.plots import drift_history
+
+    plot = drift_history(
+        [row.day.isoformat() for row in history],
+        [row.p95 for row in history],
+        bound,
+        title=f"{agent_id}: daily drift",
     )
+    return {
+        "queries": report.queries,
+        "scored": True,
+        "drift_p95": dg.MetadataValue.float(report.p95),
+        "loss_p95": dg.MetadataValue.float(report.loss_p95),
+        "distance_p95": dg.MetadataValue.float(
+            report.distance_p95 if report.distance_p95 is not None else float("nan")
+        ),
+        "ks_statistic": dg.MetadataValue.float(report.ks_statistic),
+        "ks_p_value": dg.MetadataValue.float(report.ks_p_value),
+        "model_version": model.deployment.version,
+        "bound": dg.MetadataValue.float(bound),
+        "history": image(plot, "drift over the days"),
+    }

@@ -229,41 +229,46 @@ def retrieval_index(
         )
     _prune(agent_dir / "indexes", keep={version, previous or version})
     served = pointed_version(agent_dir) == version
-    yield dg.Output(
-        ServedIndex(agent_id, version, str(folder), served),
-        metadata={
-            "version": version,
-            "chunks": index.manifest.chunks,
-            "dimensions": index.manifest.dimensions,
-            "vector_search": "approximate (usearch HNSW)"
-            if index.manifest.approximate
-            else "exact",
-            "encoder_version": index.manifest.encoder_version,
-            "vector_weight": dg.MetadataValue.float(index.manifest.vector_weight),
-            "vector_weight_fit": dg.MetadataValue.json(
-                index.manifest.calibration or {"fitted": False, "reason": "too few queries"}
-            ),
-            "built": built,
-            "seconds": dg.MetadataValue.float(round(seconds, 2)),
-            "served": served,
-            "index_path": dg.MetadataValue.path(str(folder)),
-        },
-    )
-    yield dg.AssetCheckResult(
+    metadata = _index_metadata(index, built, seconds, served)
+    yield dg.Output(ServedIndex(agent_id, version, str(folder), served), metadata=metadata)
+    yield _quality_check(quality, bool(items), passed, config.min_recall)
+
+
+def _index_metadata(index, built: bool, seconds: float, served: bool) -> dict:
+    manifest = index.manifest
+    return {
+        "version": manifest.version,
+        "chunks": manifest.chunks,
+        "dimensions": manifest.dimensions,
+        "vector_search": "approximate (usearch HNSW)" if manifest.approximate else "exact",
+        "encoder_version": manifest.encoder_version,
+        "vector_weight": dg.MetadataValue.float(manifest.vector_weight),
+        "vector_weight_fit": dg.MetadataValue.json(
+            manifest.calibration or {"fitted": False, "reason": "too few queries"}
+        ),
+        "built": built,
+        "seconds": dg.MetadataValue.float(round(seconds, 2)),
+        "served": served,
+        "index_path": dg.MetadataValue.path(str(index.folder)),
+    }
+
+
+def _quality_check(quality, asked: bool, passed: bool, floor: float) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name=RETRIEVAL_CHECK,
         passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR if items else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR if asked else dg.AssetCheckSeverity.WARN,
         description=(
             f"recall@5 {quality.recall:.3f}, MRR {quality.mrr:.3f} over {quality.queries} "
-            f"known-item queries (floor {config.min_recall})"
-            if items
+            f"known-item queries (floor {floor})"
+            if asked
             else "no sentence of six words or more to make a known-item query from"
         ),
         metadata={
-            "recall_at_5": dg.MetadataValue.float(quality.recall if items else 0.0),
-            "mrr": dg.MetadataValue.float(quality.mrr if items else 0.0),
+            "recall_at_5": dg.MetadataValue.float(quality.recall if asked else 0.0),
+            "mrr": dg.MetadataValue.float(quality.mrr if asked else 0.0),
             "queries": quality.queries,
-            "floor": config.min_recall,
+            "floor": floor,
             "misses": dg.MetadataValue.json(
                 [{"chunk_id": m.chunk_id, "query": m.query} for m in quality.misses[:5]]
             ),

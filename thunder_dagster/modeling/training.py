@@ -112,6 +112,25 @@ def held_out_loss(model, ids, context_length: int, batch_size: int, windows: int
     return float(model.evaluate(x, y, batch_size=batch_size, verbose=0))
 
 
+def _deadline_callback(keras, started: float, stop_at: float, base_rate, decay_to):
+    """A Keras callback class that stops training after the batch in flight at `stop_at`, and
+    with a `base_rate`, decays the learning rate over the wall-clock budget (cosine, down to
+    `decay_to` of it)."""
+
+    class StopAtDeadline(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if base_rate is not None and math.isfinite(stop_at):
+                progress = min(1.0, (time.monotonic() - started) / (stop_at - started))
+                scale = decay_to + (1 - decay_to) * (1 + math.cos(math.pi * progress)) / 2
+                self.model.optimizer.learning_rate.assign(base_rate * scale)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.monotonic() >= stop_at:
+                self.model.stop_training = True
+
+    return StopAtDeadline
+
+
 def train(
     model,
     data: "EncodedText",
@@ -144,21 +163,7 @@ def train(
     )
 
     base_rate = float(model.optimizer.learning_rate.numpy()) if budget.decay_to else None
-
-    class StopAtDeadline(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if base_rate is not None and math.isfinite(stop_at):
-                # Cosine decay over the wall-clock budget, down to `decay_to` of the rate.
-                progress = min(1.0, (time.monotonic() - started) / (stop_at - started))
-                scale = (
-                    budget.decay_to + (1 - budget.decay_to) * (1 + math.cos(math.pi * progress)) / 2
-                )
-                self.model.optimizer.learning_rate.assign(base_rate * scale)
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.monotonic() >= stop_at:
-                self.model.stop_training = True
-
+    StopAtDeadline = _deadline_callback(keras, started, stop_at, base_rate, budget.decay_to)
     steps = steps_per_epoch(budget, len(data.train), context_length)
     history = History()
     best_loss, best_weights, since_best = math.inf, None, 0

@@ -57,146 +57,154 @@ def _weights_prefix(weights: dict[str, np.ndarray]) -> str:
     raise ValueError("the weights hold no embeddings.word_embeddings.weight: not a BERT model")
 
 
+class _Builder:
+    """Nodes and initializers of one ONNX graph, named as the checkpoint names its weights."""
+
+    def __init__(self, weights: dict[str, np.ndarray], shape: BertShape):
+        self.weights, self.shape = weights, shape
+        self.prefix = _weights_prefix(weights)
+        self.initializers: list = []
+        self.nodes: list = []
+
+    def constant(self, name: str, value) -> str:
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def array(self, name: str) -> np.ndarray:
+        return np.asarray(self.weights[f"{self.prefix}{name}"], dtype=np.float32)
+
+    def weight(self, name: str, transpose: bool = False) -> str:
+        array = self.array(name)
+        return self.constant(name, array.T.copy() if transpose else array)
+
+    def node(self, op: str, inputs: list[str], output: str, **attributes) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], **attributes))
+        return output
+
+    def layer_norm(self, source: str, prefix: str, out: str) -> str:
+        return self.node(
+            "LayerNormalization",
+            [source, self.weight(f"{prefix}.weight"), self.weight(f"{prefix}.bias")],
+            out,
+            axis=-1,
+            epsilon=self.shape.layer_norm_eps,
+        )
+
+    def dense(self, source: str, prefix: str, out: str) -> str:
+        weight = self.weight(f"{prefix}.weight", transpose=True)
+        product = self.node("MatMul", [source, weight], f"{out}_mm")
+        return self.node("Add", [product, self.weight(f"{prefix}.bias")], out)
+
+    def heads(self, source: str, perm: list[int]) -> str:
+        """[batch, sequence, hidden] split into heads and transposed by `perm`."""
+        split = self.node("Reshape", [source, "heads_shape"], f"{source}_h")
+        return self.node("Transpose", [split], f"{source}_t", perm=perm)
+
+
+def _constants(b: _Builder) -> None:
+    shape = b.shape
+    head = shape.hidden // shape.heads
+    b.constant("heads_shape", np.array([0, 0, shape.heads, head], np.int64))
+    b.constant("hidden_shape", np.array([0, 0, shape.hidden], np.int64))
+    b.constant("split_qkv", np.array([shape.hidden] * 3, np.int64))
+    b.constant("zero", np.array([0], np.int64))
+    b.constant("one_axis", np.array([1], np.int64))
+    b.constant("axis_last", np.array([-1], np.int64))
+    b.constant("axes_mask", np.array([1, 2], np.int64))
+    b.constant("one", np.array(1.0, np.float32))
+    b.constant("half", np.array(0.5, np.float32))
+    b.constant("sqrt2", np.array(math.sqrt(2.0), np.float32))
+    b.constant("scale", np.array(1.0 / math.sqrt(head), np.float32))
+    b.constant("masked", np.array(np.finfo(np.float32).min, np.float32))
+    b.constant("tiny_count", np.array(1e-9, np.float32))
+    b.constant("tiny_norm", np.array(1e-12, np.float32))
+
+
+def _embeddings(b: _Builder) -> str:
+    """Word + position (the first `sequence` rows) + token type 0, layer-normed."""
+    words = b.node("Gather", [b.weight("embeddings.word_embeddings.weight"), "input_ids"], "words")
+    length = b.node("Shape", ["input_ids"], "length", start=1, end=2)
+    positions = b.node(
+        "Slice",
+        [b.weight("embeddings.position_embeddings.weight"), "zero", length, "zero"],
+        "positions",
+    )
+    types = b.weights[f"{b.prefix}embeddings.token_type_embeddings.weight"][0:1]
+    b.constant("type0", np.asarray(types, np.float32))
+    summed = b.node("Add", [b.node("Add", [words, positions], "wp"), "type0"], "embedded")
+    return b.layer_norm(summed, "embeddings.LayerNorm", "x0")
+
+
+def _layer(b: _Builder, number: int, x: str, bias: str) -> str:
+    """One transformer layer: fused QKV attention under the mask's bias, then the feed-forward
+    with BERT's erf gelu, each with its residual and layer norm."""
+    from onnx import helper
+
+    at, n = f"encoder.layer.{number}", f"l{number}"
+    q, k, v = (f"{at}.attention.self.{part}" for part in ("query", "key", "value"))
+    fused = np.concatenate([b.array(f"{name}.weight").T for name in (q, k, v)], axis=1)
+    fused_bias = np.concatenate([np.asarray(b.weights[f"{b.prefix}{m}.bias"]) for m in (q, k, v)])
+    qkv = b.node("MatMul", [x, b.constant(f"{n}_qkv_w", fused)], f"{n}_qkv_mm")
+    qkv = b.node("Add", [qkv, b.constant(f"{n}_qkv_b", fused_bias.astype(np.float32))], f"{n}_qkv")
+    b.nodes.append(
+        helper.make_node("Split", [qkv, "split_qkv"], [f"{n}_q", f"{n}_k", f"{n}_v"], axis=-1)
+    )
+    queries = b.node("Mul", [b.heads(f"{n}_q", [0, 2, 1, 3]), "scale"], f"{n}_qs")
+    scores = b.node("MatMul", [queries, b.heads(f"{n}_k", [0, 2, 3, 1])], f"{n}_scores")
+    scores = b.node("Add", [scores, bias], f"{n}_masked")
+    probs = b.node("Softmax", [scores], f"{n}_probs", axis=-1)
+    context = b.node("MatMul", [probs, b.heads(f"{n}_v", [0, 2, 1, 3])], f"{n}_ctx_h")
+    context = b.node("Transpose", [context], f"{n}_ctx_t", perm=[0, 2, 1, 3])
+    context = b.node("Reshape", [context, "hidden_shape"], f"{n}_ctx")
+    attended = b.dense(context, f"{at}.attention.output.dense", f"{n}_attn")
+    x = b.layer_norm(
+        b.node("Add", [attended, x], f"{n}_res1"), f"{at}.attention.output.LayerNorm", f"{n}_x1"
+    )
+    inner = b.dense(x, f"{at}.intermediate.dense", f"{n}_inner")
+    erf = b.node("Erf", [b.node("Div", [inner, "sqrt2"], f"{n}_g_div")], f"{n}_g_erf")
+    gelu = b.node("Mul", [inner, b.node("Add", [erf, "one"], f"{n}_g_1")], f"{n}_g_x")
+    gelu = b.node("Mul", [gelu, "half"], f"{n}_gelu")
+    out = b.dense(gelu, f"{at}.output.dense", f"{n}_out")
+    return b.layer_norm(b.node("Add", [out, x], f"{n}_res2"), f"{at}.output.LayerNorm", f"{n}_x2")
+
+
 def bert_encoder(weights: dict[str, np.ndarray], shape: BertShape):
     """The onnx.ModelProto of the sentence encoder over `weights` (name -> array)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    p = _weights_prefix(weights)
-    initializers: list = []
-    nodes: list = []
-
-    def constant(name: str, value) -> str:
-        initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def weight(name: str, transpose: bool = False) -> str:
-        array = np.asarray(weights[f"{p}{name}"], dtype=np.float32)
-        return constant(name, array.T.copy() if transpose else array)
-
-    def node(op: str, inputs: list[str], output: str, **attributes) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], **attributes))
-        return output
-
-    def layer_norm(source: str, prefix: str, out: str) -> str:
-        return node(
-            "LayerNormalization",
-            [source, weight(f"{prefix}.weight"), weight(f"{prefix}.bias")],
-            out,
-            axis=-1,
-            epsilon=shape.layer_norm_eps,
-        )
-
-    def dense(source: str, prefix: str, out: str) -> str:
-        product = node("MatMul", [source, weight(f"{prefix}.weight", transpose=True)], f"{out}_mm")
-        return node("Add", [product, weight(f"{prefix}.bias")], out)
-
-    def heads(source: str, perm: list[int]) -> str:
-        """[batch, sequence, hidden] split into heads and transposed by `perm`."""
-        return node(
-            "Transpose",
-            [node("Reshape", [source, "heads_shape"], f"{source}_h")],
-            f"{source}_t",
-            perm=perm,
-        )
-
-    head = shape.hidden // shape.heads
-    constant("heads_shape", np.array([0, 0, shape.heads, head], np.int64))
-    constant("hidden_shape", np.array([0, 0, shape.hidden], np.int64))
-    constant("split_qkv", np.array([shape.hidden] * 3, np.int64))
-    constant("zero", np.array([0], np.int64))
-    constant("one_axis", np.array([1], np.int64))
-    constant("axis_last", np.array([-1], np.int64))
-    constant("axes_mask", np.array([1, 2], np.int64))
-    constant("one", np.array(1.0, np.float32))
-    constant("half", np.array(0.5, np.float32))
-    constant("sqrt2", np.array(math.sqrt(2.0), np.float32))
-    constant("scale", np.array(1.0 / math.sqrt(head), np.float32))
-    constant("masked", np.array(np.finfo(np.float32).min, np.float32))
-    constant("tiny_count", np.array(1e-9, np.float32))
-    constant("tiny_norm", np.array(1e-12, np.float32))
-
-    # Embeddings: word + position (the first `sequence` rows) + token type 0, layer-normed.
-    words = node("Gather", [weight("embeddings.word_embeddings.weight"), "input_ids"], "words")
-    length = node("Shape", ["input_ids"], "length", start=1, end=2)
-    positions = node(
-        "Slice",
-        [weight("embeddings.position_embeddings.weight"), "zero", length, "zero"],
-        "positions",
-    )
-    types = weights[f"{p}embeddings.token_type_embeddings.weight"][0:1]
-    constant("type0", np.asarray(types, np.float32))
-    summed = node("Add", [node("Add", [words, positions], "wp"), "type0"], "embedded")
-    x = layer_norm(summed, "embeddings.LayerNorm", "x0")
-
+    b = _Builder(weights, shape)
+    _constants(b)
+    x = _embeddings(b)
     # The padding mask as an additive bias on the scores: 0 where a token is, float min past it.
-    mask = node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)
-    hidden_mask = node("Sub", ["one", mask], "unmask")
-    mask4 = node("Unsqueeze", [hidden_mask, "axes_mask"], "mask4")
-    bias = node("Mul", [mask4, "masked"], "score_bias")
-
+    mask = b.node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)
+    hidden_mask = b.node("Sub", ["one", mask], "unmask")
+    mask4 = b.node("Unsqueeze", [hidden_mask, "axes_mask"], "mask4")
+    bias = b.node("Mul", [mask4, "masked"], "score_bias")
     for number in range(shape.layers):
-        at = f"encoder.layer.{number}"
-        q, k, v = (f"{at}.attention.self.{part}" for part in ("query", "key", "value"))
-        fused = np.concatenate(
-            [np.asarray(weights[f"{p}{name}.weight"], np.float32).T for name in (q, k, v)], axis=1
-        )
-        fused_bias = np.concatenate([np.asarray(weights[f"{p}{name}.bias"]) for name in (q, k, v)])
-        qkv = node("MatMul", [x, constant(f"l{number}_qkv_w", fused)], f"l{number}_qkv_mm")
-        qkv = node(
-            "Add",
-            [qkv, constant(f"l{number}_qkv_b", fused_bias.astype(np.float32))],
-            f"l{number}_qkv",
-        )
-        nodes.append(
-            helper.make_node(
-                "Split",
-                [qkv, "split_qkv"],
-                [f"l{number}_q", f"l{number}_k", f"l{number}_v"],
-                axis=-1,
-            )
-        )
-
-        queries = node("Mul", [heads(f"l{number}_q", [0, 2, 1, 3]), "scale"], f"l{number}_qs")
-        scores = node("MatMul", [queries, heads(f"l{number}_k", [0, 2, 3, 1])], f"l{number}_scores")
-        scores = node("Add", [scores, bias], f"l{number}_masked")
-        probs = node("Softmax", [scores], f"l{number}_probs", axis=-1)
-        context = node("MatMul", [probs, heads(f"l{number}_v", [0, 2, 1, 3])], f"l{number}_ctx_h")
-        context = node("Transpose", [context], f"l{number}_ctx_t", perm=[0, 2, 1, 3])
-        context = node("Reshape", [context, "hidden_shape"], f"l{number}_ctx")
-        attended = dense(context, f"{at}.attention.output.dense", f"l{number}_attn")
-        x = layer_norm(
-            node("Add", [attended, x], f"l{number}_res1"),
-            f"{at}.attention.output.LayerNorm",
-            f"l{number}_x1",
-        )
-        inner = dense(x, f"{at}.intermediate.dense", f"l{number}_inner")
-        # gelu, the erf form BERT uses
-        erf = node("Erf", [node("Div", [inner, "sqrt2"], f"l{number}_g_div")], f"l{number}_g_erf")
-        gelu = node("Mul", [inner, node("Add", [erf, "one"], f"l{number}_g_1")], f"l{number}_g_x")
-        gelu = node("Mul", [gelu, "half"], f"l{number}_gelu")
-        out = dense(gelu, f"{at}.output.dense", f"l{number}_out")
-        x = layer_norm(
-            node("Add", [out, x], f"l{number}_res2"), f"{at}.output.LayerNorm", f"l{number}_x2"
-        )
-
+        x = _layer(b, number, x, bias)
     # Mean over the tokens the mask keeps, then unit length.
-    weights3 = node("Unsqueeze", [mask, "axis_last"], "mask3")
-    total = node("ReduceSum", [node("Mul", [x, weights3], "kept"), "one_axis"], "total", keepdims=0)
-    count = node("ReduceSum", [weights3, "one_axis"], "count", keepdims=0)
-    mean = node("Div", [total, node("Max", [count, "tiny_count"], "count_safe")], "mean")
-    norm = node("ReduceL2", [mean], "norm", axes=[-1], keepdims=1)
-    node("Div", [mean, node("Max", [norm, "tiny_norm"], "norm_safe")], OUTPUT)
+    weights3 = b.node("Unsqueeze", [mask, "axis_last"], "mask3")
+    kept = b.node("Mul", [x, weights3], "kept")
+    total = b.node("ReduceSum", [kept, "one_axis"], "total", keepdims=0)
+    count = b.node("ReduceSum", [weights3, "one_axis"], "count", keepdims=0)
+    mean = b.node("Div", [total, b.node("Max", [count, "tiny_count"], "count_safe")], "mean")
+    norm = b.node("ReduceL2", [mean], "norm", axes=[-1], keepdims=1)
+    b.node("Div", [mean, b.node("Max", [norm, "tiny_norm"], "norm_safe")], OUTPUT)
 
     graph = helper.make_graph(
-        nodes,
+        b.nodes,
         "sentence_encoder",
         [
             helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
             for name in INPUTS
         ],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", shape.hidden])],
-        initializers,
+        b.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

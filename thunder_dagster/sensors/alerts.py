@@ -87,47 +87,10 @@ def alert_sensor(
     reported = context.cursor and datetime.fromisoformat(context.cursor)
     events = []
     if tick.changes.fired or tick.changes.resolved or not reported or now - reported > REPORT_EVERY:
-        agents = home.list_agents()
-        successes = last_successes(instance, agents)
-        rows = [
-            [agent]
-            + [age(now, successes[agent].get(what)) for what in LAST_SUCCESS]
-            + [age(now, cleanup)]
-            for agent in agents
-        ]
+        report = _operations(instance, home.list_agents(), now, cleanup, open_alerts, recent)
         events.append(
             dg.AssetMaterialization(
-                asset_key=OPERATIONS,
-                metadata={
-                    "last_successes": markdown_table(
-                        ["agent", "ingest", "training", "analysis", "cleanup"], rows
-                    ),
-                    "open_alerts": markdown_table(
-                        ["rule", "subject", "severity", "since", "summary"],
-                        [
-                            [a.rule, a.subject, a.severity, age(now, a.opened_at), a.summary]
-                            for a in open_alerts
-                        ],
-                    ),
-                    "recently_resolved": markdown_table(
-                        ["rule", "subject", "opened", "resolved", "summary"],
-                        [
-                            [
-                                a.rule,
-                                a.subject,
-                                age(now, a.opened_at),
-                                age(now, a.resolved_at),
-                                a.summary,
-                            ]
-                            for a in recent
-                        ],
-                    ),
-                    "open_alert_count": len(open_alerts),
-                    "last_cleanup_age_hours": dg.MetadataValue.float(
-                        round((now - cleanup).total_seconds() / 3600, 2) if cleanup else -1.0
-                    ),
-                    "channels": len(channels),
-                },
+                asset_key=OPERATIONS, metadata={**report, "channels": len(channels)}
             )
         )
         events += evaluations(instance, bounds, now)
@@ -135,3 +98,38 @@ def alert_sensor(
     return dg.SensorResult(
         skip_reason=dg.SkipReason(f"alert rules: {tick.summary()}"), asset_events=events
     )
+
+
+def _operations(instance, agents: list[str], now, cleanup, open_alerts, recent) -> dict:
+    """What the operations asset shows: each agent's last successes, the open and the recently
+    resolved alerts."""
+    successes = last_successes(instance, agents)
+    rows = [
+        [agent]
+        + [age(now, successes[agent].get(what)) for what in LAST_SUCCESS]
+        + [age(now, cleanup)]
+        for agent in agents
+    ]
+    return {
+        "last_successes": markdown_table(
+            ["agent", "ingest", "training", "analysis", "cleanup"], rows
+        ),
+        "open_alerts": markdown_table(
+            ["rule", "subject", "severity", "since", "summary"],
+            [
+                [a.rule, a.subject, a.severity, age(now, a.opened_at), a.summary]
+                for a in open_alerts
+            ],
+        ),
+        "recently_resolved": markdown_table(
+            ["rule", "subject", "opened", "resolved", "summary"],
+            [
+                [a.rule, a.subject, age(now, a.opened_at), age(now, a.resolved_at), a.summary]
+                for a in recent
+            ],
+        ),
+        "open_alert_count": len(open_alerts),
+        "last_cleanup_age_hours": dg.MetadataValue.float(
+            round((now - cleanup).total_seconds() / 3600, 2) if cleanup else -1.0
+        ),
+    }
