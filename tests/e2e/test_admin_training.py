@@ -21,6 +21,7 @@ from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.samples import copy_sample_agent
 from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.state import ServerSettings
+from thunder_dagster.tasks.agents import write_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -53,8 +54,10 @@ def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_ap
         deploy_tiny(home, "acme", seed=seed)  # 1.0.0, 1.1.0, 1.2.0
     home.create_agent("sample")
     copy_sample_agent(home, "sample")
+    home.create_agent("reviews")
+    write_task(home.agent_dir("reviews"), "classification")
     with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions(agents.name, ["sample"])
+        instance.add_dynamic_partitions(agents.name, ["sample", "reviews"])
     port = free_port()
     log = tmp_path / "webserver.log"
     with open(log, "wb") as out:
@@ -115,6 +118,15 @@ def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_ap
                 forced = client.post(f"/v1/admin/runs/{run_id}/cancel", params={"force": True})
                 assert forced.status_code == 200, forced.text
             wait_for(lambda: status_of(client, run_id) == "CANCELED", 60, "not cancelled", log)
+            # A classification agent's training is its task's job: the classifier's graph.
+            classifier = client.post("/v1/admin/agents/reviews/training", json={"minutes": 5})
+            assert classifier.status_code == 202, classifier.text
+            classifier_run = classifier.json()["run_id"]
+            with dg.DagsterInstance.get() as instance:
+                run = instance.get_run_by_id(classifier_run)
+                assert run.job_name == "classifier_pipeline_job"
+                assert run.tags["dagster/partition"] == "reviews"
+            client.post(f"/v1/admin/runs/{classifier_run}/cancel", params={"force": True})
             refused = client.post("/v1/admin/agents/sample/training", json={"minutes": 0.01})
             assert refused.status_code == 422
             # The champion back to a named version, by a run the server then serves.

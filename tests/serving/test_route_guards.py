@@ -116,3 +116,33 @@ def test_the_walk_finds_a_route_added_without_the_key_check(home, store):
 
     with TestClient(app) as client:
         assert unguarded(client) == [("POST", "/v1/agents/acme/forgotten", 200)]
+
+
+def test_refusals_are_audited_within_a_budget_per_client(home, store):
+    """A client hammering with bad keys costs at most DENIALS_PER_MINUTE audit rows a minute;
+    the rest are counted in /metrics."""
+    from thunder_dagster.serving.api.audit import DENIALS_PER_MINUTE
+
+    deploy_tiny(home, "acme")
+    keys = KeyStore(store.engine)
+    keys.create("app", ["generate"])
+    bad = {"Authorization": "Bearer thd_000000000000_" + "x" * 43}
+    body = {"prompt": "Hi", "user_id": "u"}
+    with TestClient(create_app(keyed(home))) as client:
+        for _ in range(DENIALS_PER_MINUTE + 10):
+            assert (
+                client.post("/v1/agents/acme/generate", json=body, headers=bad).status_code == 401
+            )
+        metrics = client.get("/metrics").text
+    denied = [entry for entry in keys.audit(1000) if entry.outcome == "denied"]
+    # The budget resets at each minute's turn: a run that straddles one may write a few more.
+    assert DENIALS_PER_MINUTE <= len(denied) < DENIALS_PER_MINUTE + 10
+    assert {(e.action, e.actor, e.target) for e in denied} == {
+        ("generate.post", "anonymous", "agent:acme")
+    }
+    dropped = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("thunder_audit_dropped_total")
+    )
+    assert dropped == DENIALS_PER_MINUTE + 10 - len(denied)
