@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.datasets import latest_dataset
+from thunder_dagster.documents.ingest import read_ingest_report
 from thunder_dagster.home import Home
-from thunder_dagster.retrieval.index import MANIFEST, pointed_version
+from thunder_dagster.retrieval.index import MANIFEST, IndexManifest, pointed_version
 
 
 @dataclass
@@ -52,9 +53,10 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
     status = AgentStatus(agent_id)
     report_path = home.ingest_report_path(agent_id)
     try:
-        if report_path.is_file():
-            status.documents = json.loads(report_path.read_text())["summary"]
-    except (ValueError, KeyError) as error:
+        report = read_ingest_report(report_path)
+        if report is not None:
+            status.documents = report.summary
+    except (OSError, ValueError, KeyError, TypeError) as error:
         status.problems.append(f"{report_path}: unreadable ({error})")
     try:
         dataset = latest_dataset(home.processed_dir(agent_id))
@@ -67,8 +69,9 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
     if version is not None:
         manifest = retrieval / "indexes" / version / MANIFEST
         try:
-            status.index = f"{version[:8]} ({json.loads(manifest.read_text())['chunks']} chunks)"
-        except (OSError, ValueError, KeyError) as error:
+            chunks = IndexManifest(**json.loads(manifest.read_text())).chunks
+            status.index = f"{version[:8]} ({chunks} chunks)"
+        except (OSError, ValueError, KeyError, TypeError) as error:
             status.problems.append(f"{manifest}: index unreadable ({error})")
     deployments = home.deployments_dir(agent_id)
     for role in ("champion", "challenger"):
