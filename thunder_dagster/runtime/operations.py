@@ -6,15 +6,16 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from thunder_dagster.tasks.registry import training_jobs
+from thunder_dagster.tasks.registry import KINDS, training_jobs
 from thunder_dagster.times import utc_now
 
 OPERATIONS = dg.AssetKey("operations")
-# What the operations asset shows per agent: the asset whose latest materialization counts.
+# What the operations asset shows per agent: the assets whose latest materialization counts
+# (training: the deployment asset of any task, a generator's or a classifier's).
 LAST_SUCCESS = {
-    "ingest": "documents",
-    "training": "deployment",
-    "analysis": "training_triggers",
+    "ingest": ("documents",),
+    "training": tuple(dict.fromkeys(kind.deployment_asset for kind in KINDS.values())),
+    "analysis": ("training_triggers",),
 }
 # The operations asset is reported when an alert fires or resolves, and at least this often.
 REPORT_EVERY = timedelta(hours=1)
@@ -68,13 +69,16 @@ def in_use_since(instance) -> datetime | None:
 def last_successes(instance, agents: list[str]) -> dict[str, dict[str, datetime]]:
     """Per agent, when each of LAST_SUCCESS's assets was last materialized for it."""
     found: dict[str, dict[str, datetime]] = {agent: {} for agent in agents}
-    for what, asset in LAST_SUCCESS.items():
-        result = instance.fetch_materializations(dg.AssetKey(asset), limit=500)
-        for record in result.records:  # newest first
-            partition = record.partition_key or ""
-            at = datetime.fromtimestamp(record.timestamp, tz=utc_now().tzinfo)
-            for agent in set(partition.split("|")) & set(found):
-                found[agent].setdefault(what, at)
+    for what, assets in LAST_SUCCESS.items():
+        for asset in assets:
+            result = instance.fetch_materializations(dg.AssetKey(asset), limit=500)
+            for record in result.records:  # newest first
+                partition = record.partition_key or ""
+                at = datetime.fromtimestamp(record.timestamp, tz=utc_now().tzinfo)
+                for agent in set(partition.split("|")) & set(found):
+                    latest = found[agent].get(what)
+                    if latest is None or at > latest:
+                        found[agent][what] = at
     return found
 
 
