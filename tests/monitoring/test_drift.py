@@ -22,8 +22,6 @@ from thunder_dagster.monitoring import drift
 from thunder_dagster.monitoring.rules import Thresholds
 from thunder_dagster.retrieval.vectors import chunks_of
 
-pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
-
 CONTEXT = 32
 BOUND = Thresholds().drift_p95
 
