@@ -9,11 +9,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from tests.factories import REPO_ROOT, deploy_tiny, free_port, write
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
 from thunder_dagster.access.keys import KeyStore
+from thunder_dagster.cli.main import main
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.runtime.launch import run_job
@@ -164,6 +166,17 @@ def test_runs_started_watched_and_cancelled_and_deployments_moved_through_the_ap
             assert missing.status_code == 404
             unknown = client.get("/v1/admin/runs/00000000-0000-0000-0000-000000000000")
             assert unknown.status_code == 409
+        # With a webserver configured, the CLI's runs go through it and the daemon runs them.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("THUNDER_DAGSTER_URL", f"http://127.0.0.1:{port}")
+            ingested = CliRunner().invoke(main, ["ingest", "acme"])
+        assert ingested.exit_code == 0, ingested.output
+        assert "ingest: run" in ingested.output and "succeeded" in ingested.output
+        with dg.DagsterInstance.get() as instance:
+            (through,) = instance.get_runs(
+                dg.RunsFilter(tags={"thunder/agent": "acme", "thunder/launched_by": "cli"})
+            )
+        assert through.job_name == "ingest_job" and through.tags["dagster/partition"] == "acme"
     finally:
         stop_daemon(daemon)
         kill_tree(webserver.pid)

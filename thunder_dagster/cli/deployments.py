@@ -5,12 +5,21 @@ import click
 
 from thunder_dagster.cli.workspace import (
     AgentId,
+    RemoteRun,
     Workspace,
     as_json,
     cli_actor,
     echo_json,
     finish,
 )
+
+
+def _champion(agent_id: str) -> str:
+    """The version the agent's champion pointer names now."""
+    from thunder_dagster.deployments.pointers import read_pointer
+
+    deployment = read_pointer(Workspace.resolve().home.deployments_dir(agent_id))
+    return deployment.version if deployment else "none"
 
 
 @click.command()
@@ -22,7 +31,7 @@ def rollback(agent_id: str, to_version: str | None) -> None:
     config = {"agent_id": agent_id, "to_version": to_version}
     result = Workspace.resolve().run_op_job("rollback_job", "roll_back_champion", config, agent_id)
     if result.success:
-        click.echo(f"{agent_id}: champion is now {result.output_for_node('roll_back_champion')}")
+        click.echo(f"{agent_id}: champion is now {_champion(agent_id)}")
     finish(result, "rollback")
 
 
@@ -46,7 +55,7 @@ def redeploy(agent_id: str) -> None:
     config = {"agent_id": agent_id, "requested_by": cli_actor()}
     result = Workspace.resolve().run_op_job("redeploy_job", "redeploy_agent", config, agent_id)
     if result.success:
-        click.echo(f"{agent_id}: served again, champion {result.output_for_node('redeploy_agent')}")
+        click.echo(f"{agent_id}: served again, champion {_champion(agent_id)}")
     finish(result, "redeploy")
 
 
@@ -63,7 +72,9 @@ def compare(agent_id: str, version_a: str, version_b: str, prompts: int, seed: i
     result = Workspace.resolve().launch(
         "comparison_job", agent_id, ops={"model_comparison": {"config": config}}
     )
-    if result.success:
+    if isinstance(result, RemoteRun) and result.success:
+        click.echo(f"the comparison is model_comparison's latest materialization: {result.url}")
+    elif result.success:
         comparison = result.output_for_node("model_comparison")
         rows = [["", comparison.a.version, comparison.b.version], *comparison.rows()]
         widths = [max(len(row[column]) for row in rows) for column in range(3)]

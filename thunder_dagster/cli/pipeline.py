@@ -6,7 +6,7 @@ import json
 import click
 
 from thunder_dagster.cli.reports import print_ingest_summary, print_training_summary
-from thunder_dagster.cli.workspace import AgentId, Workspace, finish
+from thunder_dagster.cli.workspace import AgentId, RemoteRun, Workspace, finish
 from thunder_dagster.tasks.registry import KINDS, TASKS
 
 DEMO_PROMPT = "The bakery"
@@ -150,6 +150,9 @@ def analyze(agent_id: str, day) -> None:
         ) from error
     if not result.success:
         finish(result, "analyze")
+    if isinstance(result, RemoteRun):
+        click.echo(f"the decision is training_triggers' materialization: {result.url}")
+        return
     decision = result.output_for_node("training_triggers")
     stats = result.output_for_node("query_log_stats")
     decided = {

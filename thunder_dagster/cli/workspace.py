@@ -68,19 +68,53 @@ class Workspace:
         except AgentSettingsError as error:
             raise click.ClickException(str(error)) from error
 
-    def launch(self, job_name: str, agent_id: str, **options):
-        """A run of the job for the agent in this process, on this workspace's instance."""
+    @property
+    def dagster_url(self) -> str | None:
+        """The Dagster webserver runs go through (THUNDER_DAGSTER_URL); None: in process."""
+        return settings.DAGSTER_URL.value() or None
+
+    def launch(self, job_name: str, agent_id: str, ops: dict | None = None, **options):
+        """A run of the job for the agent: through the webserver when one is configured (the
+        daemon runs it), else in this process on this workspace's instance."""
+        if self.dagster_url:
+            return self.remote(job_name, agent_id, ops or {}, _partition_tags(agent_id, options))
         from thunder_dagster.definitions import defs
         from thunder_dagster.runtime.launch import run_job
 
         with self.instance() as instance:
-            return run_job(defs.resolve_job_def(job_name), agent_id, instance, **options)
+            return run_job(defs.resolve_job_def(job_name), agent_id, instance, ops=ops, **options)
+
+    def remote(self, job_name: str, agent_id: str, ops: dict, tags: dict[str, str]):
+        """A run submitted to the webserver and watched until it ends, its status changes
+        printed; RemoteError's message as a ClickException when the webserver refuses."""
+        import time
+
+        from thunder_dagster.serving.remote import TERMINAL, RemoteError, WebserverLauncher
+
+        launcher = WebserverLauncher(self.dagster_url)
+        tags = {"thunder/launched_by": "cli", **tags}
+        try:
+            state = launcher.submit(job_name, agent_id, ops, tags)
+            click.echo(f"{job_name}: run {state.run_id} on {self.dagster_url}", err=True)
+            shown = None
+            while state.status not in TERMINAL:
+                if state.status != shown:
+                    click.echo(f"  {state.status}", err=True)
+                    shown = state.status
+                time.sleep(2)
+                state = launcher.status(state.run_id)
+        except RemoteError as error:
+            raise click.ClickException(str(error)) from error
+        return RemoteRun(state.run_id, state.status, f"{self.dagster_url}/runs/{state.run_id}")
 
     def run_op_job(self, job_name: str, op_name: str, config: dict, agent_id: str):
-        """One run of a one-op job in this process, on the instance (the UI shows it), tagged
-        with its agent so the UI filters by it."""
+        """One run of a one-op job (through the webserver when one is configured, else in
+        this process on the instance), tagged with its agent so the UI filters by it."""
         from thunder_dagster.definitions import defs
 
+        if self.dagster_url:
+            ops = {op_name: {"config": config}}
+            return self.remote(job_name, agent_id, ops, {"thunder/agent": agent_id})
         with self.instance() as instance:
             return defs.resolve_job_def(job_name).execute_in_process(
                 run_config={"ops": {op_name: {"config": config}}},
@@ -88,6 +122,29 @@ class Workspace:
                 tags={"thunder/launched_by": "cli", "thunder/agent": agent_id},
                 raise_on_error=False,
             )
+
+
+def _partition_tags(agent_id: str, options: dict) -> dict[str, str]:
+    """The tags that make a submitted run one of the agent's partition (or of a multi-partition
+    key's, with its dimensions), with the options' own tags."""
+    key = options.get("partition_key") or agent_id
+    tags = {**options.get("tags", {}), "dagster/partition": str(key)}
+    for dimension, value in getattr(key, "keys_by_dimension", {}).items():
+        tags[f"dagster/partition/{dimension}"] = value
+    return tags
+
+
+@dataclass(frozen=True)
+class RemoteRun:
+    """How a run the webserver ran ended: its outputs stay on the instance the UI shows."""
+
+    run_id: str
+    status: str
+    url: str
+
+    @property
+    def success(self) -> bool:
+        return self.status == "SUCCESS"
 
 
 class AgentIdType(click.ParamType):
@@ -117,6 +174,9 @@ def finish(result, what: str) -> None:
     if result.success:
         click.echo(f"{what}: run {result.run_id} succeeded")
         return
+    if isinstance(result, RemoteRun):
+        click.echo(f"{what}: run {result.run_id} {result.status}: see {result.url}", err=True)
+        sys.exit(1)
     from thunder_dagster.runtime.launch import failure_report
 
     click.echo(f"{what}: run {result.run_id} FAILED", err=True)

@@ -70,6 +70,28 @@ query ThunderRunTags($runId: ID!) {
 }
 """
 AGENT_TAGS = ("dagster/partition", "thunder/agent")
+# The code location's repositories, and a key added to a dynamic partition set: a run for an
+# agent the instance has not seen yet needs its partition first.
+REPOSITORIES = """
+query ThunderRepositories {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } } }
+    ... on PythonError { message }
+  }
+}
+"""
+ADD_PARTITION = """
+mutation ThunderAddPartition($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
+    __typename
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+AGENT_PARTITIONS = "agents"  # runtime/partitions.py's dynamic partitions of the agents
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 class RunLauncher(Protocol):
@@ -77,6 +99,31 @@ class RunLauncher(Protocol):
     status and agent, cancel it."""
 
     def submit(self, job: str, agent_id: str, ops: dict, tags: dict[str, str]) -> RunState: ...
+
+    def add_agent(self, agent_id: str) -> None:
+        """The agent's partition on the instance, added unless it is there."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        client = _client(self.url)
+
+        def add():
+            found = client._execute(REPOSITORIES)["repositoriesOrError"]
+            if found["__typename"] != "RepositoryConnection" or not found["nodes"]:
+                raise DagsterGraphQLClientError(found["__typename"], found.get("message", ""))
+            (repository, *_) = found["nodes"]
+            selector = {
+                "repositoryLocationName": repository["location"]["name"],
+                "repositoryName": repository["name"],
+            }
+            variables = {"selector": selector, "name": AGENT_PARTITIONS, "key": agent_id}
+            answer = client._execute(ADD_PARTITION, variables)["addDynamicPartition"]
+            if answer["__typename"] not in {
+                "AddDynamicPartitionSuccess",
+                "DuplicateDynamicPartitionError",
+            }:
+                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+
+        _call(f"adding agent {agent_id}'s partition", add)
 
     def status(self, run_id: str) -> RunState: ...
 
@@ -95,11 +142,38 @@ class WebserverLauncher:
     def submit(self, job: str, agent_id: str, ops: dict, tags: dict[str, str]) -> RunState:
         client = _client(self.url)
         tags = {"thunder/agent": agent_id, **tags}
+        if tags.get("dagster/partition") == agent_id:
+            self.add_agent(agent_id)
         run_id = _call(
             f"starting {job} for {agent_id}",
             lambda: client.submit_job_execution(job, run_config={"ops": ops}, tags=tags),
         )
         return self.status(run_id)
+
+    def add_agent(self, agent_id: str) -> None:
+        """The agent's partition on the instance, added unless it is there."""
+        from dagster_graphql import DagsterGraphQLClientError
+
+        client = _client(self.url)
+
+        def add():
+            found = client._execute(REPOSITORIES)["repositoriesOrError"]
+            if found["__typename"] != "RepositoryConnection" or not found["nodes"]:
+                raise DagsterGraphQLClientError(found["__typename"], found.get("message", ""))
+            (repository, *_) = found["nodes"]
+            selector = {
+                "repositoryLocationName": repository["location"]["name"],
+                "repositoryName": repository["name"],
+            }
+            variables = {"selector": selector, "name": AGENT_PARTITIONS, "key": agent_id}
+            answer = client._execute(ADD_PARTITION, variables)["addDynamicPartition"]
+            if answer["__typename"] not in {
+                "AddDynamicPartitionSuccess",
+                "DuplicateDynamicPartitionError",
+            }:
+                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+
+        _call(f"adding agent {agent_id}'s partition", add)
 
     def status(self, run_id: str) -> RunState:
         client = _client(self.url)
