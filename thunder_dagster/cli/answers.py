@@ -13,9 +13,9 @@ from thunder_dagster.serving.errors import ServingError, WrongTask
 
 
 @contextmanager
-def engine(ws: Workspace) -> Iterator:
-    """The answering engine over the workspace's deployments, closed (its answers logged)
-    when the command ends."""
+def engine(ws: Workspace, agent_id: str) -> Iterator:
+    """The answering engine over the agent's deployment and index in the workspace, closed
+    (its answers logged) when the command ends."""
     from thunder_dagster import settings
     from thunder_dagster.cli.server import external_teacher
     from thunder_dagster.serving.answering import Answerer
@@ -31,6 +31,7 @@ def engine(ws: Workspace) -> Iterator:
         teacher=external_teacher(),
         workers=1,
         reload_seconds=3600.0,  # one answer: the pointers are read once, at the start
+        agents=frozenset({agent_id}),
     )
     state = ServingState.open(served)
     try:
@@ -63,7 +64,7 @@ def classify(agent_id: str, text: str) -> None:
     """The label AGENT_ID's deployed classifier gives TEXT, with every label's probability."""
     ws = Workspace.resolve()
     _require_deployment(ws, agent_id)
-    with engine(ws) as answerer:
+    with engine(ws, agent_id) as answerer:
         found = answerer.classify(agent_id, text)
     click.echo(found.label)
     for name, probability in sorted(found.probabilities.items(), key=lambda item: -item[1]):
@@ -102,7 +103,7 @@ def generate(
         best_of=best_of,
         seed=seed,
     )
-    with engine(ws) as answerer:
+    with engine(ws, agent_id) as answerer:
         answer = answerer.generate(agent_id, question)
     click.echo(prompt + answer.text)
     confidence = f"{answer.confidence:.3f}" if answer.confidence is not None else "unknown"
@@ -131,7 +132,7 @@ def search(agent_id: str, query: str, k: int) -> None:
         raise click.ClickException(
             f"agent {agent_id} has no retrieval index yet: run `thunder ingest {agent_id}`"
         )
-    with engine(ws) as answerer:
+    with engine(ws, agent_id) as answerer:
         _, hits = answerer.search(agent_id, query, k)
     for rank, hit in enumerate(hits, start=1):
         chunk = hit.chunk

@@ -51,10 +51,8 @@ class ExportSummary:
 
 
 @dataclass(frozen=True)
-class ClassifierMeasures:
-    """A classifier's measures on its test split (modeling/evaluation.py's ClassifierMetrics,
-    through the exported graph) and what it is made of: the encoder, the lexical features and
-    the weights its two parts are mixed by."""
+class ClassifierMetrics:
+    """A classifier's measures on a test split (modeling/evaluation.py's `measure`)."""
 
     labels: tuple[str, ...]
     accuracy: float
@@ -67,6 +65,18 @@ class ClassifierMeasures:
     majority_label: str
     majority_accuracy: float
     majority_macro_f1: float
+
+    @property
+    def beats_majority(self) -> bool:
+        """Better than always answering the most common training label, on both measures."""
+        return self.accuracy > self.majority_accuracy and self.macro_f1 > self.majority_macro_f1
+
+
+@dataclass(frozen=True)
+class ClassifierMeasures(ClassifierMetrics):
+    """A classifier's measures on its test split (through the exported graph) and what it is
+    made of: the encoder, the lexical features and the weights its two parts are mixed by."""
+
     encoder: str = ""
     lexical_features: int = 0
     words_weight: float = 0.0

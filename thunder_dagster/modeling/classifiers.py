@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thunder_dagster.modeling.evaluation import ClassifierMetrics, LabelledSplit, measure
+from thunder_dagster.modeling.cards import ClassifierMetrics
+from thunder_dagster.modeling.evaluation import LabelledSplit, measure
 from thunder_dagster.modeling.lexical import LexicalVocabulary, bags, fit_vocabulary
 from thunder_dagster.modeling.space import ACTIVATIONS
 

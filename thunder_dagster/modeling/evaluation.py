@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thunder_dagster.modeling.cards import ClassifierMetrics
+
 TEST_FRACTION = 0.15
 VALIDATION_FRACTION = 0.15
 MIN_PER_CLASS = 2  # a label with fewer examples cannot be both trained on and tested
@@ -82,26 +84,6 @@ def split_labelled(texts: list[str], labels: list[str], vectors: np.ndarray) -> 
 
     order = tuple(tuple(sorted(parts[name])) for name in ("train", "validation", "test"))
     return LabelledSplit(names, *take("train"), *take("validation"), *take("test"), order)
-
-
-@dataclass(frozen=True)
-class ClassifierMetrics:
-    labels: tuple[str, ...]
-    accuracy: float
-    macro_f1: float
-    precision: tuple[float, ...]  # per label, in `labels` order
-    recall: tuple[float, ...]
-    f1: tuple[float, ...]
-    support: tuple[int, ...]
-    confusion: tuple[tuple[int, ...], ...]  # rows: the true label, columns: the predicted
-    majority_label: str
-    majority_accuracy: float
-    majority_macro_f1: float
-
-    @property
-    def beats_majority(self) -> bool:
-        """Better than always answering the most common training label, on both measures."""
-        return self.accuracy > self.majority_accuracy and self.macro_f1 > self.majority_macro_f1
 
 
 def measure(

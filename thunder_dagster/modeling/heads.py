@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from thunder_dagster.modeling.cards import ClassifierMetrics
 from thunder_dagster.modeling.classifiers import LexicalInputs, inputs, probabilities
-from thunder_dagster.modeling.evaluation import ClassifierMetrics, LabelledSplit, measure
+from thunder_dagster.modeling.evaluation import LabelledSplit, measure
 from thunder_dagster.modeling.lexical import LexicalVocabulary, lexical_nodes
 from thunder_dagster.modeling.reports import Check
 from thunder_dagster.retrieval.graph import INPUTS, OPSET

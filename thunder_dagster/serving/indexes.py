@@ -54,8 +54,9 @@ class IndexPool(FolderWatcher):
         encoder_version: str,
         interval_seconds: float = 0.5,
         on_load: Callable[[str, str], None] = lambda agent, outcome: None,
+        only: frozenset[str] | None = None,
     ):
-        super().__init__(root, interval_seconds)
+        super().__init__(root, interval_seconds, only)
         self.encoder_version = encoder_version
         self.on_load = on_load  # (agent, "loaded" | "refused"): the metrics hear it
         self.agents: dict[str, AgentIndex] = {}

@@ -65,8 +65,9 @@ class ModelPool(FolderWatcher):
         deployments_root: Path,
         interval_seconds: float = 0.5,
         on_load: Callable[[str, str, str], None] = lambda agent, role, outcome: None,
+        only: frozenset[str] | None = None,
     ):
-        super().__init__(deployments_root, interval_seconds)
+        super().__init__(deployments_root, interval_seconds, only)
         self.on_load = on_load  # (agent, role, "loaded" | "refused"): the metrics hear it
         self.agents: dict[str, AgentModels] = {}
         self.seen: dict[tuple[str, str], tuple] = {}

@@ -33,6 +33,17 @@ def _client(url: str):
     )
 
 
+def _answer(client, query: str, variables: dict, field: str, *accepted: str) -> dict:
+    """The `field` of a GraphQL answer whose type is one of `accepted`; Dagster's refusal (a
+    PythonError, a not-found, an unauthorised) as the client's error otherwise."""
+    from dagster_graphql import DagsterGraphQLClientError
+
+    answer = client._execute(query, variables)[field]
+    if answer["__typename"] not in accepted:
+        raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+    return answer
+
+
 def _call(what: str, call):
     from dagster_graphql import DagsterGraphQLClientError
 
@@ -100,30 +111,7 @@ class RunLauncher(Protocol):
 
     def submit(self, job: str, agent_id: str, ops: dict, tags: dict[str, str]) -> RunState: ...
 
-    def add_agent(self, agent_id: str) -> None:
-        """The agent's partition on the instance, added unless it is there."""
-        from dagster_graphql import DagsterGraphQLClientError
-
-        client = _client(self.url)
-
-        def add():
-            found = client._execute(REPOSITORIES)["repositoriesOrError"]
-            if found["__typename"] != "RepositoryConnection" or not found["nodes"]:
-                raise DagsterGraphQLClientError(found["__typename"], found.get("message", ""))
-            (repository, *_) = found["nodes"]
-            selector = {
-                "repositoryLocationName": repository["location"]["name"],
-                "repositoryName": repository["name"],
-            }
-            variables = {"selector": selector, "name": AGENT_PARTITIONS, "key": agent_id}
-            answer = client._execute(ADD_PARTITION, variables)["addDynamicPartition"]
-            if answer["__typename"] not in {
-                "AddDynamicPartitionSuccess",
-                "DuplicateDynamicPartitionError",
-            }:
-                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
-
-        _call(f"adding agent {agent_id}'s partition", add)
+    def add_agent(self, agent_id: str) -> None: ...
 
     def status(self, run_id: str) -> RunState: ...
 
@@ -152,26 +140,22 @@ class WebserverLauncher:
 
     def add_agent(self, agent_id: str) -> None:
         """The agent's partition on the instance, added unless it is there."""
-        from dagster_graphql import DagsterGraphQLClientError
-
         client = _client(self.url)
 
         def add():
-            found = client._execute(REPOSITORIES)["repositoriesOrError"]
-            if found["__typename"] != "RepositoryConnection" or not found["nodes"]:
-                raise DagsterGraphQLClientError(found["__typename"], found.get("message", ""))
+            found = _answer(client, REPOSITORIES, {}, "repositoriesOrError", "RepositoryConnection")
+            if not found["nodes"]:
+                from dagster_graphql import DagsterGraphQLClientError
+
+                raise DagsterGraphQLClientError("the webserver serves no repository")
             (repository, *_) = found["nodes"]
             selector = {
                 "repositoryLocationName": repository["location"]["name"],
                 "repositoryName": repository["name"],
             }
             variables = {"selector": selector, "name": AGENT_PARTITIONS, "key": agent_id}
-            answer = client._execute(ADD_PARTITION, variables)["addDynamicPartition"]
-            if answer["__typename"] not in {
-                "AddDynamicPartitionSuccess",
-                "DuplicateDynamicPartitionError",
-            }:
-                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
+            ok = ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError")
+            _answer(client, ADD_PARTITION, variables, "addDynamicPartition", *ok)
 
         _call(f"adding agent {agent_id}'s partition", add)
 
@@ -183,15 +167,11 @@ class WebserverLauncher:
     def agent_of(self, run_id: str) -> str | None:
         """The agent the run's tags name; None when they name none. RemoteError when Dagster
         has no such run or does not answer."""
-        from dagster_graphql import DagsterGraphQLClientError
-
         client = _client(self.url)
 
         def tags():
-            answer = client._execute(RUN_TAGS, {"runId": run_id})["runOrError"]
-            if answer["__typename"] != "Run":
-                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
-            return {tag["key"]: tag["value"] for tag in answer["tags"]}
+            run = _answer(client, RUN_TAGS, {"runId": run_id}, "runOrError", "Run")
+            return {tag["key"]: tag["value"] for tag in run["tags"]}
 
         found = _call(f"run {run_id}", tags)
         return next((found[key] for key in AGENT_TAGS if key in found), None)
@@ -199,17 +179,14 @@ class WebserverLauncher:
     def cancel(self, run_id: str, force: bool = False) -> RunState:
         """Ask the run to stop (it ends CANCELED once its step lets go), or, with `force`, mark
         it CANCELED now and kill its process."""
-        from dagster_graphql import DagsterGraphQLClientError
-
         client = _client(self.url)
         if not force:
             _call(f"cancelling run {run_id}", lambda: client.terminate_run(run_id))
             return self.status(run_id)
-
-        def forced():
-            answer = client._execute(FORCED_TERMINATION, {"runId": run_id})["terminateRun"]
-            if answer["__typename"] != "TerminateRunSuccess":
-                raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
-
-        _call(f"force-cancelling run {run_id}", forced)
+        _call(
+            f"force-cancelling run {run_id}",
+            lambda: _answer(
+                client, FORCED_TERMINATION, {"runId": run_id}, "terminateRun", "TerminateRunSuccess"
+            ),
+        )
         return self.status(run_id)

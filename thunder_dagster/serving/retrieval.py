@@ -27,7 +27,12 @@ class Retrieval:
 
     @classmethod
     def start(
-        cls, root: Path, cache_dir: Path, interval_seconds: float, on_load=lambda *_: None
+        cls,
+        root: Path,
+        cache_dir: Path,
+        interval_seconds: float,
+        on_load=lambda *_: None,
+        only: frozenset[str] | None = None,
     ) -> "Retrieval":
         try:
             files = EncoderFiles.packaged()
@@ -36,7 +41,7 @@ class Retrieval:
             log.warning("retrieval is off: %s", error)
             return cls(root, None, cache_dir, f"retrieval is off: {public_reason(error)}")
         retrieval = cls(root, files, cache_dir, "")
-        retrieval.pool = IndexPool(root, version, interval_seconds, on_load)
+        retrieval.pool = IndexPool(root, version, interval_seconds, on_load, only)
         retrieval.pool.start()
         return retrieval
 

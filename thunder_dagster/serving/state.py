@@ -65,6 +65,9 @@ class ServerSettings:
     teacher: "TeacherSettings | None" = None
     # best_of: the time the candidates after the first may take in all, in seconds.
     best_of_seconds: float = 2.0
+    # The agents whose models and indexes are loaded; None: every agent deployed (a command
+    # answering for one agent loads that one's only).
+    agents: frozenset[str] | None = None
 
     @property
     def home(self) -> Home:
@@ -109,6 +112,7 @@ class ServingState:
             settings.deployments_root,
             settings.reload_seconds,
             on_load=lambda agent, role, outcome: reloaded(agent, role, outcome).inc(),
+            only=settings.agents,
         )
         pool.start()
         retrieval = Retrieval.start(
@@ -116,6 +120,7 @@ class ServingState:
             settings.encoder_cache,
             settings.reload_seconds,
             on_load=lambda agent, outcome: reloaded(agent, "index", outcome).inc(),
+            only=settings.agents,
         )
         metrics.watch(
             lambda: set(pool.agents) | set(retrieval.agents()),

@@ -25,9 +25,10 @@ class FolderWatcher:
 
     name = "watcher"
 
-    def __init__(self, root: Path, interval_seconds: float):
+    def __init__(self, root: Path, interval_seconds: float, only: frozenset[str] | None = None):
         self.root = root
         self.interval = interval_seconds
+        self.only = only  # the agents to look at; None: every agent's folder
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -44,7 +45,13 @@ class FolderWatcher:
         except OSError as error:
             log.warning("cannot list %s: %s", self.root, error)
             return []
-        return [e.name for e in entries if AGENT_ID_PATTERN.fullmatch(e.name) and e.is_dir()]
+        return [
+            e.name
+            for e in entries
+            if AGENT_ID_PATTERN.fullmatch(e.name)
+            and (self.only is None or e.name in self.only)
+            and e.is_dir()
+        ]
 
     @property
     def watching(self) -> bool:
