@@ -50,7 +50,14 @@ def _require_deployment(ws: Workspace, agent_id: str) -> None:
     from thunder_dagster.deployments.pointers import read_pointer
 
     deployments = ws.home.deployments_dir(agent_id)
-    if read_pointer(deployments) is None:
+    try:
+        deployment = read_pointer(deployments)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise click.ClickException(
+            f"{deployments}: the champion pointer cannot be read ({error}); roll back "
+            f"(thunder rollback {agent_id}) or train again"
+        ) from error
+    if deployment is None:
         raise click.ClickException(
             f"no champion deployment at {deployments}: train the agent first "
             "(thunder train AGENT_ID)"
