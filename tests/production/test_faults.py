@@ -183,7 +183,6 @@ def leftovers(root: Path) -> list[Path]:
     ]
 
 
-@pytest.mark.cluster
 def test_postgres_restarted_under_a_run_leaves_nothing_half_written(
     profile_env, pg_instance, home, tmp_path
 ):

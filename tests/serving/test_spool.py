@@ -123,7 +123,6 @@ def postgres(action: str) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.cluster
 def test_postgresql_stopped_while_the_server_answers_loses_no_answer_and_no_rating(home):
     """Answers and ratings given before, during and after an outage of the store's PostgreSQL
     are all in the query log once it is back."""
