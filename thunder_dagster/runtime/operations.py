@@ -14,7 +14,9 @@ OPERATIONS = dg.AssetKey("operations")
 # (training: the deployment asset of any task, a generator's or a classifier's).
 LAST_SUCCESS = {
     "ingest": ("documents",),
-    "training": tuple(dict.fromkeys(kind.deployment_asset for kind in KINDS.values())),
+    "training": tuple(
+        dict.fromkeys(kind.deployment_asset for kind in KINDS.values() if kind.run_jobs)
+    ),
     "analysis": ("training_triggers",),
 }
 # The operations asset is reported when an alert fires or resolves, and at least this often.

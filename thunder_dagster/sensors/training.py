@@ -49,8 +49,8 @@ def training_sensor(context: dg.SensorEvaluationContext, thunder: ThunderHome) -
         if dataset is None:
             continue
         try:
-            if task_kind(read_task(home.agent_dir(agent_id))).labelled:
-                continue  # classifier_sensor trains it
+            if task_kind(read_task(home.agent_dir(agent_id))).model != "generator":
+                continue  # classifier_sensor trains a classifier; the instruct base trains none
         except AgentSettingsError as error:
             decided.waiting.append(f"{agent_id}: {error}")
             continue

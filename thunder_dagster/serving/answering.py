@@ -103,16 +103,51 @@ class Answerer:
             )
 
     def check_limits(self, question: Question) -> None:
-        if len(question.prompt) > self.settings.max_prompt_chars:
+        self.check_limits_of(question.prompt, question.max_tokens)
+
+    def check_limits_of(self, prompt: str, max_tokens: int, field: str = "prompt") -> None:
+        if len(prompt) > self.settings.max_prompt_chars:
             raise OverLimit(
-                "prompt",
-                f"{len(question.prompt)} characters, the limit is "
-                f"{self.settings.max_prompt_chars}; send a shorter prompt",
+                field,
+                f"{len(prompt)} characters, the limit is {self.settings.max_prompt_chars}; "
+                "send a shorter prompt",
             )
-        if question.max_tokens > self.settings.max_tokens:
-            raise OverLimit(
-                "max_tokens", f"{question.max_tokens}, the limit is {self.settings.max_tokens}"
-            )
+        if max_tokens > self.settings.max_tokens:
+            raise OverLimit("max_tokens", f"{max_tokens}, the limit is {self.settings.max_tokens}")
+
+    def is_instruct(self, agent_id: str) -> bool:
+        """Whether the agent's task answers through the instruct base (chat, instruction)."""
+        from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+
+        if not AGENT_ID_PATTERN.fullmatch(agent_id):
+            return False
+        try:
+            task = read_task(self.settings.home.agent_dir(agent_id))
+        except AgentSettingsError:
+            return False
+        return task_kind(task).model == "instruct"
+
+    def documents_answer(self, agent_id: str, question: Question) -> Answer:
+        """A chat or instruction agent's answer to one prompt, as the generate route gives
+        it: the base's answer from the agent's documents, with its sources."""
+        from thunder_dagster.instruct.decoding import Sampling
+        from thunder_dagster.instruct.tokens import Message
+        from thunder_dagster.serving.conversations import ChatQuestion, DocumentChat
+
+        self.refuse_undeployed(agent_id)
+        sampling = Sampling(question.max_tokens, question.temperature, seed=question.seed)
+        asked = ChatQuestion((Message("user", question.prompt),), question.user_id, sampling)
+        chat = DocumentChat(self).answer(agent_id, asked)
+        return Answer(
+            text=chat.text,
+            confidence=chat.confidence,
+            model_version=chat.model_version,
+            variant="champion",
+            query_id=chat.query_id,
+            fallback=chat.fallback,
+            sources=tuple(support.chunk for support in chat.sources),
+            teacher_error=chat.teacher_error,
+        )
 
     def variant(self, agent_id: str, models: AgentModels, user: str) -> Variant:
         """The user's arm of the agent's A/B split: the challenger model for its share of
@@ -133,6 +168,8 @@ class Answerer:
         """The answer for the question's user, logged; its query id rates it."""
         started = time.perf_counter()
         self.check_limits(question)
+        if self.is_instruct(agent_id):
+            return self.documents_answer(agent_id, question)
         models = self.models(agent_id)
         kind = task_kind(models.champion.task)
         if kind.endpoint != "generate":

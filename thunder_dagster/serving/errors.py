@@ -49,3 +49,7 @@ class StoreUnavailable(ServingError):
 
 class Unreachable(ServingError):
     """A service the request needs (the Dagster webserver) did not answer."""
+
+
+class BaseUnavailable(ServingError):
+    """The instruct base cannot answer: not installed, or its graph refused."""

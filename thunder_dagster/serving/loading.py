@@ -11,7 +11,9 @@ from thunder_dagster.serving.generation import LoadedModel, load_generator
 from thunder_dagster.serving.sessions import NoDeploymentError, RefusedModelError
 from thunder_dagster.tasks.registry import task_kind
 
-LOADERS = {"generator": load_generator, "classifier": load_classifier}
+# A chat or instruction agent answers through the instruct base; a model deployed for one
+# (a generator trained from its pairs) is a generator's files all the same.
+LOADERS = {"generator": load_generator, "classifier": load_classifier, "instruct": load_generator}
 
 
 def load_deployment(deployment: Deployment) -> LoadedModel | LoadedClassifier:

@@ -1,7 +1,8 @@
 """What a model server holds while it runs, opened together and closed together: the model
 pool and its watcher, the query-log writer, retrieval, the reward models, API B, the key and
-split caches, the worker threads and the metrics. The HTTP app opens one in its lifespan;
-`thunder generate` and `thunder classify` open one to answer exactly as the server does."""
+split caches, the worker threads, the shared instruct base and the metrics. The HTTP app
+opens one in its lifespan; `thunder generate` and `thunder classify` open one to answer
+exactly as the server does."""
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from thunder_dagster import settings as environment
 from thunder_dagster.home import Home
 from thunder_dagster.serving.access import KeyCache
+from thunder_dagster.serving.bases import SharedBase
 from thunder_dagster.serving.errors import StoreUnavailable
 from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
 from thunder_dagster.serving.models import ModelPool
@@ -101,6 +103,7 @@ class ServingState:
     keys: KeyCache
     splits: SplitCache
     workers: ThreadPoolExecutor
+    base: SharedBase
 
     @classmethod
     def open(cls, settings: ServerSettings, metrics: ServerMetrics | None = None) -> "ServingState":
@@ -149,6 +152,7 @@ class ServingState:
             # event loop stays free to read requests: a pool of 40 threads would have them all
             # fight over the GIL and the cores.
             workers=ThreadPoolExecutor(settings.workers, thread_name_prefix="generate"),
+            base=SharedBase(settings.home.bases_dir),
         )
 
     def close(self) -> None:

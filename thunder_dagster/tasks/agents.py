@@ -60,3 +60,39 @@ def write_task(agent_dir: Path, task: str) -> Path:
     settings = {**(current if isinstance(current, dict) else {}), "task": task}
     write_atomically(path, json.dumps(settings, indent=2, sort_keys=True).encode("utf-8"))
     return path
+
+
+def read_grounding(agent_dir: Path):
+    """A chat or instruction agent's GroundingPolicy: agent.json's "grounding" object over
+    the defaults ({"min_similarity": 0.35, "uncovered": "refuse", "sentences": 2,
+    "checked": true})."""
+    import dataclasses
+
+    from thunder_dagster.instruct.grounding import GroundingPolicy
+
+    path = settings_path(agent_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return GroundingPolicy()
+    except (OSError, ValueError) as error:
+        raise AgentSettingsError(f"{path}: not readable JSON ({error})") from None
+    given = data.get("grounding", {}) if isinstance(data, dict) else None
+    fields = {field.name: field.type for field in dataclasses.fields(GroundingPolicy)}
+    if not isinstance(given, dict) or not set(given) <= set(fields):
+        raise AgentSettingsError(
+            f"{path}: grounding must be an object with any of {', '.join(fields)}"
+        )
+    policy = GroundingPolicy(**given)
+    if (
+        policy.uncovered not in ("refuse", "answer")
+        or not isinstance(policy.sentences, int)
+        or not 1 <= policy.sentences <= 8
+        or not isinstance(policy.min_similarity, int | float)
+        or not isinstance(policy.checked, bool)
+    ):
+        raise AgentSettingsError(
+            f"{path}: grounding {given}: uncovered is refuse or answer, sentences 1 to 8, "
+            "min_similarity a number (cosine, -1 to 1), checked true or false"
+        )
+    return policy

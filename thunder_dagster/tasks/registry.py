@@ -6,8 +6,9 @@ task asks this table; a new task is one entry.
 - generation: continue text (the character-level generator searched by TPE);
 - classification and sentiment: a label for a text, learnt from labelled uploads (a head on
   the sentence encoder with lexical features);
-- instruction and chat: answers to prompts, learnt from prompt and response pairs laid out
-  for the generator.
+- instruction and chat: answers to questions and instructions from the agent's documents, by
+  the pretrained instruct base (instruct/) over the agent's retrieval index: nothing is
+  trained before the first answer, the ingest run (documents, chunks, index) is all it needs.
 """
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ REWARD_JOBS = ("reward_job",)
 class TaskKind:
     name: str
     summary: str
-    model: Literal["generator", "classifier"]
+    model: Literal["generator", "classifier", "instruct"]
     # The whole graph for the agent, from its uploads to a release: what `thunder train` and
     # the admin API's training endpoint start.
     training_job: str
@@ -78,14 +79,29 @@ def _classifier(name: str, summary: str) -> TaskKind:
     )
 
 
+def _instruct(name: str, summary: str) -> TaskKind:
+    return TaskKind(
+        name=name,
+        summary=summary,
+        model="instruct",
+        training_job="ingest_job",
+        deployment_asset="retrieval_index",
+        endpoint="generate",
+        learns_from_feedback=False,
+        pairs=True,
+        measures=(),
+        run_jobs=(),
+    )
+
+
 KINDS: dict[str, TaskKind] = {
     kind.name: kind
     for kind in (
         _generator("generation", "continues text in the style of its documents", pairs=False),
         _classifier("classification", "labels a text, learnt from labelled uploads"),
         _classifier("sentiment", "labels a text's sentiment, learnt from labelled uploads"),
-        _generator("instruction", "answers instructions, learnt from pairs", pairs=True),
-        _generator("chat", "answers chat turns, learnt from pairs", pairs=True),
+        _instruct("instruction", "follows instructions about its documents (the instruct base)"),
+        _instruct("chat", "answers questions about its documents in a chat (the instruct base)"),
     )
 }
 TASKS = tuple(KINDS)

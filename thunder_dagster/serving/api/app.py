@@ -19,6 +19,7 @@ from thunder_dagster.serving.api.routes import (
     abtests,
     catalog,
     classify,
+    completions,
     feedback,
     generate,
     health,
@@ -28,7 +29,7 @@ from thunder_dagster.serving.api.routes import (
 from thunder_dagster.serving.metrics import ServerMetrics
 from thunder_dagster.serving.state import ServerSettings, ServingState
 
-ROUTERS = (health, generate, classify, search, feedback, catalog, abtests)
+ROUTERS = (health, generate, classify, search, feedback, catalog, abtests, completions)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:

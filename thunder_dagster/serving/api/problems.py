@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 
 from thunder_dagster.serving.api.schemas import Problem
 from thunder_dagster.serving.errors import (
+    BaseUnavailable,
     Conflict,
     Forbidden,
     NotFound,
@@ -29,6 +30,7 @@ STATUS = {
     Forbidden: 403,
     StoreUnavailable: 503,
     Unreachable: 503,
+    BaseUnavailable: 503,
 }
 # The answers a server with keys gives a request without the right one; an open server's
 # document drops them (api/app.py), since it answers neither.

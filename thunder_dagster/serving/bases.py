@@ -1,0 +1,41 @@
+"""The instruct base as one server holds it: loaded once, on first use, and shared by every
+chat and instruction agent (an agent's own state is its index). A missing graph is built
+and checked first (seconds); a base that cannot load is refused with why, and the server
+keeps answering its other agents."""
+
+import threading
+from pathlib import Path
+
+from thunder_dagster.serving.errors import BaseUnavailable
+
+
+class SharedBase:
+    def __init__(self, bases_dir: Path, threads: int | None = None):
+        self.bases_dir = bases_dir
+        self.threads = threads
+        self._loaded = None
+        self._lock = threading.Lock()
+        self.problem: str | None = None
+
+    def get(self):
+        """(BaseModel, InstructCard); BaseUnavailable with the reason when it cannot load."""
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded
+
+    def _load(self):
+        from thunder_dagster.instruct.base import BaseUnavailableError
+        from thunder_dagster.instruct.builds import BaseBuildError, load_base
+        from thunder_dagster.serving.sessions import RefusedModelError
+
+        try:
+            return load_base(self.bases_dir, self.threads)
+        except (BaseUnavailableError, BaseBuildError, RefusedModelError, OSError) as error:
+            self.problem = str(error)
+            raise BaseUnavailable(f"the instruct base cannot answer: {error}") from None
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
