@@ -30,6 +30,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## The main job on the embedded default, over the bundled sample agent.
 run: install
 	$(BIN)/thunder demo
+	$(BIN)/thunder ask sample "Between which temperatures must the walk-in cooler stay?"
 
 ## The same main job on the production profile: Dagster on PostgreSQL, its steps on Celery
 ## workers over Redis, MLflow as a server on PostgreSQL (deploy/profile.env, docs/DEPLOYMENT.md).

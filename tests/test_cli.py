@@ -43,7 +43,7 @@ def test_a_failed_run_exits_non_zero(home):
     assert "FAILED" in result.output
 
 
-def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home):
+def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home, instruct_base):
     result = CliRunner().invoke(main, ["demo", "--trials", "1", "--minutes", "1"])
     assert result.exit_code == 0, result.output
     assert "9 ok, 0 empty, 0 rejected, 0 skipped" in result.output
@@ -51,6 +51,13 @@ def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home):
     assert "sample after 'The bakery':" in result.output
     categories = {path.parent.name for path in home.agent_dir("sample").rglob("*.*")}
     assert {"work_product", "communication", "reference"} <= categories
+    # What `make run` prints last: an answer from the sample's documents, with its source.
+    question = "Between which temperatures must the walk-in cooler stay?"
+    asked = CliRunner().invoke(main, ["ask", "sample", question])
+    assert asked.exit_code == 0, asked.output
+    assert f"Q: {question}" in asked.output and "one and four" in asked.output
+    assert "source: reference/food_safety.txt" in asked.output
+    assert "between one and four degrees" in asked.output
 
 
 def test_generate_without_a_deployment_says_how_to_get_one(home):

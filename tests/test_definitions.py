@@ -29,6 +29,7 @@ def test_the_graph_has_the_expected_shape():
         "text_classifier",
         "classifier_deployment",
         "reward_model",
+        "instruct_base",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
@@ -45,6 +46,7 @@ def test_the_graph_has_the_expected_shape():
         "reward_model:parity",
         "reward_model:finite_outputs",
         "reward_model:better_than_chance",
+        "instruct_base:matches_the_float_reference",
         *(
             f"{asset}:{check}"
             for asset in ("onnx_model", "fine_tuned_model", "distilled_model")
@@ -56,6 +58,7 @@ def test_the_graph_has_the_expected_shape():
     assert {job.name for job in repository.get_all_jobs()} == {
         "__ASSET_JOB",
         "ingest_job",
+        "base_job",
         "training_job",
         "pipeline_job",
         "classifier_job",
@@ -114,6 +117,7 @@ def test_the_graph_has_the_expected_shape():
         "text_classifier": "classification",
         "classifier_deployment": "classification",
         "reward_model": "rewards",
+        "instruct_base": "instruct",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

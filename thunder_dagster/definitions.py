@@ -11,7 +11,7 @@ from thunder_dagster.jobs.feedback import (
     reward_job,
     reward_schedule,
 )
-from thunder_dagster.jobs.ingest import ingest_job
+from thunder_dagster.jobs.ingest import base_job, ingest_job
 from thunder_dagster.jobs.maintenance import cleanup_job, cleanup_schedule
 from thunder_dagster.jobs.training import (
     classifier_job,
@@ -42,6 +42,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_package_module(assets),
     jobs=[
         ingest_job,
+        base_job,
         training_job,
         pipeline_job,
         classifier_job,

@@ -100,7 +100,8 @@ def generate(
     from thunder_dagster.serving.answering import Question
 
     ws = Workspace.resolve()
-    _require_deployment(ws, agent_id)
+    if ws.task_of(agent_id) not in instruct_tasks():
+        _require_deployment(ws, agent_id)
     question = Question(
         prompt=prompt,
         user_id=cli_actor(),
@@ -122,6 +123,48 @@ def generate(
     )
     for source in answer.sources:
         click.echo(f"  source: {source.category}/{source.filename} {source.chunk_id}", err=True)
+
+
+def instruct_tasks() -> tuple[str, ...]:
+    """The tasks the instruct base answers (no deployment needed)."""
+    from thunder_dagster.tasks.registry import KINDS
+
+    return tuple(name for name, kind in KINDS.items() if kind.model == "instruct")
+
+
+@click.command()
+@click.argument("agent_id", type=AgentId)
+@click.argument("question")
+@click.option("--tokens", default=64, show_default=True, type=click.IntRange(1, 1024))
+def ask(agent_id: str, question: str, tokens: int) -> None:
+    """Answer QUESTION from AGENT_ID's documents with the instruct base, as a chat agent
+    answers (any agent with a retrieval index; nothing is trained), with the sentences it
+    rests on and their files. Logged for feedback like any answer."""
+    from thunder_dagster.instruct.decoding import Sampling
+    from thunder_dagster.instruct.tokens import Message
+    from thunder_dagster.retrieval.index import pointed_version
+    from thunder_dagster.serving.conversations import ChatQuestion, DocumentChat
+
+    ws = Workspace.resolve()
+    if pointed_version(ws.home.retrieval_dir(agent_id)) is None:
+        raise click.ClickException(
+            f"agent {agent_id} has no retrieval index yet: run `thunder ingest {agent_id}`"
+        )
+    asked = ChatQuestion((Message("user", question),), cli_actor(), Sampling(max_tokens=tokens))
+    with engine(ws, agent_id) as answerer:
+        answer = DocumentChat(answerer).answer(agent_id, asked)
+    click.echo(f"Q: {question}")
+    click.echo(f"A: {answer.text}")
+    for support in answer.sources:
+        chunk = support.chunk
+        click.echo(f"   source: {chunk.category}/{chunk.filename} {chunk.chunk_id}")
+        click.echo(f"           \u201c{support.sentence}\u201d")
+    how = "from the teacher" if answer.fallback else "the instruct base"
+    click.echo(
+        f"[{agent_id} {answer.model_version} ({how}), confidence {answer.confidence:.3f}, "
+        f"query {answer.query_id}]",
+        err=True,
+    )
 
 
 @click.command()

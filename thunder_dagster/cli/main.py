@@ -17,6 +17,7 @@ COMMANDS = {
     "generate": "answers",
     "classify": "answers",
     "search": "answers",
+    "ask": "answers",
     "rollback": "deployments",
     "undeploy": "deployments",
     "redeploy": "deployments",

@@ -9,3 +9,10 @@ ingest_job = dg.define_asset_job(
     # (killed worker, lost host) is launched again once by the daemon.
     tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
 )
+
+base_job = dg.define_asset_job(
+    name="base_job",
+    selection=dg.AssetSelection.assets("instruct_base"),
+    description="The instruct base's graph built and checked against its float reference: what "
+    "chat and instruction agents answer with (a server builds it too when it is missing).",
+)
