@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/parallel_search.py
 	$(BIN)/python bench/training.py --minutes 2 10
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/answers.py
 
 ## The scratch environment bench/retrieval.py compares against (sentence-transformers on
 ## PyTorch's CPU build) and the encoder fixture was made in; the project itself never uses it.

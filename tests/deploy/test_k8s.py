@@ -99,7 +99,8 @@ def test_the_objects_agree_with_each_other_and_with_the_server(built):
     assert config["THUNDER_HOME"] == mounts["home"]["mountPath"]
     # What the server writes lies on its own writable volumes, not on the read-only home.
     writable = {m["mountPath"] for name, m in mounts.items() if name != "home"}
-    assert {config["THUNDER_SPOOL_DIR"], config["THUNDER_ENCODER_CACHE"]} <= writable
+    caches = ("THUNDER_SPOOL_DIR", "THUNDER_ENCODER_CACHE", "THUNDER_BASE_CACHE")
+    assert {config[name] for name in caches} <= writable
     assert container["image"] == "registry.example.org/thunder-dagster-server:0.1.0"
 
 
