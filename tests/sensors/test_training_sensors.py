@@ -10,7 +10,7 @@ from thunder_dagster.jobs.training import prompt_training_job
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.sensors.training import prompt_followup_sensor, run_priority, training_sensor
-from thunder_dagster.tasks.agents import read_task
+from thunder_dagster.tasks.agents import read_task, write_task
 
 pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
@@ -47,6 +47,18 @@ def test_training_is_requested_once_per_dataset_version_when_every_category_has_
         assert again.run_requests == []
         skipped = again.skip_reason.skip_message
         assert "partial: no document yet in work_product, communication" in skipped
+
+
+def test_a_chat_agent_is_never_trained_its_index_is_all_it_needs(home, monkeypatch):
+    monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "0")
+    for agent, task in (("helpdesk", "chat"), ("writer", "generation")):
+        home.create_agent(agent)
+        write_task(home.agent_dir(agent), task)
+        dataset(home, agent, CATEGORIES)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["helpdesk", "writer"])
+        result = evaluate(instance, home)
+        assert [r.partition_key for r in result.run_requests] == ["writer"]
 
 
 def test_a_fresh_dataset_waits_out_the_debounce(home, monkeypatch):

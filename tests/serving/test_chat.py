@@ -126,3 +126,22 @@ def test_the_openai_client_chats_streams_and_embeds(bakery):
     assert sum(a * b for a, b in zip(first, second, strict=True)) > 0.8
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nobody", messages=turns)
+
+
+def test_an_unsure_answer_goes_to_api_b_with_the_sentences_and_is_logged_as_taught(
+    home, instruct_base, endpoint
+):
+    from thunder_dagster.serving.teacher import TeacherSettings
+
+    home.create_agent("bakery")
+    write_task(home.agent_dir("bakery"), "chat")
+    index_agent(home, "bakery", sample_texts())
+    # Every local answer counts as unsure: API B (a loopback OpenAI server) answers.
+    teacher = TeacherSettings(endpoint.base_url, "big-model")
+    with TestClient(create_app(settings(home, teacher_threshold=1.01, teacher=teacher))) as client:
+        body = ask(client, "On which day is the staff meeting?")
+    assert body["fallback"] is True and body["text"] == "the teacher says hello"
+    assert body["sources"] and body["model_version"] == "api-b:big-model"
+    # API B was given the supporting sentences' passages with the question.
+    (request,) = endpoint.seen
+    assert "staff meeting" in json.dumps(request)
