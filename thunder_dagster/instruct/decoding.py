@@ -58,28 +58,35 @@ class BaseModel:
         self.spec = spec
         self.positions = positions
 
-    def _empty_cache(self) -> dict[str, np.ndarray]:
-        empty = np.zeros((1, self.spec.kv_heads, 0, self.spec.head_dim), dtype=np.float32)
-        cache = {}
-        for layer in range(self.spec.layers):
-            past_k, past_v, _, _ = kv_names(layer)
-            cache[past_k] = cache[past_v] = empty
-        return cache
+    def _empty_cache(self, capacity: int) -> list:
+        """One answer's key/value cache: for each layer a key and a value buffer of
+        `capacity` positions, which the graph reads as past and writes as present in place
+        (GroupQueryAttention's shared buffer), so no step copies the cache."""
+        from onnxruntime import OrtValue
 
-    def _run(self, ids: list[int], cache: dict[str, np.ndarray], past: int):
+        shape = (1, self.spec.kv_heads, capacity, self.spec.head_dim)
+        return [
+            OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype=np.float32))
+            for _ in range(2 * self.spec.layers)
+        ]
+
+    def _run(self, ids: list[int], cache: list, past: int):
         total = past + len(ids)
-        feeds = {
-            "input_ids": np.asarray([ids], dtype=np.int64),
-            "seqlens_k": np.asarray([total - 1], dtype=np.int32),
-            "total_sequence_length": np.asarray(total, dtype=np.int32),
-            **cache,
-        }
-        logits, *presents = self.session.run(None, feeds)
-        following = {}
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
+        binding.bind_cpu_input("seqlens_k", np.asarray([total - 1], dtype=np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.asarray(total, dtype=np.int32))
+        binding.bind_output("logits")  # first: get_outputs() lists outputs as bound
         for layer in range(self.spec.layers):
-            past_k, past_v, _, _ = kv_names(layer)
-            following[past_k], following[past_v] = presents[2 * layer], presents[2 * layer + 1]
-        return logits[0, -1].astype(np.float64), following
+            past_k, past_v, present_k, present_v = kv_names(layer)
+            key, value = cache[2 * layer], cache[2 * layer + 1]
+            binding.bind_ortvalue_input(past_k, key)
+            binding.bind_ortvalue_input(past_v, value)
+            binding.bind_ortvalue_output(present_k, key)
+            binding.bind_ortvalue_output(present_v, value)
+        self.session.run_with_iobinding(binding)
+        logits = binding.get_outputs()[0].numpy()
+        return logits[0, -1].astype(np.float64), cache
 
     def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens + max_tokens > self.positions:
@@ -92,7 +99,7 @@ class BaseModel:
     def logits_along(self, prompt: list[int], steps: int) -> Iterator[tuple[np.ndarray, list]]:
         """The logits at each step of the greedy answer, with the tokens chosen before them
         (the parity check's walk)."""
-        logits, cache = self._run(prompt, self._empty_cache(), 0)
+        logits, cache = self._run(prompt, self._empty_cache(len(prompt) + steps), 0)
         produced: list[int] = []
         for _ in range(steps):
             yield logits, list(produced)
@@ -106,7 +113,8 @@ class BaseModel:
         """The answer's tokens as they are chosen."""
         self.check_fits(len(prompt), sampling.max_tokens)
         rng = np.random.default_rng(sampling.seed)
-        logits, cache = self._run(prompt, self._empty_cache(), 0)
+        capacity = len(prompt) + sampling.max_tokens
+        logits, cache = self._run(prompt, self._empty_cache(capacity), 0)
         past = len(prompt)
         for _ in range(sampling.max_tokens):
             probabilities = _softmax(logits)
