@@ -3,6 +3,7 @@ file, answer quality on the sample agent's question set, and the server's memory
 agents.
 
     .venv/bin/python bench/answers.py [--no-llama] [--no-generator] [--agents 20]
+                                      [--sections speed,quality,memory,upload]
 
 1. Speed, both sides on the same file, the same token ids and two threads: prefill tokens per
    second for a grounded question of about 600 prompt tokens, decode tokens per second at
@@ -425,7 +426,11 @@ def main() -> None:
     parser.add_argument("--no-llama", action="store_true")
     parser.add_argument("--no-generator", action="store_true")
     parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument(
+        "--sections", default="speed,quality,memory,upload", help="which parts to run, in order"
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     from thunder_dagster.instruct.base import BaseFile
     from thunder_dagster.instruct.builds import load_base
 
@@ -443,10 +448,14 @@ def main() -> None:
         f"base: {card.provenance.describe()}; graph {card.model_bytes / 1e6:.0f} MB, "
         f"built and checked in {card.build_seconds:.0f} s"
     )
-    speed(model, BaseFile().path, not args.no_llama)
-    quality(model, not args.no_generator)
-    memory(args.agents)
-    upload_to_answer(bases)
+    if "speed" in sections:
+        speed(model, BaseFile().path, not args.no_llama)
+    if "quality" in sections:
+        quality(model, not args.no_generator)
+    if "memory" in sections:
+        memory(args.agents)
+    if "upload" in sections:
+        upload_to_answer(bases)
 
 
 if __name__ == "__main__":

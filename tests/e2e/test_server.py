@@ -92,3 +92,55 @@ def test_thunder_analyze_prints_the_decision_of_the_day_as_json(home):
     assert decision["learning_rate"] == pytest.approx(2e-4)
     assert decision["inputs"]["teacher_fallbacks"] == 120
     assert decision["window_utc"] == ["2026-03-03T00:00:00+00:00", "2026-03-04T00:00:00+00:00"]
+
+
+def test_the_openai_client_streams_a_chat_agents_answer_from_thunder_serve(
+    home, tmp_path, instruct_base
+):
+    """The official client against the real process: a chat agent (nothing trained, its
+    index only) answers from its documents, streamed as server-sent events."""
+    import openai
+
+    from tests.factories import index_agent
+    from thunder_dagster.tasks.agents import write_task
+
+    home.create_agent("desk")
+    write_task(home.agent_dir("desk"), "chat")
+    notes = "The walk-in cooler must stay between one and four degrees. " * 3
+    index_agent(home, "desk", {"safety.txt": notes})
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "thunder"), "serve", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="open")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert [model.id for model in client.models.list()] == ["desk"]
+                break
+            except (openai.APIConnectionError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise AssertionError(log.read_text()[-3000:]) from None
+                time.sleep(0.5)
+        question = "Between which temperatures must the walk-in cooler stay?"
+        stream = client.chat.completions.create(
+            model="desk",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=32,
+            stream=True,
+        )
+        chunks = list(stream)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert "one and four" in text.lower()
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].model_extra["sources"][0]["filename"] == "safety.txt"
