@@ -91,7 +91,7 @@ def stream_answer(
         return
     completion = model.complete(grounded.prompt, sampling)
     supports = list(grounded.supports)
-    kept = faithful(completion.text, question, supports)
+    kept = faithful(completion.text, question, supports[:1])
     text = completion.text if kept else quoted(supports[0])
     yield Step(-1, text, completion.confidence)
     yield DocumentAnswer(text, grounded.supports, True, completion, quoted=not kept)

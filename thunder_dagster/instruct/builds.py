@@ -178,7 +178,7 @@ def build_base(bases_dir: Path, base: BaseFile | None = None) -> InstructCard:
 def load_base(bases_dir: Path, threads: int | None = None, build: bool = True):
     """(BaseModel, InstructCard) from the built folder, its model's hash checked; built
     first when absent (or unreadable) and `build`."""
-    from thunder_dagster.serving.sessions import RefusedModelError, verified_bytes
+    from thunder_dagster.serving.sessions import RefusedModelError
 
     base = BaseFile()
     folder = base_folder(bases_dir, base)
@@ -190,9 +190,17 @@ def load_base(bases_dir: Path, threads: int | None = None, build: bool = True):
         card = build_base(bases_dir, base)
     if card.provenance.sha256 != base.sha256:
         raise RefusedModelError(f"{folder} was built from another file: rebuild the base")
-    data = verified_bytes(str(folder / MODEL_NAME), card.model_sha256)
-    model = BaseModel(session_for(data, threads), BaseTokenizer(base), card.spec, card.positions)
-    return model, card
+    path = folder / MODEL_NAME
+    if sha256_of(path) != card.model_sha256:
+        raise RefusedModelError(
+            f"{path} does not match the hash its card recorded; rebuild the base "
+            "(materialize instruct_base, or delete the folder and a server rebuilds it)"
+        )
+    # Loaded from the path, not from bytes read here: onnxruntime would keep the bytes' copy
+    # beside its own (140 MiB more resident). The folder is the server's own cache, written
+    # whole by a rename; a change after the check would still have to pass the graph's load.
+    session = session_for(str(path), threads)
+    return BaseModel(session, BaseTokenizer(base), card.spec, card.positions), card
 
 
 def generate_once(model: BaseModel, question: str, max_tokens: int = 32) -> str:
