@@ -53,6 +53,24 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
         assert repeated.run_key == request.run_key
 
 
+def test_a_chat_agent_is_not_retrained_from_its_feedback_and_the_rules_say_why(home, store):
+    from thunder_dagster.tasks.agents import write_task
+
+    home.create_agent("desk")
+    write_task(home.agent_dir("desk"), "chat")
+    day = datetime(2026, 3, 3)
+    log(store, 50, day + timedelta(hours=1), agent="desk", score=5)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["desk"])
+        decided = decision_of(analyse(home, instance, "2026-03-03", agent="desk"))
+        assert decided["change"] == "none" and not decided["fires"]
+        assert decided["reason"].startswith("fine_tune would fire (positive_feedback 50")
+        assert "a chat agent is not retrained from its feedback" in decided["reason"]
+        queries = {"queries": resources(home)["queries"]}
+        with dg.build_sensor_context(instance=instance, resources=queries) as context:
+            assert retraining_sensor(context).run_requests == []
+
+
 def test_each_day_is_analysed_on_its_own_24_hours_whatever_was_missed(home, store):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])

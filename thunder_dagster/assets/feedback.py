@@ -54,17 +54,40 @@ def query_log_stats(
     )
 
 
+def held_back(thunder: ThunderHome, agent_id: str, decision: Decision) -> Decision:
+    from dataclasses import replace
+
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+    from thunder_dagster.tasks.registry import task_kind
+
+    if not decision.fires:
+        return decision
+    try:
+        kind = task_kind(read_task(thunder.home().agent_dir(agent_id)))
+    except AgentSettingsError:
+        return decision
+    if kind.learns_from_feedback:
+        return decision
+    reason = (
+        f"{decision.change} would fire ({decision.reason}), but a {kind.name} agent is not "
+        f"retrained from its feedback: it {kind.summary}"
+    )
+    return replace(decision, change="none", reason=reason)
+
+
 @dg.asset(group_name="feedback", kinds={"sql"}, partitions_def=agent_days)
 def training_triggers(
     context: dg.AssetExecutionContext,
     query_log_stats: WindowStats,
     queries: QueryLogStore,
+    thunder: ThunderHome,
 ) -> dg.Output[Decision]:
     """The retraining the day's statistics call for: fine_tune, distillation or none.
 
     With the rules' inputs, the reason and the learning rate; recorded in the query-log store,
-    where retraining_sensor reads it."""
-    decision = decide(query_log_stats.stats)
+    where retraining_sensor reads it. An agent whose task the rules do not retrain (the task
+    registry's learns_from_feedback) gets none, with the rules' reason kept."""
+    decision = held_back(thunder, query_log_stats.agent_id, decide(query_log_stats.stats))
     with queries.open() as store:
         store.record_analysis(
             query_log_stats.agent_id,
