@@ -213,20 +213,20 @@ def quality(model, generator: bool) -> None:
     index = RetrievalIndex(work / "index")
     sampling, policy = Sampling(max_tokens=48), GroundingPolicy()
     arms = {"product": [], "bare base + right paragraph": [], "best sentence alone": []}
-    for item in data["questions"]:
-        question, facts = item["question"], item["facts"]
+
+    def product(question: str):
+        """The product's answer, as a chat agent gives it, with what it was grounded in."""
         vector = encoder.encode([question])[0]
         hits = [hit.chunk for hit in index.search(question, vector, 5)]
+        conversation = [Message("user", question)]
         answer = answer_from_documents(
-            model,
-            "bakery",
-            [Message("user", question)],
-            vector,
-            hits,
-            encoder.encode,
-            policy,
-            sampling,
+            model, "bakery", conversation, vector, hits, encoder.encode, policy, sampling
         )
+        return vector, hits, answer
+
+    for item in data["questions"]:
+        question, facts = item["question"], item["facts"]
+        vector, hits, answer = product(question)
         arms["product"].append(right(answer.text, facts))
         paragraph = next(p for p in paragraphs if item["paragraph"] in p)
         bare = model.complete(
@@ -239,18 +239,7 @@ def quality(model, generator: bool) -> None:
         arms["character-level generator (demo budget, grounded)"] = generator_arm(data, texts)
     refused = 0
     for question in data["off_topic"]:
-        vector = encoder.encode([question])[0]
-        hits = [hit.chunk for hit in index.search(question, vector, 5)]
-        answer = answer_from_documents(
-            model,
-            "bakery",
-            [Message("user", question)],
-            vector,
-            hits,
-            encoder.encode,
-            policy,
-            sampling,
-        )
+        _, _, answer = product(question)
         refused += not answer.covered
     print(
         f"\n2. Quality: {len(data['questions'])} questions about the sample agent, greedy, "

@@ -344,9 +344,9 @@ class Answerer:
         _, hits = self.search(agent_id, prompt, self.settings.grounding_passages)
         return [hit.chunk for hit in hits]
 
-    def search(self, agent_id: str, query: str, k: int) -> tuple:
-        """The agent's index and its top `k` hits for `query`; UnknownAgent with why when the
-        agent has no index to search."""
+    def search(self, agent_id: str, query: str, k: int, vector=None) -> tuple:
+        """The agent's index and its top `k` hits for `query` (its `vector`, when the caller
+        has encoded it already); UnknownAgent with why when the agent has no index."""
         self.refuse_undeployed(agent_id)
         retrieval = self.state.retrieval
         index = retrieval.index(agent_id) if AGENT_ID_PATTERN.fullmatch(agent_id) else None
@@ -355,7 +355,8 @@ class Answerer:
                 f"agent {agent_id!r} has no retrieval index: {retrieval.why_not(agent_id)}"
             )
         started = time.perf_counter()
-        hits = index.search(query, retrieval.encode(query), k)
+        vector = retrieval.encode(query) if vector is None else vector
+        hits = index.search(query, vector, k)
         self.metrics.search_seconds.labels(agent_id).observe(time.perf_counter() - started)
         return index, hits
 

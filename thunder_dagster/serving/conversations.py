@@ -51,7 +51,10 @@ class DocumentChat:
         started = time.perf_counter()
         last = _last_user_turn(question.messages)
         self.answerer.check_limits_of(last.content, question.sampling.max_tokens)
-        _, hits = self.answerer.search(agent_id, last.content, self.passages)
+        # The question is encoded once: for the search and for its sentences' similarity.
+        self.answerer.refuse_undeployed(agent_id)
+        vector = self.state.retrieval.encode(last.content)
+        _, hits = self.answerer.search(agent_id, last.content, self.passages, vector)
         model, card = self.state.base.get()
         try:
             policy = read_grounding(self.state.settings.home.agent_dir(agent_id))
@@ -63,7 +66,7 @@ class DocumentChat:
                 model,
                 agent_id,
                 list(question.messages),
-                retrieval.encode(last.content),
+                vector,
                 [hit.chunk for hit in hits],
                 retrieval.encode_many,
                 policy,
