@@ -122,6 +122,30 @@ def test_the_graph_has_the_expected_shape():
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 
 
+def test_each_kind_of_work_is_retried_as_its_seed_says():
+    repository = defs.get_repository_def()
+
+    def step_retries(asset: str) -> dg.RetryPolicy | None:
+        return defs.get_assets_def(asset).op.retry_policy
+
+    # Seed 000: the training an upload starts has three attempts, its steps and its run.
+    for asset in ("keras_model", "text_classifier"):
+        assert step_retries(asset).max_retries == 2, asset
+    search = repository.get_job("pipeline_job").graph.node_named("tpe_trials")
+    assert search.definition.node_named("search_trials").definition.retry_policy.max_retries == 2
+    assert repository.get_job("pipeline_job").tags["dagster/max_retries"] == "1"
+    # Seed 004: fine-tune and distillation get one attempt, neither the step nor the run again.
+    for asset, job in (
+        ("fine_tuned_model", "fine_tune_job"),
+        ("distilled_model", "distillation_job"),
+    ):
+        assert step_retries(asset) is None, asset
+        assert "dagster/max_retries" not in repository.get_job(job).tags, job
+    # Seed 004: cleanup is tried again once, 30 minutes on.
+    cleanup = repository.get_job("cleanup_job").graph.node_named("clean_up").definition
+    assert (cleanup.retry_policy.max_retries, cleanup.retry_policy.delay) == (1, 1800)
+
+
 def test_importing_the_definitions_never_loads_the_heavy_libraries():
     # The import time itself is measured by bench/import_time.py; what keeps it short is that
     # none of these load with the code location.

@@ -20,7 +20,7 @@ from thunder_dagster.runtime.configs import DeadlineConfig
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results, image, links, markdown_table
 from thunder_dagster.runtime.partitions import agents
-from thunder_dagster.runtime.policies import TRAINING_POOL
+from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
 from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 from thunder_dagster.tasks.registry import task_kind
 from thunder_dagster.times import utc_now
@@ -123,6 +123,7 @@ def _per_label(metrics) -> list[list]:
     kinds={"keras", "onnx", "mlflow"},
     partitions_def=agents,
     pool=TRAINING_POOL,
+    retry_policy=TRAINING_RETRY,
     check_specs=[
         dg.AssetCheckSpec(name, asset="text_classifier", blocking=True)
         for name in ("parity", "finite_outputs", "better_than_majority")

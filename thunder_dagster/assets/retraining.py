@@ -14,7 +14,7 @@ from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.configs import BudgetConfig
 from thunder_dagster.runtime.metadata import check_results, links
 from thunder_dagster.runtime.partitions import agents
-from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.runtime.policies import TRAINING_POOL
 from thunder_dagster.tracking.progress import epoch_reporter
 
 
@@ -142,7 +142,6 @@ def _export_checks(asset: str) -> list[dg.AssetCheckSpec]:
     kinds={"keras", "onnx", "mlflow"},
     partitions_def=agents,
     pool=TRAINING_POOL,
-    retry_policy=TRAINING_RETRY,
     check_specs=_export_checks("fine_tuned_model"),
 )
 def fine_tuned_model(
@@ -181,7 +180,6 @@ def fine_tuned_model(
     kinds={"keras", "onnx", "mlflow"},
     partitions_def=agents,
     pool=TRAINING_POOL,
-    retry_policy=TRAINING_RETRY,
     check_specs=_export_checks("distilled_model"),
 )
 def distilled_model(

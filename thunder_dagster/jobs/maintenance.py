@@ -5,6 +5,7 @@ from thunder_dagster.deployments.cleanup import CleanupReport, clean_agent
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
+from thunder_dagster.runtime.policies import CLEANUP_RETRY
 
 
 class CleanupConfig(dg.Config):
@@ -16,7 +17,7 @@ class CleanupConfig(dg.Config):
     )
 
 
-@dg.op
+@dg.op(retry_policy=CLEANUP_RETRY)
 def clean_up(
     context: dg.OpExecutionContext,
     config: CleanupConfig,
@@ -24,7 +25,10 @@ def clean_up(
     queries: QueryLogStore,
 ) -> dict:
     """Prune model versions beyond the retention (never one that serves or that a rollback
-    needs), expired response-cache entries and stale temporary folders; report what went."""
+    needs), expired response-cache entries and stale temporary folders; report what went.
+
+    One agent's unreadable state is reported and left (a retry would meet it again); a failure
+    of the whole step, such as the query-log store out of reach, is retried once 30 minutes on."""
     home = thunder.home()
     report = CleanupReport()
     models_root = home.root / "models"
