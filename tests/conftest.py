@@ -1,10 +1,13 @@
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.factories import CORPUS
+from tests.factories import CORPUS, REPO_ROOT
 from tests.loopback_openai import endpoint  # noqa: F401 (the loopback API B, a fixture)
+from tests.processes import BIN
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
 
@@ -52,3 +55,37 @@ def store(home):
     """The query-log store of the test's home, open for the test."""
     with QueryStore.open(home.queries_db_url) as opened:
         yield opened
+
+
+# The demo's budget in work, not wall time: one trial of one epoch, then one epoch of final
+# training (100 batches each), with minutes that never bind: a busy machine takes longer
+# instead of deploying a worse model (2.24 nats/char against the unigram's 3.02 here).
+DEMO = ["demo", "--trials", "1", "--minutes", "10", "--epochs", "1"]
+
+
+@dataclass(frozen=True)
+class TrainedSample:
+    home: Home
+    env: dict[str, str]  # THUNDER_HOME and DAGSTER_HOME of `home`, over this environment
+    output: str  # what `thunder demo` printed
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory) -> TrainedSample:
+    """`thunder demo` run once for the session, in a process of its own, on a home of its own:
+    the sample agent ingested, searched, trained, exported and deployed on an embedded
+    instance. The demo test reads what it printed, the browser test serves its instance; the
+    tests that use it read it and add nothing that another one checks."""
+    root = tmp_path_factory.mktemp("trained-sample") / "thunder"
+    (root / "dagster").mkdir(parents=True)
+    env = {**os.environ, "THUNDER_HOME": str(root), "DAGSTER_HOME": str(root / "dagster")}
+    done = subprocess.run(
+        [str(BIN / "thunder"), *DEMO],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return TrainedSample(Home.resolve(root), env, done.stdout)

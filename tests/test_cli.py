@@ -43,15 +43,18 @@ def test_a_failed_run_exits_non_zero(home):
     assert "FAILED" in result.output
 
 
-def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(home, instruct_base):
-    result = CliRunner().invoke(main, ["demo", "--trials", "1", "--minutes", "1"])
-    assert result.exit_code == 0, result.output
-    assert "9 ok, 0 empty, 0 rejected, 0 skipped" in result.output
-    assert "deployed sample 1.0.0" in result.output
-    assert "sample after 'The bakery':" in result.output
+def test_demo_takes_the_sample_agent_to_a_deployed_model_that_writes(
+    trained_sample, instruct_base, monkeypatch
+):
+    output, home = trained_sample.output, trained_sample.home
+    assert "9 ok, 0 empty, 0 rejected, 0 skipped" in output
+    assert "deployed sample 1.0.0" in output
+    assert "sample after 'The bakery':" in output
     categories = {path.parent.name for path in home.agent_dir("sample").rglob("*.*")}
     assert {"work_product", "communication", "reference"} <= categories
     # What `make run` prints last: an answer from the sample's documents, with its source.
+    for name in ("THUNDER_HOME", "DAGSTER_HOME"):
+        monkeypatch.setenv(name, trained_sample.env[name])
     question = "Between which temperatures must the walk-in cooler stay?"
     asked = CliRunner().invoke(main, ["ask", "sample", question])
     assert asked.exit_code == 0, asked.output

@@ -26,7 +26,9 @@ def training_ops(
     `started` (when the run was asked for), the minutes are the whole run's: the search ends
     at its share of them and the final training early enough for the export and deployment,
     so the run's start-up, ingest and wrap-up come out of the budget instead of overrunning
-    it. The CLI, the benchmarks and launchpad users who want the split all build it here.
+    it. `epochs` caps each trial and the final training in work as well (each epoch its
+    batches): with generous minutes, a busy machine takes longer instead of training less. The
+    CLI, the benchmarks and launchpad users who want the split all build it here.
     """
     search, final = {}, {}
     if trials is not None:
@@ -42,7 +44,7 @@ def training_ops(
             )
             search["finish_by"], final["finish_by"] = (moment.isoformat() for moment in ends)
     if epochs is not None:
-        search["epochs"] = epochs
+        search["epochs"] = final["epochs"] = epochs
     if parallel is not None:
         search["parallel"] = parallel
     return {"tpe_trials": {"config": search}, "keras_model": {"config": final}}

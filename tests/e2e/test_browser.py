@@ -15,7 +15,6 @@ import pytest
 
 from tests.factories import REPO_ROOT, free_port
 from tests.processes import BIN, kill_tree, wait_for
-from thunder_dagster.samples import copy_sample_agent
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -103,20 +102,9 @@ def asset_nodes(url: str) -> dict[str, dict]:
 
 
 @pytest.fixture
-def webserver(home, tmp_path):
-    """The sample agent trained by `thunder train`, then dagster-webserver on its instance."""
-    home.create_agent("sample")
-    copy_sample_agent(home, "sample")
-    # Two minutes for the whole run: with one, a busy machine's start-up and ingest left the
-    # final training seconds, too few to beat the unigram baseline the deployment demands.
-    trained = subprocess.run(
-        [str(BIN / "thunder"), "train", "sample", "--trials", "2", "--minutes", "2"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-4000:]
+def webserver(trained_sample, tmp_path):
+    """dagster-webserver on the instance where the session's `thunder demo` trained the sample
+    agent."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "webserver.log"
@@ -124,6 +112,7 @@ def webserver(home, tmp_path):
         process = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO_ROOT,
+            env=trained_sample.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -22,6 +22,11 @@ def test_training_ops_split_the_minutes_between_search_and_training():
         "keras_model": {"config": {"minutes": 7.0}},
     }
     assert training_ops(None, None, parallel=2)["tpe_trials"] == {"config": {"parallel": 2}}
+    # A budget in work: the trials' and the final training's epochs, which the minutes still cap.
+    assert training_ops(1, 10.0, epochs=2) == {
+        "tpe_trials": {"config": {"trials": 1, "minutes": 3.0, "epochs": 2}},
+        "keras_model": {"config": {"minutes": 7.0, "epochs": 2}},
+    }
 
 
 def test_a_run_asked_for_at_a_time_ends_its_search_and_training_by_the_whole_budget():

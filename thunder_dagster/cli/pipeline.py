@@ -93,13 +93,25 @@ def reward(agent_id: str, trials: int | None) -> None:
 @click.option("--agent", "agent_id", default="sample", show_default=True, type=AgentId)
 @click.option("--trials", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--minutes", default=6.0, show_default=True, type=click.FloatRange(min=0.1))
-def demo(agent_id: str, trials: int, minutes: float) -> None:
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of each search trial and most epochs of the final training: a budget in "
+    "work, which --minutes still caps",
+)
+def demo(agent_id: str, trials: int, minutes: float, epochs: int | None) -> None:
     """The main job on the bundled sample agent: its documents go through the whole graph to a
     deployed model, and the deployed model writes a sample."""
-    run_demo(agent_id, trials, minutes)
+    run_demo(agent_id, trials, minutes, epochs=epochs)
 
 
-def run_demo(agent_id: str, trials: int, minutes: float, parallel: int | None = None) -> None:
+def run_demo(
+    agent_id: str,
+    trials: int,
+    minutes: float,
+    parallel: int | None = None,
+    epochs: int | None = None,
+) -> None:
     from thunder_dagster.samples import copy_sample_agent
     from thunder_dagster.training_plan import training_ops
 
@@ -107,7 +119,7 @@ def run_demo(agent_id: str, trials: int, minutes: float, parallel: int | None = 
     ws.home.create_agent(agent_id)
     copied = copy_sample_agent(ws.home, agent_id)
     click.echo(f"THUNDER_HOME={ws.home.root}; sample agent {agent_id!r}: {copied} file(s) copied")
-    ops = training_ops(trials, minutes, parallel=parallel)
+    ops = training_ops(trials, minutes, epochs=epochs, parallel=parallel)
     result = ws.launch("pipeline_job", agent_id, ops=ops)
     print_ingest_summary(ws.home, agent_id)
     if result.success:
