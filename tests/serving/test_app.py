@@ -162,7 +162,11 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
     deploy_tiny(home, "acme", seed=0)
     with TestClient(create_app(settings(home, challenger_share=0.0))) as client:
         released = deploy_tiny(home, "acme", seed=1)
-        # Damage the new release's file after its pointer moved: its hash no longer matches.
+        served = wait_for_health(
+            client, lambda r: r.json()["agents"]["acme"]["champion"] == "1.1.0"
+        )
+        assert served.json()["agents"]["acme"]["champion"] == "1.1.0"
+        # Damage the served release's file: its hash no longer matches its pointer's.
         with open(released.onnx_path, "r+b") as handle:
             handle.seek(100)
             handle.write(b"\x00" * 16)
@@ -178,7 +182,7 @@ def test_a_broken_model_file_is_refused_and_the_old_model_keeps_serving(home):
                 break
             time.sleep(0.05)
         assert "does not match the hash" in health["refused"]["champion"]
-        assert health["champion"] in ("1.0.0", "1.1.0")
+        assert health["champion"] == "1.1.0"  # the model in memory, loaded while it was whole
         assert ask(client).status_code == 200
 
 
