@@ -112,7 +112,7 @@ class TrackingWithFlakyRegistry(MlflowTracking):
         return RegistryFailingOnce(tracker, Path(self.marker))
 
 
-def test_a_failed_and_retried_fine_tune_marks_its_rows_once_and_deploys_a_challenger(
+def test_a_failed_fine_tune_marks_no_rows_and_the_next_one_marks_them_once_and_deploys(
     home, store, tmp_path
 ):
     deploy_tiny(home, "acme")
@@ -123,13 +123,23 @@ def test_a_failed_and_retried_fine_tune_marks_its_rows_once_and_deploys_a_challe
     flaky["tracking"] = TrackingWithFlakyRegistry(thunder=flaky["thunder"], marker=str(marker))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
-        result = dg.materialize(
-            [retraining.fine_tuned_model],
-            partition_key="acme",
-            instance=instance,
-            resources=flaky,
-            run_config={"ops": {"fine_tuned_model": {"config": FINE_TUNE}}},
-        )
+
+        def fine_tune():
+            return dg.materialize(
+                [retraining.fine_tuned_model],
+                partition_key="acme",
+                instance=instance,
+                resources=flaky,
+                run_config={"ops": {"fine_tuned_model": {"config": FINE_TUNE}}},
+                raise_on_error=False,
+            )
+
+        # One attempt (seed 004): the failed registration fails the run, and nothing is used.
+        failed = fine_tune()
+        assert not failed.success and marker.read_text().count("call") == 1
+        assert store.used_by(failed.run_id) == []
+        assert read_pointer(home.deployments_dir("acme"), "challenger") is None
+        result = fine_tune()  # the next day's run
     assert result.success and marker.read_text().count("call") == 2
     assert set(store.used_by(result.run_id)) == well_rated
     assert store.fine_tune_examples("acme", 1000) == []
@@ -284,3 +294,72 @@ def test_the_agents_ab_test_sets_the_sample_and_ends_promoted_or_stopped_then_re
         assert "stopped by key:abc (ops): a bad week" in tested["reason"].value
         assert read_pointer(home.deployments_dir("acme"), "challenger") is None
         assert tests.get(stopped.id).status == "stopped"
+
+
+def age(store, test_id: str, days: float) -> None:
+    """Move a test's start `days` into the past, as if it had run that long."""
+    from thunder_dagster.feedback.schema import AbTestRow
+
+    with store.sessions.begin() as session:
+        row = session.get(AbTestRow, test_id)
+        row.created_at = datetime.now(UTC) - timedelta(days=days)
+
+
+def test_a_fine_tune_releases_its_challenger_under_a_test_of_its_own_superseding_the_last(
+    home, store
+):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    tests = AbTestStore(store.engine)
+    earlier = tests.create("acme", "1.0.0", "1.1.0", 0.5, "ops")
+    log(store, 80, datetime(2026, 3, 3), score=5)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        result = dg.materialize(
+            [retraining.fine_tuned_model],
+            partition_key="acme",
+            instance=instance,
+            resources=resources(home),
+            run_config={"ops": {"fine_tuned_model": {"config": FINE_TUNE | {"ab_max_days": 7}}}},
+        )
+    assert result.success
+    challenger = read_pointer(home.deployments_dir("acme"), "challenger")
+    running = tests.running("acme")
+    assert (running.challenger_version, running.champion_version) == (challenger.version, "1.0.0")
+    assert (running.split, running.max_days, running.created_by) == (0.2, 7, f"run {result.run_id}")
+    replaced = tests.get(earlier.id)
+    assert replaced.status == "superseded" and challenger.version in replaced.reason
+    metadata = result.asset_materializations_for_node("fine_tuned_model")[0].metadata
+    assert metadata["ab_test"].value == running.id
+    assert metadata["replaced_test"].value == f"{earlier.id} (superseded)"
+
+
+def test_the_rules_start_no_challenger_while_one_is_under_test_and_an_undecided_test_ends(
+    home, store
+):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    tests = AbTestStore(store.engine)
+    running = tests.create("acme", "1.0.0", "1.1.0", 0.2, "run abc", min_sample=1000)
+    log(store, 50, datetime(2026, 3, 3, 1), score=5)  # the fine-tune rule fires on its own
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["acme"])
+        held = decision_of(analyse(home, instance, "2026-03-03"))
+        assert held["change"] == "none" and held["reason"].startswith("fine_tune would fire")
+        assert f"A/B test {running.id} of 1.1.0" in held["reason"]
+        assert "(day 0.0 of 14) has not concluded" in held["reason"]
+        queries = {"queries": resources(home)["queries"]}
+        with dg.build_sensor_context(instance=instance, resources=queries) as context:
+            assert retraining_sensor(context).run_requests == []
+        # Past its 14 days without a verdict, the test no longer holds the loop back...
+        age(store, running.id, days=15)
+        assert decision_of(analyse(home, instance, "2026-03-03"))["change"] == "fine_tune"
+        # ...and the evaluation ends it inconclusive, its challenger retired.
+        serve_ab(store, champion_positive=100, challenger_positive=140)  # 200 a side, < 1000
+        result = ab_run(home, instance, run_config={})
+        tested = result.asset_materializations_for_node("ab_test_result")[0].metadata
+        assert tested["decision"].value == "retire"
+        assert "ran out of days undecided" in tested["reason"].value
+    assert tests.get(running.id).status == "inconclusive"
+    assert read_pointer(home.deployments_dir("acme"), "challenger") is None
+    assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"

@@ -57,9 +57,11 @@ def ab_test_result(
 
     Positive rate and mean score per variant with 95% intervals and a two-sided test; promote,
     retire, or continue until both have the test's minimum sample, at its confidence. A test an
-    operator stopped retires its challenger. A retired challenger stops serving here and its
-    test ends; a promoted one is champion_promotion's to move."""
+    operator stopped retires its challenger, and so does one that reached its maximum duration
+    undecided (it ends inconclusive). A retired challenger stops serving here and its test
+    ends; a promoted one is champion_promotion's to move."""
     from thunder_dagster.feedback.experiments import AbTestStore, best_of_in
+    from thunder_dagster.times import utc_now
 
     home = thunder.home()
     agent_id = context.partition_key
@@ -88,18 +90,27 @@ def ab_test_result(
             config.min_sample or (test.min_sample if test else DEFAULT_MIN_SAMPLE),
             config.alpha or (test.alpha if test else round(1 - DEFAULT_CONFIDENCE, 10)),
         )
+        ending = "retired"
         if test is not None and test.status == "stopped":
             result = replace(
                 result,
                 decision="retire",
                 reason=f"A/B test {test.id} was stopped by {test.ended_by}: {test.reason}",
             )
+        elif test is not None and result.decision == "continue" and test.out_of_days(utc_now()):
+            # No verdict in the test's days: it ends, so that the loop may try another.
+            ending = "inconclusive"
+            result = replace(
+                result,
+                decision="retire",
+                reason=f"{test.describe(utc_now())} ran out of days undecided: {result.reason}",
+            )
         if result.decision == "retire":
             if challenger is not None:
                 retire(deployments, tracking.registry(tracking.tracker(context.log.warning)))
             context.log.info(f"{agent_id} challenger {tested} retired: {result.reason}")
             if test is not None and test.running:
-                tests.end(test.id, "retired", "ab_test_result", result.reason)
+                tests.end(test.id, ending, "ab_test_result", result.reason)
     metadata = _result_metadata(agent_id, result, champion.version, tested, test)
     yield dg.Output(result, metadata=metadata)
     yield dg.AssetCheckResult(

@@ -54,25 +54,34 @@ def query_log_stats(
     )
 
 
-def held_back(thunder: ThunderHome, agent_id: str, decision: Decision) -> Decision:
+def held_back(thunder: ThunderHome, store, agent_id: str, decision: Decision) -> Decision:
+    """The rules' decision, or none with the reason it is held back: the agent's task is not
+    retrained from feedback (the task registry's learns_from_feedback), or its challenger is
+    still under an A/B test that has neither concluded nor run out of days (no churn)."""
     from dataclasses import replace
 
+    from thunder_dagster.feedback.experiments import AbTestStore, waiting_for
     from thunder_dagster.tasks.agents import AgentSettingsError, read_task
     from thunder_dagster.tasks.registry import task_kind
+    from thunder_dagster.times import utc_now
 
     if not decision.fires:
         return decision
     try:
         kind = task_kind(read_task(thunder.home().agent_dir(agent_id)))
     except AgentSettingsError:
-        return decision
-    if kind.learns_from_feedback:
-        return decision
-    reason = (
-        f"{decision.change} would fire ({decision.reason}), but a {kind.name} agent is not "
-        f"retrained from its feedback: it {kind.summary}"
-    )
-    return replace(decision, change="none", reason=reason)
+        kind = None
+    if kind is not None and not kind.learns_from_feedback:
+        reason = (
+            f"{decision.change} would fire ({decision.reason}), but a {kind.name} agent is not "
+            f"retrained from its feedback: it {kind.summary}"
+        )
+        return replace(decision, change="none", reason=reason)
+    waiting = waiting_for(AbTestStore(store.engine).running(agent_id), utc_now())
+    if waiting is not None:
+        reason = f"{decision.change} would fire ({decision.reason}), but {waiting}"
+        return replace(decision, change="none", reason=reason)
+    return decision
 
 
 @dg.asset(group_name="feedback", kinds={"sql"}, partitions_def=agent_days)
@@ -86,9 +95,13 @@ def training_triggers(
 
     With the rules' inputs, the reason and the learning rate; recorded in the query-log store,
     where retraining_sensor reads it. An agent whose task the rules do not retrain (the task
-    registry's learns_from_feedback) gets none, with the rules' reason kept."""
-    decision = held_back(thunder, query_log_stats.agent_id, decide(query_log_stats.stats))
+    registry's learns_from_feedback) gets none, with the rules' reason kept; so does an agent
+    whose challenger is still under an A/B test within its days (no new challenger replaces
+    one before its verdict)."""
     with queries.open() as store:
+        decision = held_back(
+            thunder, store, query_log_stats.agent_id, decide(query_log_stats.stats)
+        )
         store.record_analysis(
             query_log_stats.agent_id,
             date.fromisoformat(query_log_stats.day),

@@ -18,7 +18,21 @@ from thunder_dagster.runtime.policies import TRAINING_POOL
 from thunder_dagster.tracking.progress import epoch_reporter
 
 
-class FineTuneConfig(BudgetConfig):
+class ChallengerConfig(BudgetConfig):
+    """The A/B test a released challenger gets: its own window, from its release."""
+
+    ab_split: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of users the challenger answers in its test"
+    )
+    ab_max_days: int = Field(
+        default=14,
+        ge=1,
+        description="Days the test may run undecided before it ends inconclusive and the "
+        "challenger is retired; until then the daily rules start no new challenger",
+    )
+
+
+class FineTuneConfig(ChallengerConfig):
     learning_rate: float = Field(default=1e-4, gt=0, description="From the daily rules' table")
     dataset_limit: int = Field(default=1000, ge=1, description="Most rated answers to use")
     epochs: int = Field(default=3, ge=1, description="Most epochs over the examples")
@@ -27,7 +41,7 @@ class FineTuneConfig(BudgetConfig):
     max_minutes: float = Field(default=10.0, gt=0, description="Wall-clock budget")
 
 
-class DistillationConfig(BudgetConfig):
+class DistillationConfig(ChallengerConfig):
     learning_rate: float = Field(
         default=1e-4, gt=0, description="From the daily rules' table; scales the student's rate"
     )
@@ -121,6 +135,7 @@ def _retrain(
             )
             context.log.info(f"deployed {move.describe()}")
             metadata["challenger_version"] = move.deployment.version
+            metadata |= _test_challenger(context, store, champion.version, move, config)
             if after_release is not None:
                 metadata |= after_release(store, examples)
         else:
@@ -131,6 +146,32 @@ def _retrain(
         metadata |= links(mlflow_run=tracker.run_url(run))
     yield dg.Output(report, metadata=metadata)
     yield from check_results(report.checks)
+
+
+def _test_challenger(context, store, champion: str, move, config: ChallengerConfig) -> dict:
+    """Start the released challenger's A/B test; the one it replaces ends superseded (or
+    inconclusive, out of days)."""
+    from thunder_dagster.feedback.experiments import AbTestStore, replace_challenger_test
+
+    test, ended = replace_challenger_test(
+        AbTestStore(store.engine),
+        context.partition_key,
+        champion,
+        move.deployment.version,
+        f"run {context.run.run_id}",
+        split=config.ab_split,
+        max_days=config.ab_max_days,
+    )
+    context.log.info(
+        f"A/B test {test.id}: {test.challenger_version} answers {test.split:.0%} of users for up "
+        f"to {test.max_days} days"
+        + (f"; test {ended.id} of {ended.challenger_version} ended {ended.status}" if ended else "")
+    )
+    return {
+        "ab_test": test.id,
+        "ab_test_ends_by": test.ends_by.isoformat(),
+        "replaced_test": f"{ended.id} ({ended.status})" if ended else "none",
+    }
 
 
 def _export_checks(asset: str) -> list[dg.AssetCheckSpec]:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -3,16 +3,21 @@
 A test names the challenger version it is about (or a serving policy: the champion answering
 best-of-n, `best_of_version`), the share of users that version answers
 (`split`), the rated answers each variant needs before a decision (`min_sample`, seed 003's
-1,000 by default) and the confidence of that decision (95%). Each agent runs at most one test
-at a time, with its own split; an agent whose challenger has no test gets the server's
-default share. A test ends `promoted` or `retired` by the A/B evaluation (ab_test_result and
-champion_promotion), or `stopped` by an operator: from then its challenger answers nobody,
-and the next evaluation retires it.
+1,000 by default), the confidence of that decision (95%) and the days it may run
+(`max_days`, 14 by default). Each agent runs at most one test at a time, with its own split; an
+agent whose challenger has no test gets the server's default share. A test ends `promoted` or
+`retired` by the A/B evaluation (ab_test_result and champion_promotion), `inconclusive` when
+it reaches its maximum duration undecided (its challenger retired), `superseded` when a new
+challenger replaces its own, or `stopped` by an operator: from then its challenger answers
+nobody, and the next evaluation retires it.
+
+The loop cannot churn: a fine-tune or distillation releases its challenger with a test of its
+own, and the daily rules hold the next one back while that test runs within its days.
 """
 
 import secrets
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -47,8 +52,12 @@ def best_of_in(challenger_version: str) -> tuple[str, int] | None:
     return (base, int(count)) if mark and count.isdigit() else None
 
 
-# How a test ends: an operator stopped it, or the evaluation decided.
-ENDINGS = ("stopped", "promoted", "retired")
+# How a test ends: an operator stopped it, the evaluation decided, it ran out of days
+# undecided, or a newer challenger took its challenger's place.
+ENDINGS = ("stopped", "promoted", "retired", "inconclusive", "superseded")
+DEFAULT_MAX_DAYS = 14
+# What a challenger released by the feedback loop answers while its test runs.
+DEFAULT_SPLIT = 0.2
 
 
 class AbTestError(ValueError):
@@ -64,6 +73,7 @@ class AbTest:
     split: float
     min_sample: int
     confidence: float
+    max_days: int
     status: str
     created_at: datetime
     created_by: str
@@ -78,6 +88,22 @@ class AbTest:
     @property
     def running(self) -> bool:
         return self.status == RUNNING
+
+    @property
+    def ends_by(self) -> datetime:
+        """When the test ends inconclusive if it has not concluded before."""
+        return self.created_at + timedelta(days=self.max_days)
+
+    def out_of_days(self, now: datetime) -> bool:
+        return self.running and now >= self.ends_by
+
+    def describe(self, now: datetime) -> str:
+        days = (now - self.created_at).total_seconds() / 86400
+        return (
+            f"A/B test {self.id} of {self.challenger_version} against "
+            f"{self.champion_version}, running since {self.created_at:%Y-%m-%d %H:%M} UTC "
+            f"(day {days:.1f} of {self.max_days})"
+        )
 
 
 def _test(row: AbTestRow) -> AbTest:
@@ -97,6 +123,7 @@ class AbTestStore:
         actor: str,
         min_sample: int = DEFAULT_MIN_SAMPLE,
         confidence: float = DEFAULT_CONFIDENCE,
+        max_days: int = DEFAULT_MAX_DAYS,
     ) -> AbTest:
         if not 0.0 < split < 1.0:
             raise AbTestError(
@@ -106,6 +133,10 @@ class AbTestStore:
             raise AbTestError(f"min_sample {min_sample}: give at least 1 rated answer per variant")
         if not 0.5 <= confidence < 1.0:
             raise AbTestError(f"confidence {confidence}: give a level from 0.5 to below 1")
+        if max_days < 1:
+            raise AbTestError(
+                f"max_days {max_days}: give the whole days the test may run, 1 or more"
+            )
         row = AbTestRow(
             id=secrets.token_hex(6),
             agent_id=agent_id,
@@ -115,6 +146,7 @@ class AbTestStore:
             split=split,
             min_sample=min_sample,
             confidence=confidence,
+            max_days=max_days,
             status=RUNNING,
             created_at=utc_now(),
             created_by=actor,
@@ -182,6 +214,48 @@ class AbTestStore:
             row.status, row.running_agent = status, None
             row.ended_at, row.ended_by, row.reason = utc_now(), actor, reason
             return _test(row)
+
+
+def replace_challenger_test(
+    tests: AbTestStore,
+    agent_id: str,
+    champion_version: str,
+    challenger_version: str,
+    actor: str,
+    split: float = DEFAULT_SPLIT,
+    max_days: int = DEFAULT_MAX_DAYS,
+) -> tuple[AbTest, AbTest | None]:
+    """A test for a challenger just released, and the test it ended: the agent's running one,
+    `inconclusive` when it had run out of days, else `superseded` (its challenger is gone from
+    the pointer already). The A/B window is the new test's own, from now."""
+    from thunder_dagster.times import utc_now
+
+    ended = tests.running(agent_id)
+    if ended is not None:
+        now = utc_now()
+        status = "inconclusive" if ended.out_of_days(now) else "superseded"
+        ended = tests.end(
+            ended.id,
+            status,
+            actor,
+            f"{challenger_version} replaced {ended.challenger_version} as the challenger "
+            f"({ended.describe(now)})",
+        )
+    test = tests.create(
+        agent_id, champion_version, challenger_version, split, actor, max_days=max_days
+    )
+    return test, ended
+
+
+def waiting_for(test: AbTest | None, now: datetime) -> str | None:
+    """Why a new challenger must wait, or None: a running test within its days holds the next
+    challenger back until it concludes (promoted or retired), or ends inconclusive."""
+    if test is None or not test.running or test.out_of_days(now):
+        return None
+    return (
+        f"{test.describe(now)} has not concluded; the next challenger waits for its verdict or "
+        f"its end inconclusive on {test.ends_by:%Y-%m-%d}"
+    )
 
 
 def challenger_share(

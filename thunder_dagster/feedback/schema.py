@@ -202,6 +202,7 @@ class AbTestRow(Base):
     split: Mapped[float] = mapped_column(Float)
     min_sample: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
+    max_days: Mapped[int] = mapped_column(Integer, server_default="14")
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_by: Mapped[str] = mapped_column(String(160))

@@ -23,6 +23,13 @@ class AbTestRequest(BaseModel):
     confidence: float = Field(
         default=0.95, ge=0.5, lt=1, description="confidence of the decision (1 - alpha)"
     )
+    max_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="days the test may run undecided; then it ends inconclusive and the "
+        "challenger is retired",
+    )
     best_of: int | None = Field(
         default=None,
         ge=2,
@@ -46,7 +53,11 @@ class AbTestItem(BaseModel):
     split: float
     min_sample: int
     confidence: float
-    status: str = Field(description="running, stopped, promoted or retired")
+    max_days: int = Field(description="days it may run undecided before it ends inconclusive")
+    status: str = Field(
+        description="running, stopped, promoted, retired, inconclusive (out of days "
+        "undecided) or superseded (a newer challenger replaced its own)"
+    )
     created_at: str = Field(description="UTC, ISO 8601")
     created_by: str
     ended_at: str | None

@@ -81,6 +81,7 @@ def create_ab_test(
             who.actor,
             request.min_sample,
             request.confidence,
+            request.max_days,
         )
     except AbTestError as error:
         raise Conflict(str(error)) from None
