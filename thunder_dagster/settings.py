@@ -46,6 +46,12 @@ TIMEZONE = Variable(
 TRAINING_DEBOUNCE = Variable(
     "THUNDER_TRAINING_DEBOUNCE", "60", "Seconds a dataset must be still before training starts"
 )
+TRIAL_STALE_SECONDS = Variable(
+    "THUNDER_TRIAL_STALE_SECONDS",
+    "30",
+    "Seconds a search trial may go without a heartbeat (it beats every third of them) before "
+    "it counts as dead, as when its worker is killed, and is queued to run again",
+)
 SENSOR_INTERVAL = Variable(
     "THUNDER_SENSOR_INTERVAL", "5", "Seconds between the upload sensor's looks at the folders"
 )
@@ -168,6 +174,14 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
+def whole_number(variable: Variable, least: int = 1) -> int:
+    """A whole number from `variable` (or its default); one below `least` is refused by name."""
+    value = variable.value()
+    if not value.isdigit() or int(value) < least:
+        raise ValueError(f"{variable.name}={value!r}: give a whole number, {least} or more")
+    return int(value)
+
+
 def threads(variable: Variable) -> int:
     """A thread count from `variable`, or the usable CPUs when it is unset; a value that is not
     a positive whole number is refused by name."""
@@ -188,6 +202,7 @@ VARIABLES = (
     CELERY_BACKEND,
     TIMEZONE,
     TRAINING_DEBOUNCE,
+    TRIAL_STALE_SECONDS,
     SENSOR_INTERVAL,
     QUERY_DB_URL,
     OPTUNA_URL,

@@ -20,8 +20,11 @@ from tests.services import postgres_database
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 STEP_MESSAGE = f"Executing steps {SEARCH_STEP}["
 TRIALS = 3
-# 45 s of search per step: room for the killed trial to go stale (30 s) and run again.
-PROD_RUN = ["prod", "run", "--trials", str(TRIALS), "--minutes", "2.5"]
+# A killed trial goes stale after 6 s without a heartbeat (30 s by default), fails and is queued
+# again for a live step. The budget is work (trials of one epoch, one epoch of final training)
+# with minutes that never bind: the steps finish the study's trials however long that takes.
+STALE_SECONDS = "6"
+PROD_RUN = ["prod", "run", "--trials", str(TRIALS), "--minutes", "10", "--epochs", "1"]
 
 
 def worker_main_process(hostname: str) -> psutil.Process:
@@ -50,6 +53,7 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             **os.environ,
             "THUNDER_MLFLOW_DB_URL": mlflow_db,
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+            "THUNDER_TRIAL_STALE_SECONDS": STALE_SECONDS,
         }
         log = tmp_path / "prod-run.log"
         with open(log, "wb") as out:
@@ -89,7 +93,7 @@ def test_the_main_job_runs_on_two_workers_and_a_killed_step_moves_to_the_other(
             from thunder_dagster.runtime.celery_app import app
 
             app.control.cancel_consumer("dagster", destination=[hostname], reply=True, timeout=10)
-            time.sleep(8)  # well inside the search: the first trials are training
+            time.sleep(4)  # well inside the search: the first trials are training
             (pool_process,) = worker_main_process(hostname).children()
             pool_process.send_signal(signal.SIGKILL)
             assert process.wait(timeout=480) == 0, log.read_text()[-4000:]

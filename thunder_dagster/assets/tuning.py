@@ -21,6 +21,7 @@ from thunder_dagster.runtime.executors import search_parallelism
 from thunder_dagster.runtime.metadata import image, links, markdown_table, tracking_state
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.settings import TRIAL_STALE_SECONDS, whole_number
 from thunder_dagster.tracking.progress import RunLogObserver
 
 
@@ -44,6 +45,13 @@ class SearchConfig(DeadlineConfig):
     )
     prune: bool = Field(default=True, description="Stop trials worse than the median early")
     seed: int = Field(default=0, description="Seed of the sampler and of every trial")
+    stale_after_seconds: int = Field(
+        default=whole_number(TRIAL_STALE_SECONDS, least=3),
+        ge=3,
+        description="Seconds a trial may go without a heartbeat (one every third of them) "
+        "before it counts as dead, its worker killed, and runs again. Default: "
+        "THUNDER_TRIAL_STALE_SECONDS, else 30",
+    )
     parallel: int = Field(
         default=search_parallelism(),
         ge=1,
@@ -72,6 +80,8 @@ class SearchConfig(DeadlineConfig):
             context_lengths=tuple(self.context_lengths),
             seed=self.seed,
             prune=self.prune,
+            heartbeat_seconds=max(1, self.stale_after_seconds // 3),
+            stale_after_seconds=self.stale_after_seconds,
         )
 
 

@@ -48,8 +48,14 @@ def up() -> None:
 @click.option("--agent", "agent_id", default="sample", show_default=True, type=AgentId)
 @click.option("--trials", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--minutes", default=6.0, show_default=True, type=click.FloatRange(min=0.1))
-def prod_run(agent_id: str, trials: int, minutes: float) -> None:
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of each search trial and most epochs of the final training: a budget in "
+    "work, which --minutes still caps",
+)
+def prod_run(agent_id: str, trials: int, minutes: float, epochs: int | None) -> None:
     """`thunder demo` on the production profile: start MLflow and the workers, run the main job
     with its steps on the workers (as many search steps as workers), then stop them."""
     with _profile_running() as (profile, _):
-        run_demo(agent_id, trials, minutes, parallel=profile.workers)
+        run_demo(agent_id, trials, minutes, parallel=profile.workers, epochs=epochs)
