@@ -65,11 +65,15 @@ def classifier_ops(trials: int | None, minutes: float | None, started: datetime 
 
 
 def plan_for(
-    task: str, trials: int | None, minutes: float | None, started: datetime | None
+    task: str,
+    trials: int | None,
+    minutes: float | None,
+    started: datetime | None,
+    epochs: int | None = None,
 ) -> tuple[str, dict]:
     """The job that trains an agent of `task` from its uploads (the task registry's) and the
-    ops config that gives it `trials` and `minutes`: what `thunder train` and the admin API's
-    training endpoint start."""
+    ops config that gives it `trials` and `minutes` (and a text generator `epochs`): what
+    `thunder train` and the admin API's training endpoint start."""
     from thunder_dagster.tasks.registry import task_kind
 
     kind = task_kind(task)
@@ -77,4 +81,4 @@ def plan_for(
         return kind.training_job, classifier_ops(trials, minutes, started)
     if kind.model == "instruct":
         return kind.training_job, {}  # the base answers: the ingest and index are all it needs
-    return kind.training_job, training_ops(trials, minutes, started=started)
+    return kind.training_job, training_ops(trials, minutes, epochs=epochs, started=started)

@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 # Celery workers have their own test.
 # The steps of tpe_trials that run trials: tpe_trials.search_trials[0], [1], ...
 IN_PROCESS = {"THUNDER_EXECUTOR": "in_process", "THUNDER_SENSOR_INTERVAL": "2"}
-TRAIN = ["train", "sample", "--trials", "2", "--minutes", "0.5"]
+# A budget in work (one trial of one epoch, one epoch of final training): the restart and a
+# step's retry make the run longer, never its model weaker than its checks allow.
+TRAIN = ["train", "sample", "--trials", "1", "--epochs", "1", "--minutes", "5"]
 # The retry inherits its parent's tags, this one included: the limit must hold both the dead
 # run's way to its final training (about 35 s here) and the retried remainder (training,
 # export, release: about 45 s), with room for a machine twice as slow.
@@ -223,16 +225,12 @@ def test_postgres_restarted_under_a_run_leaves_nothing_half_written(
         if process.poll() is None:
             process.kill()
     output = log.read_text()
-    status = pg_instance.get_run_by_id(run.run_id).status
-    if code == 0:
-        assert status == dg.DagsterRunStatus.SUCCESS
-    else:
-        # A clear error naming the step, and the run recorded as failed.
-        assert "FAILED" in output and ("tpe_trials" in output or "keras_model" in output), output
+    # The run rides the restart out: Dagster's storage retries its connections, the search's
+    # pool tests each before use, and a step that still meets the outage is retried.
+    assert code == 0, output[-4000:]
+    assert pg_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
     assert leftovers(home.root) == []
-    pointer = home.deployments_dir("sample") / "champion.json"
-    if pointer.exists():
-        deployed = json.loads(pointer.read_text())
-        assert (home.root / "models" / "sample" / deployed["version"]).is_dir()
+    deployed = json.loads((home.deployments_dir("sample") / "champion.json").read_text())
+    assert (home.root / "models" / "sample" / deployed["version"]).is_dir()
     manifest = home.processed_dir("sample") / "dataset.json"
     assert Path(json.loads(manifest.read_text())["path"]).is_file()

@@ -34,7 +34,13 @@ def ingest(agent_id: str) -> None:
     type=click.FloatRange(min=0.1),
     help="Wall-clock budget of the whole run: ingest, search, training, export and deployment",
 )
-def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="A text generator's epochs of each search trial and most of its final training: a "
+    "budget in work, which --minutes still caps",
+)
+def train(agent_id: str, trials: int | None, minutes: float | None, epochs: int | None) -> None:
     """Ingest AGENT_ID's uploads and train, verify and deploy its model now, within --minutes
     (the training job of the agent's task: a generator's or a classifier's)."""
     from thunder_dagster.times import utc_now
@@ -43,7 +49,7 @@ def train(agent_id: str, trials: int | None, minutes: float | None) -> None:
     started = utc_now()
     ws = Workspace.resolve()
     ws.require_folder(agent_id)
-    job, ops = plan_for(ws.task_of(agent_id), trials, minutes, started)
+    job, ops = plan_for(ws.task_of(agent_id), trials, minutes, started, epochs=epochs)
     result = ws.launch(job, agent_id, ops=ops)
     print_ingest_summary(ws.home, agent_id)
     if result.success:

@@ -65,6 +65,9 @@ def open_storage(url: str, settings: SearchSettings) -> optuna.storages.RDBStora
         try:
             return optuna.storages.RDBStorage(
                 url,
+                # A server restarted under a search leaves dead connections in the pool: each
+                # is tested before use and replaced, instead of failing the trial that drew it.
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else {},
                 heartbeat_interval=settings.heartbeat_seconds,
                 grace_period=settings.stale_after_seconds,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
