@@ -21,16 +21,36 @@ def encoder_cache(tmp_path_factory) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class BuiltBase:
+    model: object  # BaseModel
+    card: object  # InstructCard
+    materialization: object  # the instruct_base asset's materialization that built it
+    checks: list  # its check evaluations
+
+    def __iter__(self):
+        return iter((self.model, self.card))
+
+
 @pytest.fixture(scope="session")
-def instruct_base(tmp_path_factory):
-    """The instruct base's graph, built and checked once for the session (and its
-    subprocesses, through THUNDER_BASE_CACHE): (BaseModel, InstructCard)."""
-    from thunder_dagster.instruct.builds import build_base, load_base
+def instruct_base(tmp_path_factory) -> BuiltBase:
+    """The instruct base's graph, built and checked once for the session by materializing the
+    instruct_base asset, and shared with its subprocesses through THUNDER_BASE_CACHE; unpacks
+    as (BaseModel, InstructCard)."""
+    import dagster as dg
+
+    from thunder_dagster.assets.bases import instruct_base as asset
+    from thunder_dagster.instruct.builds import load_base
+    from thunder_dagster.resources.home import ThunderHome
 
     folder = tmp_path_factory.mktemp("bases")
     os.environ["THUNDER_BASE_CACHE"] = str(folder)
-    build_base(folder)
-    return load_base(folder, build=False)
+    root = tmp_path_factory.mktemp("base-home")
+    result = dg.materialize([asset], resources={"thunder": ThunderHome(root=str(root))})
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("instruct_base")
+    model, card = load_base(folder, build=False)
+    return BuiltBase(model, card, materialization, result.get_asset_check_evaluations())
 
 
 @pytest.fixture
