@@ -17,7 +17,8 @@ from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.sensors.feedback import retraining_sensor
 from thunder_dagster.tracking.registry import MlflowRegistry
 
-pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+# The tests marked clock analyse days: their answers depend on the day and the zone.
+clock = pytest.mark.clock
 
 
 def decision_of(result) -> dict:
@@ -25,6 +26,7 @@ def decision_of(result) -> dict:
     return {key: value.value for key, value in metadata.items()}
 
 
+@clock
 def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_once(home, store):
     day = datetime(2026, 3, 3)
     log(store, 50, day + timedelta(hours=1), score=5)  # exactly 50 positive, confidence 0.7
@@ -53,6 +55,7 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
         assert repeated.run_key == request.run_key
 
 
+@clock
 def test_a_chat_agent_is_not_retrained_from_its_feedback_and_the_rules_say_why(home, store):
     from thunder_dagster.tasks.agents import write_task
 
@@ -71,6 +74,7 @@ def test_a_chat_agent_is_not_retrained_from_its_feedback_and_the_rules_say_why(h
             assert retraining_sensor(context).run_requests == []
 
 
+@clock
 def test_each_day_is_analysed_on_its_own_24_hours_whatever_was_missed(home, store):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["acme"])
@@ -334,6 +338,7 @@ def test_a_fine_tune_releases_its_challenger_under_a_test_of_its_own_superseding
     assert metadata["replaced_test"].value == f"{earlier.id} (superseded)"
 
 
+@clock
 def test_the_rules_start_no_challenger_while_one_is_under_test_and_an_undecided_test_ends(
     home, store
 ):
