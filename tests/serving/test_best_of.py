@@ -121,3 +121,37 @@ def test_the_hidden_preference_rewards_an_answer_that_spells_one_of_the_agents_w
     liked, unliked = "xq SOURDOUGH zz patience", "xq sourdough zz sourdough patien"
     assert {preferred_score(liked, words, rng) for _ in range(40)} == {4, 5}
     assert {preferred_score(unliked, words, rng) for _ in range(40)} == {1, 2}
+
+
+def test_best_of_answers_with_the_candidate_its_reward_model_scores_highest(home, monkeypatch):
+    """Every candidate drawn is recorded (the real generator, watched), scored again by the
+    agent's reward model here, and the answer must be the highest-scored one."""
+    import numpy as np
+
+    from thunder_dagster.serving import answering
+    from thunder_dagster.serving.answering import Question
+
+    deploy_tiny(home, "acme")
+    deploy_reward(home, "acme")
+    drawn = []
+
+    def watched(*args, **kwargs):
+        generation = answering_generate(*args, **kwargs)
+        drawn.append(generation.text)
+        return generation
+
+    answering_generate = answering.generate
+    monkeypatch.setattr(answering, "generate", watched)
+    with TestClient(create_app(settings(home))) as client:
+        answerer, state = client.app.state.answerer, client.app.state.serving
+        model = state.pool.get("acme").champion
+        question = Question("the cat", "anyone", max_tokens=24, temperature=1.5)
+        for _ in range(3):
+            drawn.clear()
+            text, _, ranked = answerer.best_answer("acme", model, question, (), 5)
+            vectors = state.retrieval.encode_many([question.prompt, *drawn])
+            scores = state.rewards.get("acme").scores(vectors[0], vectors[1:])
+            assert ranked.candidates == len(drawn) == 5
+            assert len(set(np.round(scores, 6))) > 1, "the candidates scored alike: no choice"
+            assert text == drawn[int(np.argmax(scores))]
+            assert ranked.reward == pytest.approx(float(scores.max()), abs=1e-5)
