@@ -119,7 +119,9 @@ def build_index(
     np.save(partial / VECTORS, matrix)
     if approximate:
         graph = _graph(matrix.shape[1])
-        graph.add(np.arange(len(matrix), dtype=np.uint64), matrix)
+        # One thread: the same chunks in the same order make the same graph, so an index is
+        # rebuilt identically and its recall is a property of the data, not of a thread race.
+        graph.add(np.arange(len(matrix), dtype=np.uint64), matrix, threads=1)
         graph.save(str(partial / GRAPH))
     lexical = bm25s.BM25()
     lexical.index(_tokenize([chunk.text for chunk in chunks]), show_progress=False)
