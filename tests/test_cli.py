@@ -109,6 +109,25 @@ def test_rollback_goes_to_a_named_version_and_refuses_one_that_was_pruned(home):
     assert "1.2.0 is not an earlier champion of acme: roll back to one of 1.0.0" in unknown.stderr
 
 
+def test_an_operator_promotes_a_challenger_anyway_and_the_history_and_its_test_say_who(home, store):
+    from thunder_dagster.deployments.pointers import history
+    from thunder_dagster.feedback.experiments import AbTestStore
+
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    test = AbTestStore(store.engine).create("acme", "1.0.0", "1.1.0", 0.2, "run abc")
+    result = thunder("promote", "acme", "--reason", "the users asked for it")
+    assert result.returncode == 0, result.stderr
+    assert "acme: champion is now 1.1.0 (the users asked for it)" in result.stdout
+    assert read_pointer(home.deployments_dir("acme")).version == "1.1.0"
+    (event,) = [e for e in history(home.deployments_dir("acme")) if e["action"] == "promote"]
+    assert event["by"].startswith("cli:") and event["reason"] == "the users asked for it"
+    ended = AbTestStore(store.engine).get(test.id)
+    assert ended.status == "promoted" and "anyway: the users asked for it" in ended.reason
+    again = thunder("promote", "acme")
+    assert again.returncode == 1 and "no challenger to promote" in again.stderr
+
+
 def test_undeploy_and_redeploy_move_nothing_but_the_marker_and_say_why_they_refuse(home):
     deploy_tiny(home, "acme")
     deployments = home.deployments_dir("acme")

@@ -64,6 +64,7 @@ def test_the_graph_has_the_expected_shape():
         "classifier_job",
         "classifier_pipeline_job",
         "rollback_job",
+        "promote_job",
         "undeploy_job",
         "redeploy_job",
         "comparison_job",

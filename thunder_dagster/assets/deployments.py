@@ -3,11 +3,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.deployments.pointers import ROLES, Deployment, pointer_path
+from thunder_dagster.deployments.pointers import ROLES, Deployment, pointer_path, read_pointer
 from thunder_dagster.deployments.releases import release
+from thunder_dagster.documents.datasets import TrainingDataset
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.reports import ExportReport
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.metadata import links
 from thunder_dagster.runtime.partitions import agents
@@ -18,8 +20,9 @@ class DeploymentConfig(dg.Config):
     role: str = Field(
         default="champion",
         description=(
-            "champion: serve it now; challenger: serve it to the A/B share only; teacher: "
-            "answer in the champion's place when it is unsure"
+            "champion: serve it now, once it scores no worse than the serving champion on the "
+            "same test split (else as agent.json's release.when_worse says); challenger: serve "
+            "it to the A/B share only; teacher: answer in the champion's place when it is unsure"
         ),
     )
 
@@ -34,14 +37,19 @@ def deployment(
     config: DeploymentConfig,
     onnx_model: ExportReport,
     keras_model: TrainedModel,
+    training_dataset: TrainingDataset,
     thunder: ThunderHome,
     tracking: MlflowTracking,
+    queries: QueryLogStore,
 ) -> dg.Output[Deployment]:
     """The verified model released as a semantic version and served in its role.
 
     Its files go to models/<agent>/<version>/, a version of the MLflow registered model
     thunder-<agent> gets the role's alias, and the pointer deployments/<agent>/<role>.json
-    moves, which the model server reloads."""
+    moves, which the model server reloads. A model meant for champion passes the champion
+    gate first: scored beside the serving champion on this dataset's test split, a worse one
+    becomes a challenger under an A/B test, or is refused, as the agent's release policy says;
+    both scores are on this page."""
     if config.role not in ROLES:
         raise dg.Failure(f"role: {config.role!r}; use one of {', '.join(ROLES)}")
     if not onnx_model.passed:
@@ -49,6 +57,13 @@ def deployment(
         raise dg.Failure(f"onnx_model failed its checks {failed}: nothing is deployed")
     home = thunder.home()
     agent_id = context.partition_key
+    role, gate = config.role, None
+    if role == "champion":
+        gate = _gate(home, agent_id, onnx_model, keras_model, training_dataset)
+        context.log.info(f"champion gate: {gate.reason}")
+        if not gate.released:
+            raise dg.Failure(gate.reason, metadata=gate.metadata(), allow_retries=False)
+        role = gate.role
     tracker = tracking.tracker(context.log.warning)
     registry = tracking.registry(tracker)
     move = release(
@@ -58,22 +73,23 @@ def deployment(
         Path(onnx_model.onnx_path).parent,
         onnx_model.onnx_sha256,
         registry,
-        role=config.role,
+        role=role,
         step_sha256=onnx_model.step_sha256,
         run_id=keras_model.mlflow_run_id,
         tags={"dataset_version": keras_model.dataset_version},
     )
     released = move.deployment
     context.log.info(f"deployed {move.describe()}")
+    tested = {}
+    if role == "challenger" and gate is not None:
+        tested = _test_challenger(context, queries, gate.champion_version, released.version)
     metadata = {
         "version": released.version,
-        "role": config.role,
+        "role": role,
         "previous_version": move.previous.version if move.previous else "none",
         "family": released.family,
         "model_dir": dg.MetadataValue.path(released.model_dir),
-        "pointer": dg.MetadataValue.path(
-            str(pointer_path(home.deployments_dir(agent_id), config.role))
-        ),
+        "pointer": dg.MetadataValue.path(str(pointer_path(home.deployments_dir(agent_id), role))),
         "registered_model": registered_model_name(agent_id),
         "registry_version": released.registry_version or "unregistered",
         "test_loss": dg.MetadataValue.float(onnx_model.onnx_test_loss),
@@ -84,4 +100,48 @@ def deployment(
             ),
         ),
     }
+    metadata |= (gate.metadata() if gate else {}) | tested
     return dg.Output(released, metadata=metadata)
+
+
+def _gate(home, agent_id: str, onnx_model, keras_model, dataset):
+    """The candidate and the serving champion, each through its own vocabulary, on this
+    dataset's test split; the agent's policy decides what a worse candidate becomes."""
+    from thunder_dagster.deployments.gate import judge, text_loss
+    from thunder_dagster.modeling.text import dataset_documents, split_documents
+    from thunder_dagster.serving.sessions import verified_bytes
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_release_policy
+
+    try:
+        policy = read_release_policy(home.agent_dir(agent_id))
+    except AgentSettingsError as error:
+        raise dg.Failure(str(error), allow_retries=False) from None
+    champion = read_pointer(home.deployments_dir(agent_id))
+    build = Path(onnx_model.onnx_path)
+    text = split_documents(dataset_documents(dataset.path), keras_model.validation_fraction).test
+    candidate = text_loss(build.parent, verified_bytes(str(build), onnx_model.onnx_sha256), text)
+    if champion is None:
+        return judge(candidate, None, None, policy)
+    serving = verified_bytes(champion.onnx_path, champion.onnx_sha256)
+    return judge(
+        candidate, champion.version, text_loss(Path(champion.model_dir), serving, text), policy
+    )
+
+
+def _test_challenger(context, queries, champion: str, challenger: str) -> dict:
+    """A worse model released as challenger gets its A/B test, as a retrained one does."""
+    from thunder_dagster.feedback.experiments import AbTestStore, replace_challenger_test
+
+    with queries.open() as store:
+        test, ended = replace_challenger_test(
+            AbTestStore(store.engine),
+            context.partition_key,
+            champion,
+            challenger,
+            f"run {context.run.run_id}",
+        )
+    context.log.info(f"A/B test {test.id}: {challenger} against {champion}")
+    return {
+        "ab_test": test.id,
+        "replaced_test": f"{ended.id} ({ended.status})" if ended else "none",
+    }

@@ -37,6 +37,20 @@ def rollback(agent_id: str, to_version: str | None) -> None:
 
 @click.command()
 @click.argument("agent_id", type=AgentId)
+@click.option("--reason", default="promoted by an operator", show_default=True)
+def promote(agent_id: str, reason: str) -> None:
+    """Make AGENT_ID's challenger its champion now, whatever the champion gate or its A/B test
+    said: the pointer and the MLflow alias together, as a run of promote_job; the history
+    keeps who asked and why."""
+    config = {"agent_id": agent_id, "reason": reason, "requested_by": cli_actor()}
+    result = Workspace.resolve().run_op_job("promote_job", "promote_challenger", config, agent_id)
+    if result.success:
+        click.echo(f"{agent_id}: champion is now {_champion(agent_id)} ({reason})")
+    finish(result, "promote")
+
+
+@click.command()
+@click.argument("agent_id", type=AgentId)
 @click.option("--reason", default="undeployed by an operator", show_default=True)
 def undeploy(agent_id: str, reason: str) -> None:
     """Stop serving AGENT_ID: every model server answers 404 for it within its reload interval,

@@ -19,6 +19,7 @@ COMMANDS = {
     "search": "answers",
     "ask": "answers",
     "rollback": "deployments",
+    "promote": "deployments",
     "undeploy": "deployments",
     "redeploy": "deployments",
     "compare": "deployments",

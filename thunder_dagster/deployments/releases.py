@@ -163,15 +163,20 @@ def release(
     return Move(role, deployment, previous)
 
 
-def promote(deployments_dir: Path, registry: ModelRegistry) -> Move:
-    """The challenger becomes the champion (a rollback can undo it) and its pointer goes."""
+def promote(
+    deployments_dir: Path, registry: ModelRegistry, by: str | None = None, reason: str | None = None
+) -> Move:
+    """The challenger becomes the champion (a rollback can undo it) and its pointer goes; the
+    history says who asked and why when an operator did."""
     challenger = read_pointer(deployments_dir, "challenger")
     if challenger is None:
         raise NoChallengerError(f"{deployments_dir}: no challenger to promote")
     previous = read_pointer(deployments_dir)
     write_pointer(deployments_dir, challenger, "champion")
+    asked = {"by": by, "reason": reason} if by else {}
     record_event(
-        deployments_dir, {"action": "promote", "role": "challenger", "version": challenger.version}
+        deployments_dir,
+        {"action": "promote", "role": "challenger", "version": challenger.version, **asked},
     )
     remove_pointer(deployments_dir, "challenger")
     registry.set_alias(challenger.agent_id, "champion", challenger.registry_version)

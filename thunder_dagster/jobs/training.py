@@ -6,8 +6,10 @@ from pydantic import Field
 
 from thunder_dagster.deployments.releases import (
     DeploymentStateError,
+    NoChallengerError,
     NothingToRollBackError,
     RollbackTargetError,
+    promote,
     redeploy,
     rollback,
     undeploy,
@@ -16,6 +18,7 @@ from thunder_dagster.files import write_atomically
 from thunder_dagster.home import InvalidAgentIdError, validate_agent_id
 from thunder_dagster.modeling.space import FAMILIES
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.partitions import agents
@@ -176,6 +179,50 @@ def redeploy_agent(
 @dg.job(description="Serve an undeployed agent again, from the versions it had.")
 def redeploy_job():
     redeploy_agent()
+
+
+class PromoteConfig(dg.Config):
+    agent_id: str = Field(description="The agent whose challenger becomes its champion")
+    reason: str = Field(default="promoted by an operator", description="Kept in the history")
+    requested_by: str = Field(default="", description="Who asked (the admin API's key)")
+
+
+@dg.op
+def promote_challenger(
+    context: dg.OpExecutionContext,
+    config: PromoteConfig,
+    thunder: ThunderHome,
+    tracking: MlflowTracking,
+    queries: QueryLogStore,
+) -> str:
+    """Make the agent's challenger its champion now, whatever the champion gate or its A/B
+    test said: an operator's call, with who and why in the history; its running test ends
+    promoted, saying so."""
+    from thunder_dagster.feedback.experiments import AbTestStore
+
+    agent_id = _agent(config.agent_id)
+    by = _requester(context, config.requested_by)
+    registry = tracking.registry(tracking.tracker(context.log.warning))
+    with failing_on(NoChallengerError):
+        move = promote(thunder.home().deployments_dir(agent_id), registry, by, config.reason)
+    with queries.open() as store:
+        tests = AbTestStore(store.engine)
+        test = tests.running(agent_id)
+        if test is not None and test.challenger_version == move.deployment.version:
+            tests.end(test.id, "promoted", by, f"promoted by {by} anyway: {config.reason}")
+    context.log.info(f"promoted {move.describe()} for {by}: {config.reason}")
+    context.add_output_metadata(
+        {"agent_id": agent_id, "champion_version": move.deployment.version, "by": by}
+    )
+    return move.deployment.version
+
+
+@dg.job(
+    description="Make an agent's challenger its champion now, whatever its A/B test says; the "
+    "history says who asked and why."
+)
+def promote_job():
+    promote_challenger()
 
 
 # The run priorities a prompt may ask for, as Dagster's run queue orders runs (dagster/priority,

@@ -96,3 +96,31 @@ def read_grounding(agent_dir: Path):
             "min_similarity a number (cosine, -1 to 1), checked true or false"
         )
     return policy
+
+
+def read_release_policy(agent_dir: Path):
+    """What happens to the agent's retrained model when it scores worse than its champion:
+    agent.json's "release" object over the defaults ({"when_worse": "challenger",
+    "tolerance": 0.02}); "refuse" keeps a worse model out altogether."""
+    from thunder_dagster.deployments.gate import WHEN_WORSE, ReleasePolicy
+
+    path = settings_path(agent_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ReleasePolicy()
+    except (OSError, ValueError) as error:
+        raise AgentSettingsError(f"{path}: not readable JSON ({error})") from None
+    given = data.get("release", {}) if isinstance(data, dict) else None
+    if not isinstance(given, dict) or not set(given) <= {"when_worse", "tolerance"}:
+        raise AgentSettingsError(f"{path}: release must be an object with when_worse, tolerance")
+    policy = ReleasePolicy(**given)
+    tolerance = policy.tolerance
+    if policy.when_worse not in WHEN_WORSE or not (
+        isinstance(tolerance, int | float) and not isinstance(tolerance, bool) and tolerance >= 0
+    ):
+        raise AgentSettingsError(
+            f"{path}: release {given}: when_worse is {' or '.join(WHEN_WORSE)}, tolerance a "
+            "number of nats per character, 0 or more"
+        )
+    return policy

@@ -223,6 +223,12 @@ class ComparisonRequest(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="the sampling's seed, for both")
 
 
+class PromoteRequest(BaseModel):
+    reason: str = Field(
+        default="promoted by an operator", min_length=1, max_length=500, description="why"
+    )
+
+
 class UndeployRequest(BaseModel):
     reason: str = Field(
         default="undeployed by an operator", min_length=1, max_length=500, description="why"

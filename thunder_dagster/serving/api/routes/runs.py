@@ -12,6 +12,7 @@ from thunder_dagster.serving.api.deps import Admin, State
 from thunder_dagster.serving.api.problems import described
 from thunder_dagster.serving.api.schemas import (
     ComparisonRequest,
+    PromoteRequest,
     RollbackRequest,
     RunId,
     RunItem,
@@ -181,6 +182,20 @@ def compare_versions(
     ops = {"model_comparison": {"config": request.model_dump()}}
     tags = {"dagster/partition": agent_id, **STARTED_BY}
     return acted(trail, lambda: launcher(state).submit("comparison_job", agent_id, ops, tags))
+
+
+@router.post("/v1/admin/agents/{agent_id}/promote", **STARTS)
+def promote(
+    agent_id: str,
+    request: PromoteRequest,
+    trail: Annotated[Trail, audited("agent.promote")],
+    who: Admin,
+    state: State,
+) -> RunItem:
+    """Start promote_job: the challenger becomes the champion whatever the champion gate or
+    its A/B test said; the run fails, and nothing moves, when there is no challenger."""
+    config = {"reason": request.reason, "requested_by": who.actor}
+    return deployment_run(state, trail, agent_id, "promote_job", "promote_challenger", config)
 
 
 @router.post("/v1/admin/agents/{agent_id}/undeploy", **STARTS)

@@ -1,0 +1,116 @@
+"""The champion gate: a retrained model replaces the champion for everyone only when it is no
+worse than the model serving, both scored on the same held-out data.
+
+The new dataset's test split is read by each model through its own vocabulary and context
+(nats per character, as `thunder compare` scores versions). Better, or worse by no more than
+the agent's tolerance: released as champion. Worse: released as challenger, for an A/B test to
+decide on real users, or refused (agent.json's `release.when_worse`). An agent's first model
+has nothing to beat and is released directly. onnxruntime and numpy only.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from thunder_dagster.modeling.cards import ModelCard
+from thunder_dagster.modeling.text import Vocabulary, sequential_windows
+from thunder_dagster.modeling.verification import onnx_loss
+
+WHEN_WORSE = ("challenger", "refuse")
+# The windows of the test text each model reads (as `thunder compare`): the same for both.
+TEST_WINDOWS = 512
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """What happens to a retrained model that scores worse than the champion."""
+
+    when_worse: str = "challenger"
+    # How much worse still counts as no worse, in nats per character of the test split.
+    tolerance: float = 0.02
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    role: str | None  # champion, challenger, or None: refused
+    candidate_loss: float
+    champion_version: str | None
+    champion_loss: float | None
+    tolerance: float
+    reason: str
+
+    @property
+    def released(self) -> bool:
+        return self.role is not None
+
+    def metadata(self) -> dict:
+        return {
+            "gate": self.role or "refused",
+            "gate_reason": self.reason,
+            "candidate_test_loss": self.candidate_loss,
+            "champion_version": self.champion_version or "none",
+            "champion_test_loss": self.champion_loss if self.champion_loss is not None else "-",
+            "gate_tolerance": self.tolerance,
+        }
+
+
+def text_loss(model_dir: Path, onnx_bytes: bytes, text: str) -> float:
+    """A model's mean loss per character on `text`, read through its own vocabulary and
+    context (characters outside its vocabulary count as its unknown token)."""
+    from thunder_dagster.serving.sessions import onnx_session
+
+    card = ModelCard.read(model_dir)
+    ids = Vocabulary(card.vocab).encode(text)
+    x, y = sequential_windows(ids, card.context_length, limit=TEST_WINDOWS)
+    return onnx_loss(onnx_session(onnx_bytes), np.asarray(x, dtype=np.int32), y)
+
+
+def judge(
+    candidate_loss: float,
+    champion_version: str | None,
+    champion_loss: float | None,
+    policy: ReleasePolicy,
+) -> GateVerdict:
+    """Where a retrained model goes, from its loss and the champion's on the same text."""
+    if champion_version is None or champion_loss is None:
+        return GateVerdict(
+            "champion",
+            candidate_loss,
+            None,
+            None,
+            policy.tolerance,
+            "the agent's first model: nothing to beat, released as champion",
+        )
+    scores = (
+        f"test loss {candidate_loss:.4f} against champion {champion_version}'s "
+        f"{champion_loss:.4f} nats/char on the same test split"
+    )
+    if math.isfinite(candidate_loss) and candidate_loss <= champion_loss + policy.tolerance:
+        return GateVerdict(
+            "champion",
+            candidate_loss,
+            champion_version,
+            champion_loss,
+            policy.tolerance,
+            f"{scores}: better, or within the tolerance of {policy.tolerance}",
+        )
+    worse = f"{scores}: worse by more than the tolerance of {policy.tolerance}"
+    if policy.when_worse == "challenger":
+        return GateVerdict(
+            "challenger",
+            candidate_loss,
+            champion_version,
+            champion_loss,
+            policy.tolerance,
+            f"{worse}; released as challenger, for an A/B test on real users to decide",
+        )
+    return GateVerdict(
+        None,
+        candidate_loss,
+        champion_version,
+        champion_loss,
+        policy.tolerance,
+        f"{worse}; refused (the agent's release.when_worse is refuse), nothing moved",
+    )
