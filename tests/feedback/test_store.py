@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect
@@ -138,3 +138,28 @@ def test_the_response_cache_expires(store):
     later = utc_now() + timedelta(hours=1)
     assert store.cached_response(key, now=later) is None
     assert store.purge_expired_cache(now=later) == 1
+
+
+def test_ratings_count_people_one_user_cannot_fire_a_rule_or_decide_a_test(store):
+    from tests.factories import log
+    from thunder_dagster.feedback.rules import decide
+
+    day = datetime(2026, 3, 3, 1, tzinfo=UTC)
+    # One key rates 50 of its own answers 5: five count, from one rater.
+    log(store, 50, day, agent="solo", score=5, user_id="key-one")
+    alone = store.stats("solo", day, day + timedelta(days=1))
+    assert (alone.positive_feedback, alone.user_feedback_available, alone.raters) == (5, 5, 1)
+    assert decide(alone).change == "none"
+    # Fifty people rating one answer each fire it.
+    log(store, 50, day, agent="crowd", score=5)
+    crowd = store.stats("crowd", day, day + timedelta(days=1))
+    assert (crowd.positive_feedback, crowd.raters) == (50, 50)
+    assert decide(crowd).change == "fine_tune"
+    # A rating given again replaces the first: one answer, one rating.
+    (query_id,) = log(store, 1, day, agent="again", score=2)
+    store.add_feedback(query_id, 5)
+    assert store.stats("again", day, day + timedelta(days=1)).user_feedback_available == 1
+    # A/B: of one user's 50 ratings of a variant, 20 count; every answer still counts.
+    log(store, 50, day, agent="ab", score=5, user_id="key-one", variant="challenger")
+    (outcome,) = store.outcomes("ab", day - timedelta(days=1))
+    assert (outcome.queries, len(outcome.scores)) == (50, 20)

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 POSITIVE_SCORE = 4
 HIGH_CONFIDENCE = 0.8
+# Ratings count people, not rows: of one user's ratings, the first 5 of a day count toward the
+# daily rules (the fine-tune rule's 50 positive ratings need at least 10 people) and the first
+# 20 of a variant toward an A/B test.
+RATINGS_PER_USER = 5
+AB_RATINGS_PER_USER = 20
 # The model_version of an answer the external teacher (API B) gave: this, then its model.
 EXTERNAL_TEACHER_PREFIX = "api-b:"
 
@@ -38,6 +43,7 @@ class QueryStats:
     high_confidence_responses: int
     user_feedback_available: int
     positive_feedback: int
+    raters: int = 0  # the distinct users whose ratings these counts hold
 
     @property
     def fallback_rate(self) -> float:
@@ -55,6 +61,7 @@ class QueryStats:
             "high_confidence_responses": self.high_confidence_responses,
             "user_feedback_available": self.user_feedback_available,
             "positive_feedback": self.positive_feedback,
+            "raters": self.raters,
             "fallback_rate": self.fallback_rate,
             "feedback_rate": self.feedback_rate,
         }

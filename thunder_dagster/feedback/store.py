@@ -23,9 +23,11 @@ from sqlalchemy.orm import sessionmaker
 from thunder_dagster.feedback.cache import ResponseCache
 from thunder_dagster.feedback.database import open_engine
 from thunder_dagster.feedback.records import (
+    AB_RATINGS_PER_USER,
     EXTERNAL_TEACHER_PREFIX,
     HIGH_CONFIDENCE,
     POSITIVE_SCORE,
+    RATINGS_PER_USER,
     QueryRecord,
     QueryStats,
     TrainingExample,
@@ -109,29 +111,38 @@ class QueryStore(ResponseCache):
             return session.get(QueryLog, query_id)
 
     def stats(self, agent_id: str, start: datetime, end: datetime) -> QueryStats:
-        """The statistics of the answers given in [start, end)."""
+        """The statistics of the answers given in [start, end). Ratings count people, not
+        rows: an answer holds one rating (a new one replaces it), and each user's first
+        RATINGS_PER_USER ratings of the window count, so one user or key cannot fire a rule."""
         window = and_(
             QueryLog.agent_id == agent_id, QueryLog.created_at >= start, QueryLog.created_at < end
         )
-        statement = (
+        answers = select(
+            func.count(QueryLog.id),
+            func.coalesce(func.avg(QueryLog.confidence), 0.0),
+            func.coalesce(func.sum(case((QueryLog.fallback, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((QueryLog.confidence >= HIGH_CONFIDENCE, 1), else_=0)), 0),
+        ).where(window)
+        rated = (
             select(
-                func.count(QueryLog.id),
-                func.coalesce(func.avg(QueryLog.confidence), 0.0),
-                func.coalesce(func.sum(case((QueryLog.fallback, 1), else_=0)), 0),
-                func.coalesce(
-                    func.sum(case((QueryLog.confidence >= HIGH_CONFIDENCE, 1), else_=0)), 0
-                ),
-                func.count(Feedback.query_id),
-                func.coalesce(func.sum(case((Feedback.score >= POSITIVE_SCORE, 1), else_=0)), 0),
+                QueryLog.user_id,
+                Feedback.score,
+                func.row_number()
+                .over(partition_by=QueryLog.user_id, order_by=(Feedback.created_at, QueryLog.id))
+                .label("nth"),
             )
-            .select_from(QueryLog)
-            .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
+            .join(Feedback, Feedback.query_id == QueryLog.id)
             .where(window)
+            .subquery()
         )
+        ratings = select(
+            func.count(),
+            func.coalesce(func.sum(case((rated.c.score >= POSITIVE_SCORE, 1), else_=0)), 0),
+            func.count(func.distinct(rated.c.user_id)),
+        ).where(rated.c.nth <= RATINGS_PER_USER)
         with self.sessions() as session:
-            total, confidence, fallbacks, high, with_feedback, positive = session.execute(
-                statement
-            ).one()
+            total, confidence, fallbacks, high = session.execute(answers).one()
+            with_feedback, positive, raters = session.execute(ratings).one()
         return QueryStats(
             total_queries=int(total),
             avg_confidence=float(confidence),
@@ -139,6 +150,7 @@ class QueryStore(ResponseCache):
             high_confidence_responses=int(high),
             user_feedback_available=int(with_feedback),
             positive_feedback=int(positive),
+            raters=int(raters),
         )
 
     def fine_tune_examples(self, agent_id: str, limit: int) -> list[TrainingExample]:
@@ -278,10 +290,12 @@ class QueryStore(ResponseCache):
             return [TrainingExample(*row) for row in session.execute(statement)]
 
     def outcomes(self, agent_id: str, since: datetime) -> list[VariantOutcome]:
-        """Per variant and model version: answers given since `since` and their scores."""
+        """Per variant and model version: answers given since `since` and their scores. Each
+        user's first AB_RATINGS_PER_USER ratings of a variant count, the rest are left out:
+        a test counts people, and one user cannot decide it alone."""
         with self.sessions() as session:
             rows = session.execute(
-                select(QueryLog.variant, QueryLog.model_version, Feedback.score)
+                select(QueryLog.variant, QueryLog.model_version, QueryLog.user_id, Feedback.score)
                 .select_from(QueryLog)
                 .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
                 .where(
@@ -289,9 +303,16 @@ class QueryStore(ResponseCache):
                     QueryLog.created_at >= since,
                     QueryLog.fallback.is_(False),
                 )
+                .order_by(QueryLog.created_at, QueryLog.id)
             ).all()
         grouped: dict[tuple[str, str], list] = {}
-        for variant, version, score in rows:
+        counted: dict[tuple[str, str, str], int] = {}
+        for variant, version, user, score in rows:
+            if score is not None:
+                seen = counted.get((variant, version, user), 0)
+                counted[(variant, version, user)] = seen + 1
+                if seen >= AB_RATINGS_PER_USER:
+                    score = None  # the answer counts, the rating past the user's share not
             grouped.setdefault((variant, version), []).append(score)
         return [
             VariantOutcome(
