@@ -147,3 +147,25 @@ def test_a_worse_retrain_becomes_a_challenger_under_test_or_is_refused_and_a_bet
     shipped = deploy(home, *builds[worse], dataset)
     assert shipped.success
     assert read_pointer(home.deployments_dir("acme")).version != champion.version
+
+
+def test_low_quality_compares_the_pair_on_the_same_text_and_nothing_else(home):
+    from thunder_dagster.deployments.gate import score_pair
+    from thunder_dagster.monitoring.observe import agent_versions
+
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    # Each card's own loss is on a text of its own: without scores of the pair, no comparison.
+    unscored = agent_versions(home, "acme")
+    assert (unscored.champion, unscored.challenger) == ("1.0.0", "1.1.0")
+    assert unscored.champion_loss is None and unscored.challenger_loss is None
+    scores = score_pair(home.deployments_dir("acme"), "v1", TEXT)
+    versions = agent_versions(home, "acme")
+    assert (versions.champion_loss, versions.challenger_loss) == (
+        scores.champion_loss,
+        scores.challenger_loss,
+    )
+    assert scores.champion_loss != scores.challenger_loss
+    # A new challenger since: the old pair's scores are not its.
+    deploy_tiny(home, "acme", seed=2, role="challenger")
+    assert agent_versions(home, "acme").challenger_loss is None

@@ -3,6 +3,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from thunder_dagster.deployments.gate import PairScores
 from thunder_dagster.deployments.pointers import ROLES, Deployment, pointer_path, read_pointer
 from thunder_dagster.deployments.releases import release
 from thunder_dagster.documents.datasets import TrainingDataset
@@ -83,6 +84,13 @@ def deployment(
     tested = {}
     if role == "challenger" and gate is not None:
         tested = _test_challenger(context, queries, gate.champion_version, released.version)
+        PairScores(
+            gate.champion_version,
+            released.version,
+            training_dataset.version,
+            gate.champion_loss,
+            gate.candidate_loss,
+        ).write(home.deployments_dir(agent_id))
     metadata = {
         "version": released.version,
         "role": role,

@@ -136,6 +136,7 @@ def _retrain(
             context.log.info(f"deployed {move.describe()}")
             metadata["challenger_version"] = move.deployment.version
             metadata |= _test_challenger(context, store, champion.version, move, config)
+            metadata |= _score_pair(context, home, agent_id)
             if after_release is not None:
                 metadata |= after_release(store, examples)
         else:
@@ -146,6 +147,30 @@ def _retrain(
         metadata |= links(mlflow_run=tracker.run_url(run))
     yield dg.Output(report, metadata=metadata)
     yield from check_results(report.checks)
+
+
+def _score_pair(context, home, agent_id: str) -> dict:
+    """The new challenger and the champion on the agent's documents' test split, the same text
+    for both: what the low_quality alert compares (each card's own loss is on its own text)."""
+    from thunder_dagster.deployments.gate import score_pair
+    from thunder_dagster.documents.datasets import latest_dataset
+    from thunder_dagster.modeling.text import dataset_documents, split_documents
+
+    dataset = latest_dataset(home.processed_dir(agent_id))
+    if dataset is None:
+        return {}
+    text = split_documents(dataset_documents(dataset.path)).test
+    scores = score_pair(home.deployments_dir(agent_id), dataset.version, text)
+    if scores is None:
+        return {}
+    context.log.info(
+        f"on the documents' test split: challenger {scores.challenger_loss:.4f}, champion "
+        f"{scores.champion_loss:.4f} nats/char"
+    )
+    return {
+        "challenger_loss_on_documents": dg.MetadataValue.float(scores.challenger_loss),
+        "champion_loss_on_documents": dg.MetadataValue.float(scores.champion_loss),
+    }
 
 
 def _test_challenger(context, store, champion: str, move, config: ChallengerConfig) -> dict:

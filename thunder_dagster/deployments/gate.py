@@ -114,3 +114,56 @@ def judge(
         policy.tolerance,
         f"{worse}; refused (the agent's release.when_worse is refuse), nothing moved",
     )
+
+
+SCORES_NAME = "challenger_scores.json"
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """The champion and the challenger on the same text: what the low_quality alert compares
+    (each card's own loss was measured on a text of its own: a fine-tune's on rated answers)."""
+
+    champion: str
+    challenger: str
+    dataset_version: str
+    champion_loss: float
+    challenger_loss: float
+
+    def write(self, deployments_dir: Path) -> None:
+        import json
+        from dataclasses import asdict
+
+        from thunder_dagster.files import write_atomically
+
+        write_atomically(deployments_dir / SCORES_NAME, json.dumps(asdict(self)).encode())
+
+    @classmethod
+    def read(cls, deployments_dir: Path, champion: str, challenger: str) -> "PairScores | None":
+        """The scores of exactly this pair, or None (none recorded, unreadable, or of another
+        pair: a promotion or a new challenger since)."""
+        import json
+
+        try:
+            scores = cls(**json.loads((deployments_dir / SCORES_NAME).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return scores if (scores.champion, scores.challenger) == (champion, challenger) else None
+
+
+def score_pair(deployments_dir: Path, dataset_version: str, text: str) -> PairScores | None:
+    """Score the serving champion and challenger on `text` and record it; None without both."""
+    from thunder_dagster.deployments.pointers import read_pointer
+    from thunder_dagster.serving.sessions import verified_bytes
+
+    champion = read_pointer(deployments_dir)
+    challenger = read_pointer(deployments_dir, "challenger")
+    if champion is None or challenger is None:
+        return None
+    losses = [
+        text_loss(Path(d.model_dir), verified_bytes(d.onnx_path, d.onnx_sha256), text)
+        for d in (champion, challenger)
+    ]
+    scores = PairScores(champion.version, challenger.version, dataset_version, *losses)
+    scores.write(deployments_dir)
+    return scores

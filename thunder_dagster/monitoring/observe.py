@@ -72,14 +72,26 @@ def _loss(deployment) -> float | None:
 
 
 def agent_versions(home: Home, agent_id: str) -> Versions:
+    """The agent's champion and challenger; with both, their losses on the same text (scored
+    when the challenger was released), since each card's own loss is on a text of its own."""
+    from thunder_dagster.deployments.gate import PairScores
+
     deployments = home.deployments_dir(agent_id)
     champion = read_pointer(deployments, "champion")
     challenger = read_pointer(deployments, "challenger")
+    if champion is not None and challenger is not None:
+        pair = PairScores.read(deployments, champion.version, challenger.version)
+        return Versions(
+            champion.version,
+            pair.champion_loss if pair else None,
+            challenger.version,
+            pair.challenger_loss if pair else None,
+        )
     return Versions(
         champion.version if champion else None,
         _loss(champion),
         challenger.version if challenger else None,
-        _loss(challenger),
+        None,
     )
 
 
