@@ -156,14 +156,17 @@ def test_a_perturbed_export_fails_parity_and_blocks_the_deployment(trained, tmp_
     checks = {check.name: check.passed for check in report.checks}
     assert checks["parity"] is False and not report.passed
     context = dg.build_asset_context(partition_key="sample", instance=trained.instance)
+    resources = trained.resources()
     with pytest.raises(dg.Failure, match=r"failed its checks \['parity'"):
         deployment(
             context,
             DeploymentConfig(),
             report,
             model,
-            trained.resources()["thunder"],
-            trained.resources()["tracking"],
+            dataset,
+            resources["thunder"],
+            resources["tracking"],
+            resources["queries"],
         )
     assert read_pointer(trained.home.deployments_dir("sample")).version == "1.0.0"
 

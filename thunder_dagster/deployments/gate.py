@@ -5,18 +5,13 @@ The new dataset's test split is read by each model through its own vocabulary an
 (nats per character, as `thunder compare` scores versions). Better, or worse by no more than
 the agent's tolerance: released as champion. Worse: released as challenger, for an A/B test to
 decide on real users, or refused (agent.json's `release.when_worse`). An agent's first model
-has nothing to beat and is released directly. onnxruntime and numpy only.
+has nothing to beat and is released directly. onnxruntime and numpy only, loaded when a model
+is scored (the definitions import this module).
 """
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-
-from thunder_dagster.modeling.cards import ModelCard
-from thunder_dagster.modeling.text import Vocabulary, sequential_windows
-from thunder_dagster.modeling.verification import onnx_loss
 
 WHEN_WORSE = ("challenger", "refuse")
 # The windows of the test text each model reads (as `thunder compare`): the same for both.
@@ -59,6 +54,11 @@ class GateVerdict:
 def text_loss(model_dir: Path, onnx_bytes: bytes, text: str) -> float:
     """A model's mean loss per character on `text`, read through its own vocabulary and
     context (characters outside its vocabulary count as its unknown token)."""
+    import numpy as np
+
+    from thunder_dagster.modeling.cards import ModelCard
+    from thunder_dagster.modeling.text import Vocabulary, sequential_windows
+    from thunder_dagster.modeling.verification import onnx_loss
     from thunder_dagster.serving.sessions import onnx_session
 
     card = ModelCard.read(model_dir)
