@@ -11,6 +11,42 @@ from tests.processes import BIN
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
 
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). Each module runs
+# whole on one worker, so a module fixture is built once; the modules that share a costly
+# session fixture run on one worker, so it is built once; the modules that use PostgreSQL and
+# Redis, or stop them, are marked xdist_group("services") and run one after another.
+SHARED = {"trained_sample": "trained-sample", "instruct_base": "instruct-base"}
+# The longest groups start first, so that neither worker is left with one at the end.
+FIRST = ("services", "trained-sample", "instruct-base", "tests/e2e/")
+
+
+def group_of(module: list[pytest.Item]) -> str | None:
+    """The xdist group of a module's tests: None where the module names one itself."""
+    if any(item.get_closest_marker("xdist_group") for item in module):
+        return None
+    used = {name for item in module for name in item.fixturenames}
+    shared = [group for fixture, group in SHARED.items() if fixture in used]
+    return shared[0] if shared else module[0].nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module in modules.values():
+        group = group_of(module)
+        for item in module:
+            if group is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("xdist_group")
+        group = marker.args[0] if marker and marker.args else ""
+        return next((at for at, first in enumerate(FIRST) if group.startswith(first)), len(FIRST))
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def encoder_cache(tmp_path_factory) -> Path:

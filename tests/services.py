@@ -6,6 +6,10 @@ import uuid
 
 import pytest
 
+# The modules that use PostgreSQL or Redis, or stop them, run one after another on one
+# pytest-xdist worker (tests/conftest.py): one test stopping PostgreSQL never meets another's.
+SERVICES = pytest.mark.xdist_group("services")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "THUNDER_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )

@@ -3,13 +3,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
-from tests.services import postgres_database
+from tests.services import SERVICES, postgres_database
 from thunder_dagster.feedback.database import HEAD_REVISION, MIGRATIONS
 from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.feedback.store import QueryStore, UnknownQueryError
 from thunder_dagster.times import utc_now
 
-pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
+pytestmark = [pytest.mark.clock, SERVICES]  # the answers depend on the day or the hour
 
 
 def record(agent="a", confidence=0.9, fallback=False, variant="champion", version="1.0.0", **kw):

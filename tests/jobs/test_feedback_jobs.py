@@ -21,11 +21,13 @@ pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 def test_the_schedule_asks_for_yesterday_of_every_agent_once_per_day():
     with dg.instance_for_test() as instance:
         moment = datetime(2026, 3, 4, 2, 0)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
-        assert isinstance(daily_analysis_schedule(context), dg.SkipReason)
+        # Each context is entered and left: one left open keeps the instance as the current
+        # definitions-state storage, and the next definitions to load find it closed.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=moment) as at:
+            assert isinstance(daily_analysis_schedule(at), dg.SkipReason)
         instance.add_dynamic_partitions("agents", ["acme", "zeta"])
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
-        requests = daily_analysis_schedule(context)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=moment) as at:
+            requests = daily_analysis_schedule(at)
         assert [r.partition_key for r in requests] == ["acme|2026-03-03", "zeta|2026-03-03"]
         assert [r.run_key for r in requests] == [
             "analysis:acme:2026-03-03",
@@ -64,8 +66,8 @@ def test_after_downtime_the_schedule_asks_for_each_missed_day_as_its_own_partiti
         assert analyse(home, instance, "2026-03-01").success
         # The first tick after three days down: 5 March, 02:00.
         moment = datetime(2026, 3, 5, 2, 0)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
-        requests = daily_analysis_schedule(context)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=moment) as at:
+            requests = daily_analysis_schedule(at)
     assert [r.partition_key for r in requests] == [
         "acme|2026-03-02",
         "acme|2026-03-03",

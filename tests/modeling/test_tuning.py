@@ -5,7 +5,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.services import postgres_database
+from tests.services import SERVICES, postgres_database
 from thunder_dagster.modeling import tuning
 from thunder_dagster.modeling.search import SearchSettings
 from thunder_dagster.modeling.space import KNOWN_GOOD
@@ -13,6 +13,8 @@ from thunder_dagster.modeling.text import encode_documents
 from thunder_dagster.modeling.training import Budget, NonFiniteLossError, train
 
 TEXT = "The baker bakes bread at dawn; the oven is hot and the dough is risen. " * 60
+
+pytestmark = SERVICES
 
 
 def settings(trials, **overrides):

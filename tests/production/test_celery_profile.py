@@ -15,9 +15,9 @@ import pytest
 
 from tests.factories import REPO_ROOT, SEARCH_STEP, free_port
 from tests.processes import wait_for
-from tests.services import postgres_database
+from tests.services import SERVICES, postgres_database
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, SERVICES]
 STEP_MESSAGE = f"Executing steps {SEARCH_STEP}["
 TRIALS = 3
 # A killed trial goes stale after 6 s without a heartbeat (30 s by default), fails and is queued

@@ -14,9 +14,10 @@ import pytest
 
 from tests.factories import REPO_ROOT, SEARCH_STEP, write
 from tests.processes import BIN, kill_tree, start_daemon, stop_daemon, wait_for
+from tests.services import SERVICES
 from thunder_dagster.samples import SAMPLE_AGENT_DIR, copy_sample_agent
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, SERVICES]
 # The faults are the instance's and the daemon's: steps run in the run's process here, the
 # Celery workers have their own test.
 # The steps of tpe_trials that run trials: tpe_trials.search_trials[0], [1], ...

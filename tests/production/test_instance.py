@@ -7,13 +7,14 @@ import dagster as dg
 import pytest
 
 from tests.factories import log
+from tests.services import SERVICES
 from thunder_dagster.definitions import defs
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.jobs.feedback import daily_analysis_schedule
 from thunder_dagster.resources.bundle import build_resources
 from thunder_dagster.sensors.feedback import retraining_sensor
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, SERVICES]
 
 
 def test_the_daily_schedule_and_its_sensor_on_the_postgres_instance(profile_env, pg_instance, home):
@@ -24,10 +25,10 @@ def test_the_daily_schedule_and_its_sensor_on_the_postgres_instance(profile_env,
         store.close()
     pg_instance.add_dynamic_partitions("agents", ["acme"])
 
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=pg_instance, scheduled_execution_time=datetime(2026, 3, 4, 2, 0)
-    )
-    (request,) = daily_analysis_schedule(context)
+    ) as context:
+        (request,) = daily_analysis_schedule(context)
     assert request.run_key == "analysis:acme:2026-03-03"
 
     # The run the daemon would launch for that request, recorded in PostgreSQL; the resources

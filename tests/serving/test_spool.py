@@ -8,12 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import deploy_tiny
-from tests.services import postgres_database
+from tests.services import SERVICES, postgres_database
 from thunder_dagster.feedback.records import QueryRecord
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.spool import REJECTED, Rating, Spool
 from thunder_dagster.serving.state import ServerSettings
+
+pytestmark = SERVICES
 
 AT = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
