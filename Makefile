@@ -58,7 +58,7 @@ format: install
 ## then the tests marked `clock` (their answers depend on the day and the hour) again in zones
 ## far from UTC on either side: every time is UTC inside, whatever TZ it runs in.
 test: install lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 	@echo "the clock tests under TZ=Pacific/Honolulu and TZ=Asia/Kolkata, both at once"
 	@zones=$$(mktemp -d); \
 	  TZ=Pacific/Honolulu $(BIN)/python -m pytest -q -m clock -p no:cacheprovider \

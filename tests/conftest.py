@@ -11,22 +11,67 @@ from tests.processes import BIN
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). Each module runs
-# whole on one worker, so a module fixture is built once; the modules that share a costly
-# session fixture run on one worker, so it is built once; the modules that use PostgreSQL and
-# Redis, or stop them, are marked xdist_group("services") and run one after another.
-SHARED = {"trained_sample": "trained-sample", "instruct_base": "instruct-base"}
-# The longest groups start first, so that neither worker is left with one at the end.
-FIRST = ("services", "trained-sample", "instruct-base", "tests/e2e/")
+# `make test` runs the suite on two pytest-xdist workers. Each module runs whole on one worker,
+# so a module fixture is built once; the modules of a group below run one after another on one
+# worker: those that use PostgreSQL and Redis or stop them (marked SERVICES), and those that
+# share a costly session fixture (built once). The longest groups start first, so that neither
+# worker is left with one at the end.
+GROUPS = {
+    "services": (
+        "tests/feedback/test_store.py",
+        "tests/modeling/test_tuning.py",
+        "tests/production/test_celery_profile.py",
+        "tests/production/test_faults.py",
+        "tests/production/test_instance.py",
+        "tests/serving/test_spool.py",
+    ),
+    # The session's demo and instruct base: the CLI tests use both.
+    "session-models": (
+        "tests/e2e/test_browser.py",
+        "tests/e2e/test_server.py",
+        "tests/instruct/test_base.py",
+        "tests/instruct/test_grounding.py",
+        "tests/serving/test_api_fuzz.py",
+        "tests/serving/test_chat.py",
+        "tests/test_cli.py",
+    ),
+}
+GROUP_OF = {module: group for group, modules in GROUPS.items() for module in modules}
+SHARED_FIXTURES = {"trained_sample": "session-models", "instruct_base": "session-models"}
+FIRST = ("services", "session-models", "tests/e2e/")
 
 
-def group_of(module: list[pytest.Item]) -> str | None:
-    """The xdist group of a module's tests: None where the module names one itself."""
-    if any(item.get_closest_marker("xdist_group") for item in module):
-        return None
+def scope_of(nodeid: str) -> str:
+    """The unit of work a worker takes whole: the test's group, or else its module."""
+    module = nodeid.split("::")[0]
+    return GROUP_OF.get(module, module)
+
+
+class GroupScheduling:
+    """pytest-xdist's loadgroup marks a test's group by rewriting its node id, which pytest 9
+    no longer reads; this plugin's scheduler takes the groups from GROUPS instead."""
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ByGroup(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return scope_of(nodeid)
+
+        return ByGroup(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(GroupScheduling(), "thunder-worker-groups")
+
+
+def needed_groups(module: list[pytest.Item]) -> set[str]:
+    """The groups a module must be in: for the services it marks, the fixtures it shares."""
     used = {name for item in module for name in item.fixturenames}
-    shared = [group for fixture, group in SHARED.items() if fixture in used]
-    return shared[0] if shared else module[0].nodeid.split("::")[0]
+    needed = {group for fixture, group in SHARED_FIXTURES.items() if fixture in used}
+    marks = (mark for item in module for mark in item.iter_markers("xdist_group"))
+    return needed | {mark.args[0] for mark in marks}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -34,16 +79,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    for module in modules.values():
-        group = group_of(module)
-        for item in module:
-            if group is not None:
-                item.add_marker(pytest.mark.xdist_group(group))
+    for path, module in modules.items():
+        wrong = needed_groups(module) - {GROUP_OF.get(path)}
+        if wrong:
+            raise pytest.UsageError(
+                f"{path} needs the worker group {sorted(wrong)[0]!r}: list it under that "
+                "group in GROUPS in tests/conftest.py"
+            )
 
     def rank(item: pytest.Item) -> int:
-        marker = item.get_closest_marker("xdist_group")
-        group = marker.args[0] if marker and marker.args else ""
-        return next((at for at, first in enumerate(FIRST) if group.startswith(first)), len(FIRST))
+        scope = scope_of(item.nodeid)
+        return next((at for at, first in enumerate(FIRST) if scope.startswith(first)), len(FIRST))
 
     items.sort(key=rank)
 

@@ -55,6 +55,35 @@ def resources(home: Home) -> dict:
     return build_resources(str(home.root))
 
 
+class Given(dg.IOManager):
+    """An asset's inputs as an earlier run would have left them, by input asset name."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def handle_output(self, context, obj):
+        pass
+
+    def load_input(self, context):
+        return self.values[context.asset_key.path[-1]]
+
+
+def materialize_given(home: Home, asset, agent_id: str, values: dict):
+    """`asset` alone for the agent, its inputs `values` (by asset name), on a fresh instance."""
+    from thunder_dagster.runtime.partitions import agents
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [agent_id])
+        upstream = [dg.SourceAsset(name, partitions_def=agents) for name in values]
+        return dg.materialize(
+            [asset, *upstream],
+            partition_key=agent_id,
+            instance=instance,
+            resources=resources(home) | {"io_manager": Given(values)},
+            raise_on_error=False,
+        )
+
+
 def thunder(*args: str) -> subprocess.CompletedProcess:
     """The real command in its own process: in a test's process, TensorFlow (loaded by
     deploy_tiny) and click's output capture do not mix."""

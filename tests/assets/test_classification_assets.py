@@ -6,12 +6,15 @@ tasks, and the sensors that train a classifier agent's examples and leave it to 
 import csv
 import io
 import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import deploy_tiny, resources, topic_examples
+from tests.factories import deploy_tiny, materialize_given, resources, topic_examples
 from thunder_dagster.assets.classification import (
     classifier_deployment,
     labelled_examples,
@@ -21,6 +24,7 @@ from thunder_dagster.assets.datasets import training_dataset
 from thunder_dagster.assets.documents import chunks, documents
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.documents.labelled import collect_examples, latest_labelled, write_labelled
+from thunder_dagster.files import sha256_of
 from thunder_dagster.home import Home
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.serving.api.app import create_app
@@ -218,3 +222,49 @@ def _examples(texts, labels):
         LabelledExample(text, label, line)
         for line, (text, label) in enumerate(zip(texts, labels, strict=True), start=2)
     ]
+
+
+def _damaged(build: Path, into: Path, labels: int) -> tuple[Path, str]:
+    """A copy of a classifier build whose weights into the labels are noise: it still loads
+    and answers, and is worse."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    shutil.copytree(build, into)
+    proto = onnx.load(str(into / "model.onnx"))
+    rng = np.random.default_rng(0)
+    for tensor in proto.graph.initializer:
+        if tensor.dims and tensor.dims[-1] == labels and len(tensor.dims) == 2:
+            weights = numpy_helper.to_array(tensor)
+            noise = rng.normal(0, 5, weights.shape).astype(weights.dtype)
+            tensor.CopyFrom(numpy_helper.from_array(noise, tensor.name))
+    onnx.save(proto, str(into / "model.onnx"))
+    return into / "model.onnx", sha256_of(into / "model.onnx")
+
+
+def test_a_worse_classifier_is_refused_with_both_scores_and_a_no_worse_one_ships(
+    classified, tmp_path
+):
+    home, result, _ = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)  # the module's agent stays as the other tests see it
+    trained = result.output_for_node("text_classifier")
+    assert trained.test_texts and len(trained.test_texts) == len(trained.test_labels)
+    onnx_path, sha256 = _damaged(Path(trained.model_dir), tmp_path / "damaged", 3)
+    worse = replace(
+        trained, model_dir=str(onnx_path.parent), onnx_path=str(onnx_path), onnx_sha256=sha256
+    )
+    refused = materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": worse})
+    assert not refused.success
+    [failure] = [event for event in refused.all_events if event.is_step_failure]
+    reason = failure.step_failure_data.user_failure_data.description
+    assert "macro F1" in reason and "against champion 1.0.0's" in reason and "refused" in reason
+    assert read_pointer(copy.deployments_dir(AGENT)).version == "1.0.0"
+    # The same classifier again is no worse than itself: released, both scores on its page.
+    shipped = materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": trained})
+    assert shipped.success
+    page = metadata(shipped, "classifier_deployment")
+    assert page["version"] == "1.1.0" and page["gate"] == "champion"
+    assert page["candidate_macro_f1"] == page["champion_macro_f1"] >= 0.9
+    assert page["candidate_accuracy"] == page["champion_accuracy"]

@@ -6,10 +6,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from tests.factories import CONTEXT, VOCAB, deploy_tiny, resources
+from tests.factories import CONTEXT, VOCAB, deploy_tiny, materialize_given
 from thunder_dagster.assets.deployments import deployment
 from thunder_dagster.deployments.gate import ReleasePolicy, judge, text_loss
 from thunder_dagster.deployments.pointers import read_pointer
@@ -19,7 +18,6 @@ from thunder_dagster.files import sha256_of
 from thunder_dagster.modeling.models import TrainedModel
 from thunder_dagster.modeling.reports import Check, ExportReport, Parity
 from thunder_dagster.modeling.text import dataset_documents, split_documents
-from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.tasks.agents import AgentSettingsError, read_release_policy, settings_path
 
 TEXT = "the baker bakes the bread at dawn and the oven is hot. " * 40
@@ -48,19 +46,6 @@ def test_the_release_policy_comes_from_agent_json_and_a_bad_one_is_named(home):
         read_release_policy(agent)
 
 
-class Given(dg.IOManager):
-    """The deployment asset's inputs as a training run would have left them."""
-
-    def __init__(self, values: dict):
-        self.values = values
-
-    def handle_output(self, context, obj):
-        pass
-
-    def load_input(self, context):
-        return self.values[context.asset_key.path[-1]]
-
-
 def candidate(home, seed: int) -> tuple[ExportReport, TrainedModel]:
     """A tiny untrained build of the agent, as onnx_model and keras_model hand it over."""
     released = deploy_tiny(home, "gate-builds", seed=seed)
@@ -86,16 +71,7 @@ def candidate(home, seed: int) -> tuple[ExportReport, TrainedModel]:
 
 def deploy(home, report, trained, dataset):
     values = {"onnx_model": report, "keras_model": trained, "training_dataset": dataset}
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("agents", ["acme"])
-        upstream = [dg.SourceAsset(name, partitions_def=agents) for name in values]
-        return dg.materialize(
-            [deployment, *upstream],
-            partition_key="acme",
-            instance=instance,
-            resources=resources(home) | {"io_manager": Given(values)},
-            raise_on_error=False,
-        )
+    return materialize_given(home, deployment, "acme", values)
 
 
 def test_a_worse_retrain_becomes_a_challenger_under_test_or_is_refused_and_a_better_one_ships(

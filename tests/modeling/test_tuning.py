@@ -9,6 +9,7 @@ from tests.services import SERVICES, postgres_database
 from thunder_dagster.modeling import tuning
 from thunder_dagster.modeling.search import SearchSettings
 from thunder_dagster.modeling.space import KNOWN_GOOD
+from thunder_dagster.modeling.studies import release_lost
 from thunder_dagster.modeling.text import encode_documents
 from thunder_dagster.modeling.training import Budget, NonFiniteLossError, train
 
@@ -76,6 +77,27 @@ def test_a_known_good_configuration_runs_first_when_it_fits_the_space(tmp_path, 
     )
     result = tuning.run_search(data, fitting, f"sqlite:///{tmp_path / 'o.db'}", "k", tmp_path)
     assert result.trials[0].params == KNOWN_GOOD[0]
+
+
+def test_a_trial_whose_end_the_storage_lost_is_failed_and_run_again(tmp_path, data):
+    # A database restarted as a trial ends: the process ran it, but the storage still holds
+    # it as running, and its heartbeat died with the connection, so it would never go stale.
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = tuning.open_storage(url, settings(1))
+    study = tuning.open_study(storage, "lost", settings(1), data.vocab_size)
+    lost = study.ask()
+    for name, distribution in tuning.search_space(settings(1), data.vocab_size).items():
+        tuning.suggest(lost, name, distribution)
+    release_lost(storage, study, [lost._trial_id])
+    result = tuning.run_search(data, settings(1), url, "lost", tmp_path / "trials")
+    by_number = {trial.number: trial for trial in result.trials}
+    assert (by_number[lost.number].state, by_number[lost.number].reason) == (
+        "FAIL",
+        "its end was not recorded; run again",
+    )
+    assert result.counts == {"FAIL": 1, "COMPLETE": 1}
+    [again] = [trial for trial in result.trials if trial.state == "COMPLETE"]
+    assert again.params == lost.params
 
 
 def test_a_resumed_study_never_redoes_finished_trials_and_retries_a_dead_workers_trial(

@@ -91,6 +91,9 @@ class TrainedClassifier:
     task: str
     passed: bool
     mlflow_run_id: str | None
+    # The test split (texts and their labels) the gate scores it and the champion on.
+    test_texts: tuple[str, ...] = ()
+    test_labels: tuple[str, ...] = ()
 
 
 def _task(home, agent_id: str) -> str:
@@ -210,6 +213,8 @@ def text_classifier(
         task=task,
         passed=export.passed,
         mlflow_run_id=built.mlflow_run_id,
+        test_texts=tuple(labelled_examples.texts[row] for row in built.split.rows[2]),
+        test_labels=tuple(labelled_examples.labels[row] for row in built.split.rows[2]),
     )
     yield dg.Output(trained, metadata=_classifier_metadata(built, tracker))
     yield from check_results(export.checks)
@@ -276,7 +281,9 @@ def classifier_deployment(
 ):
     """The verified classifier released as the agent's champion: a version folder, a version
     of the registered model thunder-<agent> with the champion alias, and the pointer the model
-    server reloads (POST /v1/agents/{id}/classify answers from it)."""
+    server reloads (POST /v1/agents/{id}/classify answers from it). It passes the champion
+    gate first: its macro F1 and the serving classifier's on its test split, a worse one
+    (past release.tolerance) refused with both; both scores are on this page."""
     from thunder_dagster.deployments.pointers import pointer_path
     from thunder_dagster.deployments.releases import release
     from thunder_dagster.tracking.registry import registered_model_name
@@ -285,6 +292,11 @@ def classifier_deployment(
         raise dg.Failure("text_classifier failed its checks: nothing is deployed")
     home = thunder.home()
     agent_id = context.partition_key
+    gate, accuracies = _gate(home, agent_id, text_classifier)
+    context.log.info(f"champion gate: {gate.reason}")
+    if not gate.released:
+        metadata = gate.metadata() | accuracies
+        raise dg.Failure(gate.reason, metadata=metadata, allow_retries=False)
     tracker = tracking.tracker(context.log.warning)
     move = release(
         home.models_dir(agent_id),
@@ -311,5 +323,40 @@ def classifier_deployment(
                     registered_model_name(agent_id), released.registry_version
                 )
             ),
-        },
+        }
+        | gate.metadata()
+        | accuracies,
     )
+
+
+def _gate(home, agent_id: str, trained: TrainedClassifier):
+    """The verdict on the candidate's and the serving classifier's macro F1 on the candidate's
+    test split, and their accuracies. A classifier is not A/B tested on real users, so a worse
+    one is refused."""
+    from thunder_dagster.deployments.gate import MACRO_F1, classifier_scores, judge
+    from thunder_dagster.deployments.pointers import Deployment, read_pointer
+    from thunder_dagster.modeling.cards import CARD_NAME, ModelCard
+    from thunder_dagster.tasks.agents import read_release_policy
+
+    with failing_on(AgentSettingsError):
+        policy = read_release_policy(home.agent_dir(agent_id))
+    build = Deployment(
+        agent_id,
+        "candidate",
+        "classifier",
+        trained.model_dir,
+        trained.onnx_path,
+        trained.onnx_sha256,
+        str(Path(trained.model_dir) / CARD_NAME),
+        None,
+        "",
+    )
+    texts, truth = list(trained.test_texts), list(trained.test_labels)
+    accuracy, candidate = classifier_scores(build, texts, truth)
+    accuracies = {"candidate_accuracy": accuracy, "champion_accuracy": "-"}
+    champion = read_pointer(home.deployments_dir(agent_id))
+    if champion is None or not task_kind(ModelCard.read(champion.model_dir).task).labelled:
+        return judge(candidate, None, None, policy, MACRO_F1, testable=False), accuracies
+    accuracies["champion_accuracy"], serving = classifier_scores(champion, texts, truth)
+    verdict = judge(candidate, champion.version, serving, policy, MACRO_F1, testable=False)
+    return verdict, accuracies

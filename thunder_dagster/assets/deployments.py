@@ -88,8 +88,8 @@ def deployment(
             gate.champion_version,
             released.version,
             training_dataset.version,
-            gate.champion_loss,
-            gate.candidate_loss,
+            gate.champion_score,
+            gate.candidate_score,
         ).write(home.deployments_dir(agent_id))
     metadata = {
         "version": released.version,

@@ -11,6 +11,7 @@ is scored (the definitions import this module).
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 WHEN_WORSE = ("challenger", "refuse")
@@ -28,25 +29,49 @@ class ReleasePolicy:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """What the gate compares: a generator's test loss (lower is better) or a classifier's
+    macro F1 (higher is better); the tolerance is in its unit."""
+
+    key: str  # the stem of its metadata keys: candidate_<key>, champion_<key>
+    label: str
+    unit: str
+    higher_is_better: bool
+
+    def no_worse(self, candidate: float, champion: float, tolerance: float) -> bool:
+        if not math.isfinite(candidate):
+            return False
+        if self.higher_is_better:
+            return candidate >= champion - tolerance
+        return candidate <= champion + tolerance
+
+
+TEST_LOSS = Measure("test_loss", "test loss", " nats/char", higher_is_better=False)
+MACRO_F1 = Measure("macro_f1", "macro F1", "", higher_is_better=True)
+
+
+@dataclass(frozen=True)
 class GateVerdict:
     role: str | None  # champion, challenger, or None: refused
-    candidate_loss: float
+    candidate_score: float
     champion_version: str | None
-    champion_loss: float | None
+    champion_score: float | None
     tolerance: float
     reason: str
+    measure: Measure = TEST_LOSS
 
     @property
     def released(self) -> bool:
         return self.role is not None
 
     def metadata(self) -> dict:
+        key = self.measure.key
         return {
             "gate": self.role or "refused",
             "gate_reason": self.reason,
-            "candidate_test_loss": self.candidate_loss,
+            f"candidate_{key}": self.candidate_score,
             "champion_version": self.champion_version or "none",
-            "champion_test_loss": self.champion_loss if self.champion_loss is not None else "-",
+            f"champion_{key}": self.champion_score if self.champion_score is not None else "-",
             "gate_tolerance": self.tolerance,
         }
 
@@ -68,52 +93,71 @@ def text_loss(model_dir: Path, onnx_bytes: bytes, text: str) -> float:
 
 
 def judge(
-    candidate_loss: float,
+    candidate: float,
     champion_version: str | None,
-    champion_loss: float | None,
+    champion: float | None,
     policy: ReleasePolicy,
+    measure: Measure = TEST_LOSS,
+    testable: bool = True,
 ) -> GateVerdict:
-    """Where a retrained model goes, from its loss and the champion's on the same text."""
-    if champion_version is None or champion_loss is None:
-        return GateVerdict(
-            "champion",
-            candidate_loss,
-            None,
-            None,
-            policy.tolerance,
-            "the agent's first model: nothing to beat, released as champion",
+    """Where a retrained model goes, from its score and the champion's on the same test
+    split. `testable`: whether a challenger of its kind can be A/B tested on real users (a
+    worse one that cannot is refused, whatever the policy)."""
+    verdict = partial(
+        GateVerdict,
+        candidate_score=candidate,
+        champion_version=champion_version,
+        champion_score=champion,
+        tolerance=policy.tolerance,
+        measure=measure,
+    )
+    if champion_version is None or champion is None:
+        return verdict(
+            role="champion",
+            reason="the agent's first model (or the first of its kind): nothing to beat, "
+            "released as champion",
         )
     scores = (
-        f"test loss {candidate_loss:.4f} against champion {champion_version}'s "
-        f"{champion_loss:.4f} nats/char on the same test split"
+        f"{measure.label} {candidate:.4f} against champion {champion_version}'s "
+        f"{champion:.4f}{measure.unit} on the same test split"
     )
-    if math.isfinite(candidate_loss) and candidate_loss <= champion_loss + policy.tolerance:
-        return GateVerdict(
-            "champion",
-            candidate_loss,
-            champion_version,
-            champion_loss,
-            policy.tolerance,
-            f"{scores}: better, or within the tolerance of {policy.tolerance}",
+    if measure.no_worse(candidate, champion, policy.tolerance):
+        return verdict(
+            role="champion",
+            reason=f"{scores}: better, or within the tolerance of {policy.tolerance}",
         )
     worse = f"{scores}: worse by more than the tolerance of {policy.tolerance}"
-    if policy.when_worse == "challenger":
-        return GateVerdict(
-            "challenger",
-            candidate_loss,
-            champion_version,
-            champion_loss,
-            policy.tolerance,
-            f"{worse}; released as challenger, for an A/B test on real users to decide",
+    if policy.when_worse == "challenger" and testable:
+        return verdict(
+            role="challenger",
+            reason=f"{worse}; released as challenger, for an A/B test on real users to decide",
         )
-    return GateVerdict(
-        None,
-        candidate_loss,
-        champion_version,
-        champion_loss,
-        policy.tolerance,
-        f"{worse}; refused (the agent's release.when_worse is refuse), nothing moved",
+    if policy.when_worse == "challenger":
+        return verdict(
+            role=None,
+            reason=f"{worse}; refused, nothing moved: a model of this kind is not A/B tested "
+            "on real users, so a worse one is never released (raise release.tolerance in "
+            "agent.json to accept it)",
+        )
+    return verdict(
+        role=None,
+        reason=f"{worse}; refused (the agent's release.when_worse is refuse), nothing moved",
     )
+
+
+def classifier_scores(model, texts: list[str], truth: list[str]) -> tuple[float, float]:
+    """A classifier's accuracy and macro F1 (over the labels of `truth`) on labelled texts;
+    `model` is a Deployment or its like (a build's files), loaded and probed as served."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from thunder_dagster.modeling.cards import ModelCard
+    from thunder_dagster.serving.classification import classify, load_classifier
+
+    loaded = load_classifier(model, ModelCard.read(model.model_dir))
+    predicted = [classify(loaded, text)[0] for text in texts]
+    every = sorted(set(truth))
+    macro = f1_score(truth, predicted, labels=every, average="macro", zero_division=0)
+    return float(accuracy_score(truth, predicted)), float(macro)
 
 
 SCORES_NAME = "challenger_scores.json"

@@ -7,7 +7,6 @@ separate functions; the study lives in any SQLAlchemy database Optuna's RDBStora
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +14,14 @@ import optuna
 
 from thunder_dagster.modeling.search import SearchResult, SearchSettings, TrialObserver, TrialRecord
 from thunder_dagster.modeling.space import KNOWN_GOOD
+from thunder_dagster.modeling.studies import LOST_ATTR, open_storage, release_lost
 from thunder_dagster.modeling.text import EncodedText
 from thunder_dagster.modeling.training import Epoch, History, NonFiniteLossError, train
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 FAILURE_ATTR = "failure"
 SURPLUS_ATTR = "surplus"
+REASONS = (FAILURE_ATTR, SURPLUS_ATTR, LOST_ATTR)
 # How often a search step whose trials are done looks whether the others' last trials are.
 WAIT_POLL_SECONDS = 1.0
 
@@ -54,33 +55,6 @@ def claim(trial: optuna.Trial, limit: int) -> bool:
 
 def study_name(agent_id: str, dataset_version: str, settings: SearchSettings) -> str:
     return f"{agent_id}-{dataset_version}-{settings.space_digest()}"
-
-
-def open_storage(url: str, settings: SearchSettings) -> optuna.storages.RDBStorage:
-    """RDBStorage with heartbeats: a trial whose worker died goes stale, fails and is retried."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(
-                url,
-                # A server restarted under a search leaves dead connections in the pool: each
-                # is tested before use and replaced, instead of failing the trial that drew it.
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else {},
-                heartbeat_interval=settings.heartbeat_seconds,
-                grace_period=settings.stale_after_seconds,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=2
-                ),
-            )
-        except (IntegrityError, ProgrammingError):
-            # Workers starting together on a new database race to create Optuna's tables;
-            # the loser finds them made a moment later.
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _declared(settings: SearchSettings, vocab_size: int):
@@ -198,6 +172,7 @@ def objective(
 
 
 def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    attrs = trial.user_attrs
     seconds = trial.user_attrs.get("seconds")
     if seconds is None and trial.datetime_start and trial.datetime_complete:
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -208,7 +183,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         params=dict(trial.params),
         seconds=seconds,
         validation_losses=list(trial.user_attrs.get("validation_losses", [])),
-        reason=trial.user_attrs.get(FAILURE_ATTR, trial.user_attrs.get(SURPLUS_ATTR, "")),
+        reason=next((attrs[name] for name in REASONS if name in attrs), ""),
     )
 
 
@@ -239,7 +214,11 @@ def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    storage_url: str, name: str, settings: SearchSettings, vocab_size: int, worker: int | None = 0
+    storage_url: str | optuna.storages.RDBStorage,
+    name: str,
+    settings: SearchSettings,
+    vocab_size: int,
+    worker: int | None = 0,
 ):
     """The study `name`, created with its known-good first trial if the storage lacks it.
 
@@ -250,7 +229,7 @@ def open_study(
     again. Worker 0 continues the creator's stream, so a one-step search repeats exactly.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url, settings)
+    storage = open_storage(storage_url, settings) if isinstance(storage_url, str) else storage_url
     try:
         study = optuna.create_study(
             study_name=name,
@@ -293,9 +272,15 @@ def search(
     """
     observer = observer or TrialObserver()
     deadline = time.monotonic() + settings.minutes * 60 if settings.minutes is not None else None
-    study = open_study(storage_url, name, settings, data.vocab_size, worker)
+    storage = open_storage(storage_url, settings)
+    study = open_study(storage, name, settings, data.vocab_size, worker)
     space = search_space(settings, data.vocab_size)
     settled: list[int] = []
+    started: list[int] = []  # the storage ids of the trials this call ran
+
+    def run(trial: optuna.Trial) -> float:
+        started.append(trial._trial_id)
+        return objective(trial, data, settings, space, checkpoint_dir, observer, deadline, trainer)
 
     def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if SURPLUS_ATTR in trial.user_attrs:
@@ -312,15 +297,14 @@ def search(
 
     while (remaining := settings.trials - counted_trials(study)) > 0 and left() != 0:
         study.optimize(
-            lambda trial: objective(
-                trial, data, settings, space, checkpoint_dir, observer, deadline, trainer
-            ),
+            run,
             n_trials=remaining,
             timeout=left(),
             catch=(NonFiniteLossError, SurplusTrialError),
             callbacks=[finished],
             gc_after_trial=True,
         )
+        release_lost(storage, study, started)
         if not _running(study):
             continue
         # Other processes hold the study's last trials. Wait for them: a trial of a live
