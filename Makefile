@@ -53,25 +53,12 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## The whole suite: lint, then every test on three workers (tests get their own temporary
-## THUNDER_HOME; tests/conftest.py says how the modules are shared out; the suite waits on
-## processes and services more than it computes, so a third worker overlaps the waits of two
-## cores), the 25 slowest named;
-## then the tests marked `clock` (their answers depend on the day and the hour) again in zones
-## far from UTC on either side: every time is UTC inside, whatever TZ it runs in.
+## The whole suite: lint, then every test on two workers (tests get their own temporary
+## THUNDER_HOME; tests/conftest.py says how the modules are shared out), the 25 slowest named.
+## The tests marked `clock` (their answers depend on the day and the hour) run in zones far
+## from UTC on either side as well: every time is UTC inside, whatever TZ it runs in.
 test: install lint
-	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder --durations=25
-	@echo "the clock tests under TZ=Pacific/Honolulu and TZ=Asia/Kolkata, both at once"
-	@zones=$$(mktemp -d); \
-	  TZ=Pacific/Honolulu $(BIN)/python -m pytest -q -m clock -p no:cacheprovider \
-	    --basetemp=$$zones/honolulu > $$zones/honolulu.log 2>&1 & west=$$!; \
-	  TZ=Asia/Kolkata $(BIN)/python -m pytest -q -m clock -p no:cacheprovider \
-	    --basetemp=$$zones/kolkata > $$zones/kolkata.log 2>&1; east=$$?; \
-	  wait $$west; west=$$?; \
-	  tail -n 1 $$zones/honolulu.log $$zones/kolkata.log; \
-	  if [ $$west -ne 0 ]; then cat $$zones/honolulu.log; fi; \
-	  if [ $$east -ne 0 ]; then cat $$zones/kolkata.log; fi; \
-	  rm -rf $$zones; test $$west -eq 0 && test $$east -eq 0
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 
 ## The benchmarks; the ingest one compares against Debian's pdftotext (poppler-utils).
 bench: install

@@ -1,5 +1,6 @@
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((at for at, first in enumerate(FIRST) if scope.startswith(first)), len(FIRST))
 
     items.sort(key=rank)
+
+
+# A test marked `clock` (its answers depend on the day and the hour) runs three times: in the
+# process's own zone and in two far from UTC on either side, where every time inside must still
+# be UTC. The zone is the process's TZ, set and reset around the test (time.tzset), so the
+# processes it starts run in it too.
+ZONES = ("here", "Pacific/Honolulu", "Asia/Kolkata")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("clock"):
+        metafunc.parametrize("zone", ZONES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def zone(request):
+    name = getattr(request, "param", "here")
+    if name == "here":
+        yield name
+        return
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield name
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 @pytest.fixture(scope="session", autouse=True)
