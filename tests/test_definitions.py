@@ -72,6 +72,7 @@ def test_the_graph_has_the_expected_shape():
         "daily_analysis_job",
         "fine_tune_job",
         "distillation_job",
+        "relabel_job",
         "ab_test_job",
         "reward_job",
         "cleanup_job",

@@ -8,6 +8,7 @@ from thunder_dagster.jobs.feedback import (
     daily_analysis_schedule,
     distillation_job,
     fine_tune_job,
+    relabel_job,
     reward_job,
     reward_schedule,
 )
@@ -57,6 +58,7 @@ defs = dg.Definitions(
         daily_analysis_job,
         fine_tune_job,
         distillation_job,
+        relabel_job,
         ab_test_job,
         reward_job,
         cleanup_job,

@@ -268,3 +268,55 @@ def test_a_worse_classifier_is_refused_with_both_scores_and_a_no_worse_one_ships
     assert page["version"] == "1.1.0" and page["gate"] == "champion"
     assert page["candidate_macro_f1"] == page["champion_macro_f1"] >= 0.9
     assert page["candidate_accuracy"] == page["champion_accuracy"]
+
+
+def test_a_users_corrected_label_becomes_a_labelled_example_traced_to_its_answer(
+    classified, tmp_path, monkeypatch
+):
+    from thunder_dagster.resources.home import ThunderHome
+    from thunder_dagster.sensors.training import classifier_sensor
+
+    home, result, distinct = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)
+    deploy_tiny(copy, "writer")
+    settings = ServerSettings(
+        deployments_root=copy.root / "deployments", query_db_url=copy.queries_db_url
+    )
+    text = "the drummer set up by the ship's mast"
+    with TestClient(create_app(settings)) as client:
+        answer = client.post(f"/v1/agents/{AGENT}/classify", json={"text": text, "user_id": "ann"})
+        query_id = answer.json()["query_id"]
+        unknown = client.post(
+            "/v1/feedback", json={"query_id": query_id, "score": 1, "label": "cooking"}
+        )
+        assert unknown.status_code == 422 and "'cooking' is not one of" in unknown.text
+        assert "baking, music, sailing" in unknown.text and '"label"' in unknown.text
+        written = client.post(
+            "/v1/agents/writer/generate", json={"prompt": "bread", "user_id": "ann"}
+        ).json()
+        wrong = client.post(
+            "/v1/feedback", json={"query_id": written["query_id"], "score": 1, "label": "music"}
+        )
+        assert wrong.status_code == 422 and "a label corrects a classify answer" in wrong.text
+        corrected = client.post(
+            "/v1/feedback", json={"query_id": query_id, "score": 1, "label": "music"}
+        )
+        assert corrected.status_code == 200 and corrected.json()["stored"] is True
+    documents = result.output_for_node("documents")
+    relabelled = materialize_given(copy, labelled_examples, AGENT, {"documents": documents})
+    page = metadata(relabelled, "labelled_examples")
+    assert page["from_feedback"] == page["user_labels"] == 1
+    assert page["dagster/row_count"] == distinct + 1
+    with open(latest_labelled(copy.processed_dir(AGENT))["path"], newline="") as rows:
+        by_text = {row["text"]: row for row in csv.DictReader(rows)}
+    assert by_text[text]["label"] == "music" and by_text[text]["source"] == f"query:{query_id}"
+    # A new version of the examples: the sensor asks for a classifier, through the gate.
+    monkeypatch.setenv("THUNDER_TRAINING_DEBOUNCE", "0")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [AGENT])
+        context = dg.build_sensor_context(
+            instance=instance, resources={"thunder": ThunderHome(root=str(copy.root))}
+        )
+        [request] = classifier_sensor(context).run_requests
+    assert request.tags["thunder/labelled_version"] == page["version"]

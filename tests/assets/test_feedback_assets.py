@@ -368,3 +368,33 @@ def test_the_rules_start_no_challenger_while_one_is_under_test_and_an_undecided_
     assert tests.get(running.id).status == "inconclusive"
     assert read_pointer(home.deployments_dir("acme"), "challenger") is None
     assert read_pointer(home.deployments_dir("acme")).version == "1.0.0"
+
+
+@clock
+def test_a_classifier_is_relabelled_when_people_correct_it_and_one_key_cannot_fire_it(home, store):
+    from thunder_dagster.tasks.agents import write_task
+
+    day = datetime(2026, 3, 3, 1, tzinfo=UTC)
+    for agent in ("topics", "solo"):
+        home.create_agent(agent)
+        write_task(home.agent_dir(agent), "classification")
+    # Twenty people each correct one answer, and one confirms hers: the rule fires.
+    for query_id in log(store, 21, day, agent="topics", response="baking"):
+        store.add_feedback(query_id, 1, label="sailing")
+    store.add_feedback(query_id, 5, label="baking")
+    # One key corrects 60 answers of its own: five of them count, from one person.
+    for query_id in log(store, 60, day, agent="solo", user_id="key-one", response="baking"):
+        store.add_feedback(query_id, 1, label="music")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", ["topics", "solo"])
+        decided = decision_of(analyse(home, instance, "2026-03-03", agent="topics"))
+        assert decided["change"] == "relabel" and decided["fires"]
+        assert decided["reason"] == "corrections 20 >= 20 (from 20 users)"
+        alone = decision_of(analyse(home, instance, "2026-03-03", agent="solo"))
+        assert alone["change"] == "none"
+        assert alone["reason"].endswith("corrections 5 < 20")
+        queries = {"queries": resources(home)["queries"]}
+        with dg.build_sensor_context(instance=instance, resources=queries) as context:
+            (request,) = retraining_sensor(context).run_requests
+    assert request.job_name == "relabel_job" and request.partition_key == "topics"
+    assert request.run_key == "relabel:topics:2026-03-03" and request.run_config == {}

@@ -92,3 +92,39 @@ def test_a_chat_agents_pairs_become_a_document_laid_out_as_its_generator_learns_
     [entry] = report_entries(result)
     assert entry["status"] == "ok" and entry["pairs"] == 2 and entry["chunks"] == 1
     assert entry["bad_rows"] == [{"line": 3, "reason": "no response: give the pair's response"}]
+
+
+def test_users_labels_join_the_uploads_traced_to_their_query_and_never_override_a_file():
+    from datetime import UTC, datetime, timedelta
+
+    from thunder_dagster.documents.labelled import LabelledExample, collect_examples
+    from thunder_dagster.feedback.records import Correction
+
+    start = datetime(2026, 3, 3, tzinfo=UTC)
+
+    def given(n: int, text: str, label: str, user: str) -> Correction:
+        return Correction(f"q{n}", text, "baking", label, user, start + timedelta(minutes=n))
+
+    uploads = [("reference/a.csv", [LabelledExample("bake the bread", "baking", 2)])]
+    before = collect_examples("topics", uploads)
+    corrections = [
+        given(1, "a ship at sea", "music", "ann"),
+        given(2, "a ship at sea", "sailing", "bob"),
+        given(3, "a ship at sea", "sailing", "cy"),
+        given(4, "a ship at sea", "music", "ann"),  # ann again: hers counts once
+        given(5, "sing the chorus", "baking", "dee"),
+        given(6, "sing the chorus", "music", "dee"),  # dee changed her mind
+        given(7, "bake the bread", "sailing", "eve"),  # the upload says baking
+    ]
+    after = collect_examples("topics", uploads, corrections)
+    rows = dict(zip(after.texts, zip(after.labels, after.sources, strict=True), strict=True))
+    assert rows == {
+        "bake the bread": ("baking", "reference/a.csv:2"),
+        "a ship at sea": ("sailing", "query:q3"),
+        "sing the chorus": ("music", "query:q6"),
+    }
+    assert after.conflicts == (
+        "query:q7 labels a text 'sailing', reference/a.csv:2 gave it 'baking': 'baking' kept",
+    )
+    assert after.version != before.version
+    assert collect_examples("topics", uploads, corrections).version == after.version

@@ -8,7 +8,7 @@ from thunder_dagster.feedback.rules import day_bounds, decide, learning_rate
 pytestmark = pytest.mark.clock  # the answers depend on the day or the hour
 
 
-def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
+def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None, **more):
     return QueryStats(
         total_queries=total,
         avg_confidence=confidence,
@@ -16,6 +16,7 @@ def stats(total=1000, confidence=0.7, fallbacks=0, positive=0, feedback=None):
         high_confidence_responses=0,
         user_feedback_available=positive if feedback is None else feedback,
         positive_feedback=positive,
+        **more,
     )
 
 
@@ -84,3 +85,13 @@ def test_each_day_is_exactly_that_day_in_its_timezone():
     # The day the clocks go forward has 23 hours in that zone, and its window too.
     start, end = day_bounds(date(2026, 3, 29), "Europe/Paris")
     assert end - start == timedelta(hours=23)
+
+
+@pytest.mark.parametrize("corrections, change", [(0, "none"), (19, "none"), (20, "relabel")])
+def test_the_relabel_rule_at_its_boundary(corrections, change):
+    from thunder_dagster.feedback.rules import RELABEL_MIN_CORRECTIONS, decide_labels
+
+    assert RELABEL_MIN_CORRECTIONS == 20
+    decision = decide_labels(stats(corrections=corrections, correctors=corrections))
+    assert decision.change == change and decision.fires == (change == "relabel")
+    assert f"corrections {corrections}" in decision.reason

@@ -163,3 +163,34 @@ def test_ratings_count_people_one_user_cannot_fire_a_rule_or_decide_a_test(store
     log(store, 50, day, agent="ab", score=5, user_id="key-one", variant="challenger")
     (outcome,) = store.outcomes("ab", day - timedelta(days=1))
     assert (outcome.queries, len(outcome.scores)) == (50, 20)
+
+
+def test_labels_users_give_are_read_back_by_query_and_counted_by_people(store):
+    from tests.factories import log
+    from thunder_dagster.feedback.records import LABELS_PER_USER
+
+    day = datetime(2026, 3, 3, 1, tzinfo=UTC)
+    window = (day, day + timedelta(days=1))
+    ids = log(store, 6, day, agent="topics", prompt="the ship left", response="baking")
+    for n, query_id in enumerate(ids[:4]):
+        store.add_feedback(query_id, 1, at=day + timedelta(minutes=n), label="sailing")
+    store.add_feedback(ids[4], 5, at=day + timedelta(minutes=9), label="baking")  # confirmed
+    store.add_feedback(ids[5], 2)  # a rating without a label
+    given = store.corrections("topics")
+    assert [c.query_id for c in given] == ids[:5]
+    assert [c.label for c in given] == ["sailing"] * 4 + ["baking"]
+    assert {(c.text, c.answered) for c in given} == {("the ship left", "baking")}
+    assert given[0].user_id == "u0" and given[0].at == day
+    # The rule counts corrections (another label than the answer's), not confirmations.
+    assert store.correction_counts("topics", *window) == (4, 4)
+    assert store.correction_counts("topics", day + timedelta(days=1), day + timedelta(days=2)) == (
+        0,
+        0,
+    )
+    # One key's 60 corrections: 5 count toward the rule, its latest 50 become examples.
+    solo = log(store, 60, day, agent="solo", user_id="key-one", response="baking")
+    for n, query_id in enumerate(solo):
+        store.add_feedback(query_id, 1, at=day + timedelta(seconds=n), label="music")
+    assert store.correction_counts("solo", *window) == (5, 1)
+    kept = store.corrections("solo")
+    assert [c.query_id for c in kept] == solo[-LABELS_PER_USER:]

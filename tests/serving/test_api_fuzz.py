@@ -122,7 +122,9 @@ def test_a_chat_agent_answers_every_request_by_the_document(home, instruct_base)
             def fuzz(case):
                 # This server is configured tighter than the document on purpose (6 tokens):
                 # its documented 422 for a larger max_tokens is not a rejected valid request.
-                case.call_and_validate(excluded_checks=[positive_data_acceptance])
+                # The contract is checked, not the speed: the base's prompt processing on a
+                # busy 2-core machine took over schemathesis' default 10 s once.
+                case.call_and_validate(excluded_checks=[positive_data_acceptance], timeout=60)
 
             fuzz()
 

@@ -11,8 +11,14 @@ import dagster as dg
 from pydantic import Field
 
 from thunder_dagster.documents.ingest import DocumentSet
-from thunder_dagster.documents.labelled import LabelledSet, collect_examples, write_labelled
+from thunder_dagster.documents.labelled import (
+    QUERY_SOURCE,
+    LabelledSet,
+    collect_examples,
+    write_labelled,
+)
 from thunder_dagster.resources.home import ThunderHome
+from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.retrieval import SentenceEncoderResource
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.resources.tuning import TuningStorage
@@ -30,12 +36,19 @@ SHOWN_PROBLEMS = 20
 
 @dg.asset(group_name="ingest", kinds={"pandas"}, partitions_def=agents)
 def labelled_examples(
-    context: dg.AssetExecutionContext, documents: DocumentSet, thunder: ThunderHome
+    context: dg.AssetExecutionContext,
+    documents: DocumentSet,
+    thunder: ThunderHome,
+    queries: QueryLogStore,
 ) -> dg.Output[LabelledSet]:
-    """Every labelled upload's rows (CSV with text and label columns, or JSONL objects), each
-    text once, in processed/labelled.csv; rows left out are listed by file and line."""
+    """Every labelled upload's rows (CSV with text and label columns, or JSONL objects), then
+    the labels users gave the agent's classify answers, each text once, in
+    processed/labelled.csv with each row's source (file:line, or query:<id>); rows left out
+    are listed by file and line."""
     files = [(document.rel_path, list(document.examples)) for document in documents.labelled]
-    examples = collect_examples(context.partition_key, files)
+    with queries.open() as store:
+        corrections = store.corrections(context.partition_key)
+    examples = collect_examples(context.partition_key, files, corrections)
     written = write_labelled(
         thunder.home().processed_dir(context.partition_key), examples, utc_now().isoformat()
     )
@@ -54,6 +67,8 @@ def labelled_examples(
         metadata={
             "dagster/row_count": len(written.texts),
             "labelled_files": len(files),
+            "from_feedback": sum(source.startswith(QUERY_SOURCE) for source in written.sources),
+            "user_labels": len(corrections),
             "labels": dg.MetadataValue.json(written.counts()),
             "rows_left_out": len(problems),
             "conflicting_labels": len(written.conflicts),

@@ -1,10 +1,10 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import dagster as dg
 
 from thunder_dagster.feedback.records import QueryStats
-from thunder_dagster.feedback.rules import Decision, day_bounds, decide
+from thunder_dagster.feedback.rules import Decision, day_bounds, decide, decide_labels
 from thunder_dagster.resources.alerting import AlertingResource
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
@@ -38,7 +38,10 @@ def query_log_stats(
     agent_id, day = agent_and_day(context)
     start, end = day_bounds(day, ANALYSIS_TIMEZONE)
     with queries.open() as store:
-        stats = store.stats(agent_id, start, end)
+        corrections, correctors = store.correction_counts(agent_id, start, end)
+        stats = replace(
+            store.stats(agent_id, start, end), corrections=corrections, correctors=correctors
+        )
     values = stats.as_dict()
     context.log.info(f"{agent_id} {day}: {values} over [{start}, {end}) UTC")
     return dg.Output(
@@ -54,23 +57,27 @@ def query_log_stats(
     )
 
 
+def agent_kind(thunder: ThunderHome, agent_id: str):
+    """The agent's entry in the task registry; None when its settings cannot be read."""
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+    from thunder_dagster.tasks.registry import task_kind
+
+    try:
+        return task_kind(read_task(thunder.home().agent_dir(agent_id)))
+    except AgentSettingsError:
+        return None
+
+
 def held_back(thunder: ThunderHome, store, agent_id: str, decision: Decision) -> Decision:
     """The rules' decision, or none with the reason it is held back: the agent's task is not
     retrained from feedback (the task registry's learns_from_feedback), or its challenger is
     still under an A/B test that has neither concluded nor run out of days (no churn)."""
-    from dataclasses import replace
-
     from thunder_dagster.feedback.experiments import AbTestStore, waiting_for
-    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
-    from thunder_dagster.tasks.registry import task_kind
     from thunder_dagster.times import utc_now
 
     if not decision.fires:
         return decision
-    try:
-        kind = task_kind(read_task(thunder.home().agent_dir(agent_id)))
-    except AgentSettingsError:
-        kind = None
+    kind = agent_kind(thunder, agent_id)
     if kind is not None and not kind.learns_from_feedback:
         reason = (
             f"{decision.change} would fire ({decision.reason}), but a {kind.name} agent is not "
@@ -91,17 +98,18 @@ def training_triggers(
     queries: QueryLogStore,
     thunder: ThunderHome,
 ) -> dg.Output[Decision]:
-    """The retraining the day's statistics call for: fine_tune, distillation or none.
+    """The retraining the day's statistics call for: fine_tune, distillation or none for a
+    generator; relabel or none for a classifier (its users' corrected labels).
 
     With the rules' inputs, the reason and the learning rate; recorded in the query-log store,
     where retraining_sensor reads it. An agent whose task the rules do not retrain (the task
     registry's learns_from_feedback) gets none, with the rules' reason kept; so does an agent
     whose challenger is still under an A/B test within its days (no new challenger replaces
     one before its verdict)."""
+    kind = agent_kind(thunder, query_log_stats.agent_id)
+    rules = decide_labels if kind is not None and kind.labelled else decide
     with queries.open() as store:
-        decision = held_back(
-            thunder, store, query_log_stats.agent_id, decide(query_log_stats.stats)
-        )
+        decision = held_back(thunder, store, query_log_stats.agent_id, rules(query_log_stats.stats))
         store.record_analysis(
             query_log_stats.agent_id,
             date.fromisoformat(query_log_stats.day),

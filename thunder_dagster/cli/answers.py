@@ -72,10 +72,11 @@ def classify(agent_id: str, text: str) -> None:
     ws = Workspace.resolve()
     _require_deployment(ws, agent_id)
     with engine(ws, agent_id) as answerer:
-        found = answerer.classify(agent_id, text)
+        found = answerer.classify(agent_id, text, cli_actor())
     click.echo(found.label)
     for name, probability in sorted(found.probabilities.items(), key=lambda item: -item[1]):
         click.echo(f"  {probability:.3f}  {name}", err=True)
+    click.echo(f"[query {found.query_id}]", err=True)
 
 
 @click.command()

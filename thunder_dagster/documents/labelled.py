@@ -204,24 +204,24 @@ class LabelledSet:
         return dict(sorted(counts.items()))
 
 
-def collect_examples(agent_id: str, files: list[tuple[str, list[LabelledExample]]]) -> LabelledSet:
-    """One set from (file, examples) pairs in upload order: a text seen again with the same
-    label is kept once; seen again with another label, the first label stays and the text is
-    named as a conflict."""
+def collect_examples(
+    agent_id: str, files: list[tuple[str, list[LabelledExample]]], corrections=()
+) -> LabelledSet:
+    """One set from (file, examples) pairs in upload order, then the labels users gave the
+    agent's answers (`Correction`s, oldest first). A text seen again with the same label is
+    kept once; seen again with another label, the first label stays and the text is named as a
+    conflict. Uploads come first: a user's label never overrides the agent's own files. Of
+    several users' labels for one text, the most given wins (the latest on a tie), its source
+    the query that gave it last."""
     import hashlib
 
     chosen: dict[str, tuple[str, str]] = {}
     conflicts: list[str] = []
     for name, examples in files:
         for example in examples:
-            first = chosen.get(example.text)
-            if first is None:
-                chosen[example.text] = (example.label, f"{name}:{example.line}")
-            elif first[0] != example.label:
-                conflicts.append(
-                    f"{name}:{example.line} labels a text {example.label!r}, {first[1]} gave it "
-                    f"{first[0]!r}: {first[0]!r} kept"
-                )
+            _choose(chosen, conflicts, example.text, example.label, f"{name}:{example.line}")
+    for text, (label, source) in _agreed(corrections).items():
+        _choose(chosen, conflicts, text, label, source)
     digest = hashlib.sha256()
     for text in sorted(chosen):
         digest.update(f"{text}\0{chosen[text][0]}\n".encode())
@@ -234,6 +234,38 @@ def collect_examples(agent_id: str, files: list[tuple[str, list[LabelledExample]
         version=digest.hexdigest()[:16],
         conflicts=tuple(conflicts),
     )
+
+
+QUERY_SOURCE = "query:"  # the source of an example a user's label gave: query:<query id>
+
+
+def _choose(chosen: dict, conflicts: list, text: str, label: str, source: str) -> None:
+    first = chosen.get(text)
+    if first is None:
+        chosen[text] = (label, source)
+    elif first[0] != label:
+        conflicts.append(
+            f"{source} labels a text {label!r}, {first[1]} gave it {first[0]!r}: {first[0]!r} kept"
+        )
+
+
+def _agreed(corrections) -> dict[str, tuple[str, str]]:
+    """Each corrected text's label: each user's latest for it, then the most given (the
+    latest on a tie), with the query of its latest giving."""
+    latest: dict[tuple[str, str], object] = {}
+    for correction in corrections:  # oldest first: a user's later label replaces theirs
+        latest[(correction.text, correction.user_id)] = correction
+    votes: dict[str, dict[str, list]] = {}
+    for correction in latest.values():
+        votes.setdefault(correction.text, {}).setdefault(correction.label, []).append(correction)
+    agreed = {}
+    for text, labels in votes.items():
+        label, given = max(
+            labels.items(), key=lambda item: (len(item[1]), max(c.at for c in item[1]))
+        )
+        last = max(given, key=lambda c: c.at)
+        agreed[text] = (label, f"{QUERY_SOURCE}{last.query_id}")
+    return agreed
 
 
 def write_labelled(processed_dir: Path, examples: LabelledSet, created_at: str) -> LabelledSet:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions; a test holds it to Alembic's own head.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

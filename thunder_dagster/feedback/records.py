@@ -3,6 +3,7 @@
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 POSITIVE_SCORE = 4
 HIGH_CONFIDENCE = 0.8
@@ -11,6 +12,9 @@ HIGH_CONFIDENCE = 0.8
 # 20 of a variant toward an A/B test.
 RATINGS_PER_USER = 5
 AB_RATINGS_PER_USER = 20
+# Of one user's corrected labels, the latest 50 become labelled examples: one key cannot
+# relabel an agent alone.
+LABELS_PER_USER = 50
 # The model_version of an answer the external teacher (API B) gave: this, then its model.
 EXTERNAL_TEACHER_PREFIX = "api-b:"
 
@@ -44,6 +48,10 @@ class QueryStats:
     user_feedback_available: int
     positive_feedback: int
     raters: int = 0  # the distinct users whose ratings these counts hold
+    # Ratings of a classifier's answers that give another label (each user's first
+    # RATINGS_PER_USER of the window), and the distinct users who gave them.
+    corrections: int = 0
+    correctors: int = 0
 
     @property
     def fallback_rate(self) -> float:
@@ -62,9 +70,24 @@ class QueryStats:
             "user_feedback_available": self.user_feedback_available,
             "positive_feedback": self.positive_feedback,
             "raters": self.raters,
+            "corrections": self.corrections,
+            "correctors": self.correctors,
             "fallback_rate": self.fallback_rate,
             "feedback_rate": self.feedback_rate,
         }
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A user's label for a classifier's answer: the text classified, the label it gave, the
+    label the user says it should have given, and the answer's query id (its trace)."""
+
+    query_id: str
+    text: str
+    answered: str
+    label: str
+    user_id: str
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 - fine-tune when positive_feedback >= 50 and avg_confidence >= 0.6 and fallback_rate < 0.3
 - distillation when fallback_rate > 0.4 and teacher_fallbacks >= 100
 - learning rate = 1e-4 x 0.5 when avg_confidence >= 0.8, x 1 when >= 0.6, x 2 otherwise
+
+A classification or sentiment agent has a rule of its own (not the seed's): relabel when the
+day brought enough corrected labels.
 """
 
 import json
@@ -18,6 +21,9 @@ FINE_TUNE_MIN_CONFIDENCE = 0.6
 FINE_TUNE_MAX_FALLBACK_RATE = 0.3
 DISTILL_MIN_FALLBACK_RATE = 0.4
 DISTILL_MIN_FALLBACKS = 100
+# Not a seed rule: a classifier is trained again on its users' labels once a day brings this
+# many corrections (each user's first 5 of the day count, so at least 4 people gave them).
+RELABEL_MIN_CORRECTIONS = 20
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class Decision:
 
     @property
     def fires(self) -> bool:
-        return self.change in ("fine_tune", "distillation")
+        return self.change in ("fine_tune", "distillation", "relabel")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -75,6 +81,24 @@ def decide(stats: QueryStats) -> Decision:
         )
         return Decision("distillation", reason, rate, inputs)
     return Decision("none", _why_not(stats), rate, inputs)
+
+
+def decide_labels(stats: QueryStats) -> Decision:
+    """A classifier's rule: relabel (its labelled examples taken again, users' corrections
+    included, which trains a classifier through the champion gate) when the day brought
+    RELABEL_MIN_CORRECTIONS corrections."""
+    inputs = stats.as_dict()
+    if stats.corrections >= RELABEL_MIN_CORRECTIONS:
+        reason = (
+            f"corrections {stats.corrections} >= {RELABEL_MIN_CORRECTIONS} "
+            f"(from {stats.correctors} users)"
+        )
+        return Decision("relabel", reason, BASE_LEARNING_RATE, inputs)
+    reason = (
+        f"no rule fired: relabel held back by corrections {stats.corrections} < "
+        f"{RELABEL_MIN_CORRECTIONS}"
+    )
+    return Decision("none", reason, BASE_LEARNING_RATE, inputs)
 
 
 def _why_not(stats: QueryStats) -> str:

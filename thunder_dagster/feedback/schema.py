@@ -60,6 +60,8 @@ class Feedback(Base):
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The label the user says a classifier's answer should have been (None: no label given).
+    label: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class AiGrade(Base):

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import sessionmaker
 
 from thunder_dagster.feedback.cache import ResponseCache
+from thunder_dagster.feedback.corrections import CorrectionReads
 from thunder_dagster.feedback.database import open_engine
 from thunder_dagster.feedback.monitoring import MonitoringReads
 from thunder_dagster.feedback.records import (
@@ -45,7 +46,7 @@ from thunder_dagster.feedback.schema import (
 from thunder_dagster.times import utc_now
 
 
-class QueryStore(ResponseCache, MonitoringReads):
+class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
@@ -94,15 +95,25 @@ class QueryStore(ResponseCache, MonitoringReads):
             connection.execute(statement, values)
 
     def add_feedback(
-        self, query_id: str, score: int, comment: str | None = None, at: datetime | None = None
+        self,
+        query_id: str,
+        score: int,
+        comment: str | None = None,
+        at: datetime | None = None,
+        label: str | None = None,
     ) -> None:
-        """Store (or replace) the feedback on one answer."""
+        """Store (or replace) the feedback on one answer; `label` is the label a classifier's
+        answer should have had, when the user gave one."""
         with self.sessions.begin() as session:
             if session.get(QueryLog, query_id) is None:
                 raise UnknownQueryError(f"unknown query id {query_id!r}")
             session.merge(
                 Feedback(
-                    query_id=query_id, score=score, comment=comment, created_at=at or utc_now()
+                    query_id=query_id,
+                    score=score,
+                    comment=comment,
+                    created_at=at or utc_now(),
+                    label=label,
                 )
             )
 

@@ -81,6 +81,14 @@ distillation_job = dg.define_asset_job(
     description="A smaller student trained on the teacher's answers, released as the challenger.",
 )
 
+relabel_job = dg.define_asset_job(
+    name="relabel_job",
+    selection=dg.AssetSelection.assets("labelled_examples"),
+    description="A classifier agent's labelled examples taken again, its users' corrected "
+    "labels included; classifier_sensor then trains the new version through the champion "
+    "gate.",
+)
+
 ab_test_job = dg.define_asset_job(
     name="ab_test_job",
     selection=dg.AssetSelection.assets("ab_test_result", "champion_promotion"),

@@ -4,21 +4,24 @@ from datetime import datetime
 import dagster as dg
 
 from thunder_dagster.feedback.rules import Decision
-from thunder_dagster.jobs.feedback import distillation_job, fine_tune_job
+from thunder_dagster.jobs.feedback import distillation_job, fine_tune_job, relabel_job
 from thunder_dagster.resources.queries import QueryLogStore
 
+# change -> its job, and the asset that takes the decision's learning rate (None: none does)
 JOBS = {
     "fine_tune": (fine_tune_job, "fine_tuned_model"),
     "distillation": (distillation_job, "distilled_model"),
+    "relabel": (relabel_job, None),
 }
 
 
 @dg.sensor(
-    jobs=[fine_tune_job, distillation_job],
+    jobs=[fine_tune_job, distillation_job, relabel_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts the fine-tune or distillation run a daily analysis decided on, with its "
-    "learning rate; one run per agent, day and change, however often the day is analysed.",
+    description="Starts the fine-tune, distillation or relabelling run a daily analysis decided "
+    "on, with its learning rate; one run per agent, day and change, however often the day is "
+    "analysed.",
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, queries: QueryLogStore
@@ -42,7 +45,9 @@ def retraining_sensor(
                 run_key=f"{change}:{agent_id}:{day}",
                 job_name=job.name,
                 partition_key=agent_id,
-                run_config={"ops": {asset: {"config": {"learning_rate": decision.learning_rate}}}},
+                run_config={"ops": {asset: {"config": {"learning_rate": decision.learning_rate}}}}
+                if asset
+                else {},
                 tags={
                     "thunder/trigger": "daily_analysis",
                     "thunder/day": day,

@@ -14,8 +14,13 @@ from typing import Literal
 from thunder_dagster.feedback.records import QueryRecord, cache_key
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.retrieval.vectors import ChunkRecord
-from thunder_dagster.serving.classification import LoadedClassifier, classify
-from thunder_dagster.serving.errors import OverLimit, Undeployed, UnknownAgent, WrongTask
+from thunder_dagster.serving.classifying import Classifying
+from thunder_dagster.serving.errors import (
+    OverLimit,
+    Undeployed,
+    UnknownAgent,
+    WrongTask,
+)
 from thunder_dagster.serving.generation import LoadedModel, generate
 from thunder_dagster.serving.models import AgentModels, variant_for
 from thunder_dagster.serving.state import ServingState
@@ -67,15 +72,7 @@ class Answer:
     ranked: Ranked = field(default_factory=Ranked)
 
 
-@dataclass(frozen=True)
-class Classification:
-    label: str
-    probabilities: dict[str, float]
-    model_version: str
-    task: str
-
-
-class Answerer:
+class Answerer(Classifying):
     def __init__(self, state: ServingState):
         self.state = state
         self.settings = state.settings
@@ -359,24 +356,6 @@ class Answerer:
         hits = index.search(query, vector, k)
         self.metrics.search_seconds.labels(agent_id).observe(time.perf_counter() - started)
         return index, hits
-
-    def classify(self, agent_id: str, text: str) -> Classification:
-        """The label the agent's champion gives the text, with every label's probability."""
-        model = self.models(agent_id).champion
-        kind = task_kind(model.task)
-        if not isinstance(model, LoadedClassifier):
-            raise WrongTask(
-                f"agent {agent_id!r} is a {kind.name} agent: it answers "
-                f"POST /v1/agents/{agent_id}/{kind.endpoint}; classify needs a classification "
-                "or sentiment agent",
-                kind.name,
-                kind.endpoint,
-            )
-        started = time.perf_counter()
-        label, probabilities = classify(model, text)
-        elapsed = time.perf_counter() - started
-        self.metrics.model_seconds.labels(agent_id, "champion").observe(elapsed)
-        return Classification(label, probabilities, model.deployment.version, model.task)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,14 @@ class OverLimit(ServingError):
         self.field = field
 
 
+class WrongLabel(OverLimit):
+    """A corrected label the answer's agent cannot take: it is not a classifier, or has no such
+    label."""
+
+    def __init__(self, message: str):
+        super().__init__("label", message)
+
+
 class Forbidden(ServingError):
     """The caller's key does not reach the object acted on."""
 

@@ -105,18 +105,21 @@ class QueryLogWriter:
         logged = store.query(query_id)
         return logged.agent_id if logged is not None else None
 
-    def rate(self, query_id: str, score: int, comment: str | None) -> bool:
-        """Store a rating: True once it is in the query log, False when it is spooled behind
-        its answer (or, with the store down, to be checked against the log when it replays).
-        UnknownQueryError when the store is up and no answer has the id."""
-        rating = Rating(query_id, score, comment, datetime.now(UTC))
+    def rate(
+        self, query_id: str, score: int, comment: str | None, label: str | None = None
+    ) -> bool:
+        """Store a rating (with the label a classifier's answer should have had, if given):
+        True once it is in the query log, False when it is spooled behind its answer (or, with
+        the store down, to be checked against the log when it replays). UnknownQueryError when
+        the store is up and no answer has the id."""
+        rating = Rating(query_id, score, comment, datetime.now(UTC), label)
         self._opened.wait(10)  # a store still opening at start-up is worth a moment's wait
         store = self._store
         for attempt in range(2):
             if store is None or self.spool.holds(query_id):
                 break
             try:
-                store.add_feedback(query_id, score, comment, rating.at)
+                store.add_feedback(query_id, score, comment, rating.at, label)
                 return True
             except UnknownQueryError:
                 if attempt:

@@ -38,6 +38,7 @@ class Rating:
     score: int
     comment: str | None
     at: datetime
+    label: str | None = None  # the label a classifier's answer should have had
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def _rating_line(rating: Rating) -> str:
             "score": rating.score,
             "comment": rating.comment,
             "at": rating.at.isoformat(),
+            "label": rating.label,
         }
     )
 
@@ -76,7 +78,8 @@ def _parse(line: str) -> tuple[str, QueryRecord, datetime] | Rating:
         query_id = row.pop("id")
         return str(query_id), QueryRecord(**row), at
     if kind == "rating":
-        return Rating(row["query_id"], int(row["score"]), row["comment"], at)
+        # Lines spooled before ratings carried a label have none.
+        return Rating(row["query_id"], int(row["score"]), row["comment"], at, row.get("label"))
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -160,7 +163,9 @@ class Spool:
                 waiting, dropped = [], 0
                 for rating in ratings:
                     try:
-                        store.add_feedback(rating.query_id, rating.score, rating.comment, rating.at)
+                        store.add_feedback(
+                            rating.query_id, rating.score, rating.comment, rating.at, rating.label
+                        )
                     except UnknownQueryError:
                         # Its answer may be in another server's spool, not replayed yet.
                         if utc_now() - rating.at < RATING_PATIENCE:

@@ -37,7 +37,8 @@ class TaskKind:
     training_job: str
     deployment_asset: str  # the asset that releases its versions
     endpoint: Literal["generate", "classify"]  # POST /v1/agents/{id}/<endpoint>
-    # Whether the daily rules fine-tune and distil it from rated and taught answers.
+    # Whether the daily rules retrain it from its users' feedback: a generator is fine-tuned
+    # and distilled from rated and taught answers, a classifier relabelled from corrections.
     learns_from_feedback: bool
     pairs: bool  # its uploads' prompt and response pairs are laid out as its own
     measures: tuple[str, ...]  # what each of its versions reports, on its test split
@@ -72,7 +73,7 @@ def _classifier(name: str, summary: str) -> TaskKind:
         training_job="classifier_pipeline_job",
         deployment_asset="classifier_deployment",
         endpoint="classify",
-        learns_from_feedback=False,
+        learns_from_feedback=True,
         pairs=False,
         measures=("accuracy", "macro_f1"),
         run_jobs=CLASSIFIER_JOBS,

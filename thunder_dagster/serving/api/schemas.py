@@ -144,6 +144,13 @@ class ClassifyRequest(BaseModel):
         json_schema_extra={"pattern": NOT_BLANK.pattern},
         description="the text to label",
     )
+    user_id: str = Field(
+        default="anonymous",
+        min_length=1,
+        max_length=128,
+        description="who asks: each user's corrected labels count once toward retraining (as "
+        "for generate, a key not trusted to name its users is the user)",
+    )
 
     @field_validator("text")
     @classmethod
@@ -158,6 +165,7 @@ class ClassifyResponse(BaseModel):
     probabilities: dict[str, float] = Field(description="every label's probability")
     model_version: str
     task: Literal["classification", "sentiment"]
+    query_id: str = Field(description="rates the answer, or corrects its label, in /v1/feedback")
 
 
 class FeedbackRequest(BaseModel):
@@ -166,6 +174,22 @@ class FeedbackRequest(BaseModel):
     query_id: str = Field(min_length=1, max_length=64)
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
     comment: str | None = Field(default=None, max_length=4000)
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"pattern": NOT_BLANK.pattern},
+        description="for a classify answer: the label it should have had, one of the agent's "
+        "labels; it becomes a labelled example of the agent (traced to this query_id) when "
+        "the agent is next retrained",
+    )
+
+    @field_validator("label")
+    @classmethod
+    def label_not_blank(cls, label: str | None) -> str | None:
+        if label is not None and not NOT_BLANK.search(label):
+            raise ValueError("the label is blank: send one of the agent's labels, or no label")
+        return label
 
 
 class RoleStatus(BaseModel):

@@ -20,17 +20,18 @@ router = APIRouter()
     ),
 )
 async def classify_text(
-    agent_id: str, request: ClassifyRequest, _who: Generator, engine: Engine
+    agent_id: str, request: ClassifyRequest, who: Generator, engine: Engine
 ) -> ClassifyResponse:
     """The label a classification or sentiment agent's champion gives the text, with
-    every label's probability."""
+    every label's probability, and the query id that rates it or corrects its label."""
     loop = asyncio.get_running_loop()
     found = await loop.run_in_executor(
-        engine.state.workers, engine.classify, agent_id, request.text
+        engine.state.workers, engine.classify, agent_id, request.text, who.user(request.user_id)
     )
     return ClassifyResponse(
         label=found.label,
         probabilities=found.probabilities,
         model_version=found.model_version,
         task=found.task,
+        query_id=found.query_id,
     )

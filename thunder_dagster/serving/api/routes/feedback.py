@@ -3,7 +3,7 @@
 from fastapi import APIRouter, HTTPException
 
 from thunder_dagster.feedback.records import UnknownQueryError
-from thunder_dagster.serving.api.deps import Rater, State
+from thunder_dagster.serving.api.deps import Engine, Rater
 from thunder_dagster.serving.api.problems import STORE_DOWN, described
 from thunder_dagster.serving.api.schemas import FeedbackRequest, FeedbackResponse
 from thunder_dagster.serving.errors import StoreUnavailable
@@ -16,9 +16,11 @@ router = APIRouter()
     response_model=FeedbackResponse,
     responses=described({404: "no answer has that query_id", 503: STORE_DOWN}, body=True),
 )
-def feedback(request: FeedbackRequest, who: Rater, state: State) -> FeedbackResponse:
-    """Rate an answer; a key limited to some agents rates only their answers."""
-    if who.limited:
+def feedback(request: FeedbackRequest, who: Rater, engine: Engine) -> FeedbackResponse:
+    """Rate an answer, or give a classify answer the label it should have had; a key limited
+    to some agents rates only their answers."""
+    state = engine.state
+    if who.limited or request.label is not None:
         try:
             agent = state.writer.agent_of(request.query_id)
         except LookupError as error:
@@ -27,8 +29,10 @@ def feedback(request: FeedbackRequest, who: Rater, state: State) -> FeedbackResp
             ) from None
         if agent is not None:
             who.reach(agent, f"query {request.query_id}")
+            if request.label is not None:
+                engine.check_correction(agent, request.label)
     try:
-        stored = state.writer.rate(request.query_id, request.score, request.comment)
+        stored = state.writer.rate(request.query_id, request.score, request.comment, request.label)
     except UnknownQueryError:
         raise HTTPException(
             404,
