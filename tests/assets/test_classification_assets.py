@@ -320,3 +320,85 @@ def test_a_users_corrected_label_becomes_a_labelled_example_traced_to_its_answer
         )
         [request] = classifier_sensor(context).run_requests
     assert request.tags["thunder/labelled_version"] == page["version"]
+
+
+def test_two_classifier_versions_are_compared_on_the_labelled_test_split_in_the_ui(
+    classified, tmp_path
+):
+    from thunder_dagster.assets.comparisons import model_comparison
+    from thunder_dagster.deployments.catalog import agent_versions
+
+    home, result, _ = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)
+    trained = result.output_for_node("text_classifier")
+    assert materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": trained})
+    versions = agent_versions(copy.models_dir(AGENT), copy.deployments_dir(AGENT))
+    assert [v.version for v in versions] == ["1.1.0", "1.0.0"]
+    assert versions[0].accuracy == versions[1].accuracy >= 0.9 and versions[0].macro_f1 >= 0.9
+    config = {"version_a": "1.0.0", "version_b": "1.1.0"}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [AGENT])
+        compared = dg.materialize(
+            [model_comparison],
+            partition_key=AGENT,
+            instance=instance,
+            resources=resources(copy),
+            run_config={"ops": {"model_comparison": {"config": config}}},
+        )
+    page = metadata(compared, "model_comparison")
+    # One model released twice: the same answers, so the same measures, on the same texts.
+    assert page["accuracy_a"] == page["accuracy_b"] >= 0.9
+    assert page["macro_f1_a"] == page["macro_f1_b"]
+    assert page["labelled_version"] == latest_labelled(copy.processed_dir(AGENT))["version"]
+    assert "| 1.0.0: baking |" in page["confusion_matrices"]
+    assert "| 1.1.0: sailing |" in page["confusion_matrices"]
+    assert "| macro F1 |" in page["side_by_side"]
+
+
+def test_a_classifiers_queries_off_its_topics_drift_further_than_queries_on_them(
+    classified, tmp_path
+):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import log
+    from thunder_dagster.assets.feedback import query_drift
+    from thunder_dagster.feedback.store import QueryStore
+
+    home, _, _ = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)
+    texts, _ = topic_examples(9)
+    on_topic = [text.replace("day", "evening") for text in texts[8::9]]
+    off_topic = [
+        "the court adjourned the appeal until the tax ruling",
+        "quarterly revenue fell short of the analysts' forecast",
+        "the patient's blood pressure was measured twice",
+        "install the driver before plugging in the printer",
+        "the treaty was ratified by parliament in spring",
+        "interest rates on mortgages rose again this month",
+    ]
+    noon = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    store = QueryStore.open(copy.queries_db_url)
+    for number, text in enumerate(on_topic):
+        log(store, 1, noon + timedelta(minutes=number), agent=AGENT, prompt=text)
+    for number, text in enumerate(off_topic):
+        log(store, 1, noon + timedelta(days=1, minutes=number), agent=AGENT, prompt=text)
+    scores = {}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("agents", [AGENT])
+        for day in ("2026-03-03", "2026-03-04"):
+            result = dg.materialize(
+                [query_drift],
+                partition_key=dg.MultiPartitionKey({"agent": AGENT, "day": day}),
+                instance=instance,
+                resources=resources(copy),
+            )
+            page = metadata(result, "query_drift")
+            assert page["scored"] is True and page["model_version"] == "1.0.0"
+            scores[day] = page
+    near, far = scores["2026-03-03"], scores["2026-03-04"]
+    assert near["distance_p95"] < far["distance_p95"]
+    assert near["drift_p95"] < far["drift_p95"]
+    assert [row.day.isoformat() for row in store.drift_history(AGENT)] == list(scores)
+    store.close()

@@ -69,11 +69,47 @@ def test_thunder_compare_prints_them_side_by_side_and_the_ui_and_mlflow_keep_it(
     assert refused.returncode == 1 and "no model under models/" in refused.stderr
 
 
-def test_classifier_versions_are_refused_with_where_their_measures_are(home):
+def test_two_classifiers_meet_the_same_labelled_texts_and_their_confusions_add_up(home):
     from tests.factories import deploy_classifier
+    from thunder_dagster.deployments.classifier_comparison import (
+        compare_classifiers,
+        labelled_test_split,
+    )
+    from thunder_dagster.deployments.comparison import released_deployment
+    from thunder_dagster.modeling.cards import ModelCard
+    from thunder_dagster.serving.classification import classify, load_classifier
 
     deploy_classifier(home, "moods")
     deploy_classifier(home, "moods", seed=1)
+    deploy_tiny(home, "moods")  # a generator released after them: 2.0.0
     models, deployments = home.models_dir("moods"), home.deployments_dir("moods")
-    with pytest.raises(ComparisonError, match="sentiment classifier: comparisons score text"):
-        compare_versions(models, deployments, "1.0.0", "1.1.0", TEXT, "d1")
+    texts = [f"{word} day {n}" for n in range(12) for word in ("a lovely", "an awful")]
+    labels = ["positive", "negative"] * 12
+    tested, truth = labelled_test_split(texts, labels)
+    assert 0 < len(tested) < len(texts) and set(truth) == {"negative", "positive"}
+    assert labelled_test_split(texts, labels) == (tested, truth)  # by the texts' hashes
+    compared = compare_classifiers(models, deployments, "1.0.0", "1.1.0", tested, truth, "l1")
+    assert compared.labels == ("negative", "positive") and compared.test_texts == len(tested)
+    for score in (compared.a, compared.b):
+        deployment = released_deployment(models, deployments, score.version)
+        model = load_classifier(deployment, ModelCard.read(deployment.model_dir))
+        predicted = [classify(model, text)[0] for text in tested]
+        right = sum(p == t for p, t in zip(predicted, truth, strict=True))
+        assert score.metrics.accuracy == pytest.approx(right / len(tested))
+        confusion = score.metrics.confusion
+        assert sum(map(sum, confusion)) == len(tested)
+        assert confusion[0][0] + confusion[1][1] == right
+    header, rows = compared.confusion_header(), compared.confusion_rows()
+    assert header[1:] == [f"{v}: {label}" for v in ("1.0.0", "1.1.0") for label in compared.labels]
+    assert [row[0] for row in rows] == ["negative", "positive"] and len(rows[0]) == 5
+    assert [
+        "accuracy",
+        f"{compared.a.metrics.accuracy:.4f}",
+        f"{compared.b.metrics.accuracy:.4f}",
+    ] in (compared.rows())
+    with pytest.raises(ComparisonError, match=r"2\.0\.0 is a generation model, not a classifier"):
+        compare_classifiers(models, deployments, "1.0.0", "2.0.0", tested, truth, "l1")
+    with pytest.raises(
+        ComparisonError, match=r"1\.0\.0 is a sentiment classifier and 2\.0\.0 a text"
+    ):
+        compare_versions(models, deployments, "2.0.0", "1.0.0", TEXT, "d1")

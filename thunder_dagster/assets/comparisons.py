@@ -7,12 +7,13 @@ import dagster as dg
 from pydantic import Field
 
 from thunder_dagster.documents.datasets import latest_dataset
-from thunder_dagster.modeling.cards import ModelCard
+from thunder_dagster.modeling.cards import ModelCard, UnreadableCardError
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import image, links, markdown_table, tracking_state
 from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.tasks.registry import task_kind
 
 
 class ComparisonConfig(dg.Config):
@@ -47,23 +48,30 @@ def model_comparison(
     tracking: MlflowTracking,
 ):
     """Two released versions of the agent side by side on the same test split, prompts and
-    seed: loss, confidence, latency at batch 1, size, parameters and samples."""
-    from thunder_dagster.deployments.comparison import ComparisonError, compare_versions
+    seed: loss, confidence, latency at batch 1, size, parameters and samples; for two
+    classifiers, accuracy, macro F1 and the confusion matrices on the test split of the
+    agent's newest labelled examples."""
+    from thunder_dagster.deployments.comparison import (
+        ComparisonError,
+        compare_versions,
+        released_deployment,
+    )
     from thunder_dagster.modeling.plots import confidence_distributions
     from thunder_dagster.modeling.text import dataset_documents, split_documents
 
     home = thunder.home()
     agent_id = context.partition_key
     models_dir, deployments_dir = home.models_dir(agent_id), home.deployments_dir(agent_id)
+    with failing_on(ComparisonError, UnreadableCardError):
+        released_deployment(models_dir, deployments_dir, config.version_a)  # names the released
+        card = ModelCard.read(models_dir / config.version_a)
+    if task_kind(card.task).labelled:
+        return _classifiers(context, config, home, tracking)
     dataset = latest_dataset(home.processed_dir(agent_id))
     if dataset is None:
-        raise dg.Failure(
-            f"{agent_id}: no training dataset to take a test split from; run `thunder ingest "
-            f"{agent_id}`",
-            allow_retries=False,
-        )
+        raise _no_split(agent_id, "training dataset")
     with failing_on(ComparisonError):
-        fraction = ModelCard.read(models_dir / config.version_a).validation_fraction
+        fraction = card.validation_fraction
         test_text = split_documents(dataset_documents(dataset.path), fraction).test
         comparison = compare_versions(
             models_dir,
@@ -128,4 +136,83 @@ def model_comparison(
             "mlflow": tracking_state(tracker),
             **links(mlflow_run=tracker.run_url(run)),
         },
+    )
+
+
+def _classifiers(context, config: ComparisonConfig, home, tracking: MlflowTracking) -> dg.Output:
+    """Two classifier versions on the test split of the agent's newest labelled examples."""
+    from thunder_dagster.deployments.classifier_comparison import (
+        compare_classifiers,
+        labelled_test_split,
+    )
+    from thunder_dagster.deployments.comparison import ComparisonError
+    from thunder_dagster.documents.labelled import latest_labelled, read_labelled_set
+
+    agent_id = context.partition_key
+    manifest = latest_labelled(home.processed_dir(agent_id))
+    if manifest is None:
+        raise _no_split(agent_id, "labelled examples")
+    with failing_on(ComparisonError):
+        texts, labels = read_labelled_set(manifest["path"])
+        test_texts, truth = labelled_test_split(texts, labels)
+        comparison = compare_classifiers(
+            home.models_dir(agent_id),
+            home.deployments_dir(agent_id),
+            config.version_a,
+            config.version_b,
+            test_texts,
+            truth,
+            manifest["version"],
+        )
+    a, b = comparison.a, comparison.b
+    tracker = tracking.tracker(context.log.warning)
+    run = tracker.start_run(
+        f"compare {agent_id} {a.version} {b.version}",
+        {"thunder.agent": agent_id, "thunder.kind": "comparison"},
+    )
+    tracker.log_params(
+        run,
+        {"version_a": a.version, "version_b": b.version, "labelled_version": manifest["version"]},
+    )
+    tracker.log_metrics(
+        run,
+        {
+            f"{side}_{name}": value
+            for side, score in (("a", a), ("b", b))
+            for name, value in (
+                ("accuracy", score.metrics.accuracy),
+                ("macro_f1", score.metrics.macro_f1),
+                ("ms_per_text", score.ms_per_text),
+            )
+        },
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "comparison.json").write_text(json.dumps(asdict(comparison), indent=2))
+        tracker.log_artifacts(run, Path(scratch), "comparison")
+    tracker.end_run(run)
+    return dg.Output(
+        comparison,
+        metadata={
+            "version_a": a.version,
+            "version_b": b.version,
+            "accuracy_a": dg.MetadataValue.float(a.metrics.accuracy),
+            "accuracy_b": dg.MetadataValue.float(b.metrics.accuracy),
+            "macro_f1_a": dg.MetadataValue.float(a.metrics.macro_f1),
+            "macro_f1_b": dg.MetadataValue.float(b.metrics.macro_f1),
+            "labelled_version": manifest["version"],
+            "test_texts": comparison.test_texts,
+            "side_by_side": markdown_table(["", a.version, b.version], comparison.rows()),
+            "confusion_matrices": markdown_table(
+                comparison.confusion_header(), comparison.confusion_rows()
+            ),
+            "mlflow": tracking_state(tracker),
+            **links(mlflow_run=tracker.run_url(run)),
+        },
+    )
+
+
+def _no_split(agent_id: str, what: str) -> dg.Failure:
+    return dg.Failure(
+        f"{agent_id}: no {what} to take a test split from; run `thunder ingest {agent_id}`",
+        allow_retries=False,
     )

@@ -157,6 +157,7 @@ def query_drift(
     from thunder_dagster.feedback.schema import DriftScore
     from thunder_dagster.modeling.text import dataset_documents, split_documents
     from thunder_dagster.monitoring import drift
+    from thunder_dagster.serving.classification import LoadedClassifier
     from thunder_dagster.serving.loading import load_deployed
     from thunder_dagster.serving.sessions import NoDeploymentError
 
@@ -168,21 +169,28 @@ def query_drift(
     if len(texts) < drift.MIN_QUERIES:
         context.log.info(f"{agent_id} {day}: {len(texts)} queries; too few to judge drift")
         return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
+    unscored = dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
     try:
         model = load_deployed(home.deployments_dir(agent_id))
     except NoDeploymentError as error:
         context.log.warning(f"{agent_id} {day}: no drift score: {error}")
-        return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
-    dataset = latest_dataset(home.processed_dir(agent_id))
-    if dataset is None:
-        context.log.warning(f"{agent_id} {day}: no dataset to compare the queries with")
-        return dg.MaterializeResult(metadata={"queries": len(texts), "scored": False})
-    test_text = split_documents(dataset_documents(dataset.path)).test
-    pieces = drift.reference_pieces(test_text, [len(text) for text in texts])
-    losses = drift.text_losses(model.session, model.vocabulary, model.context_length, texts)
-    reference = drift.text_losses(model.session, model.vocabulary, model.context_length, pieces)
-    distances, reference_distances = _distances(context, home, agent_id, encoder, texts, pieces)
-    report = drift.drift_report(losses, reference, distances, reference_distances)
+        return unscored
+    if isinstance(model, LoadedClassifier):
+        report = _classifier_drift(home, agent_id, model, encoder, texts)
+        if report is None:
+            context.log.warning(f"{agent_id} {day}: no labelled examples to compare with")
+            return unscored
+    else:
+        dataset = latest_dataset(home.processed_dir(agent_id))
+        if dataset is None:
+            context.log.warning(f"{agent_id} {day}: no dataset to compare the queries with")
+            return unscored
+        test_text = split_documents(dataset_documents(dataset.path)).test
+        pieces = drift.reference_pieces(test_text, [len(text) for text in texts])
+        losses = drift.text_losses(model.session, model.vocabulary, model.context_length, texts)
+        reference = drift.text_losses(model.session, model.vocabulary, model.context_length, pieces)
+        distances, reference_distances = _distances(context, home, agent_id, encoder, texts, pieces)
+        report = drift.drift_report(losses, reference, distances, reference_distances)
     with queries.open() as store:
         store.record_drift(
             DriftScore(
@@ -203,6 +211,27 @@ def query_drift(
         f"(loss {report.loss_p95:.2f}, distance {report.distance_p95}); bound {bound:g}"
     )
     return dg.MaterializeResult(metadata=_drift_metadata(agent_id, report, model, bound, history))
+
+
+def _classifier_drift(home, agent_id: str, model, encoder, texts: list[str]):
+    """A classifier's queries against its newest labelled examples: their test split, and
+    their training split for the distances; None without labelled examples."""
+    from thunder_dagster.documents.labelled import latest_labelled, read_labelled_set
+    from thunder_dagster.modeling.evaluation import split_rows
+    from thunder_dagster.monitoring import drift
+
+    manifest = latest_labelled(home.processed_dir(agent_id))
+    if manifest is None:
+        return None
+    examples, labels = read_labelled_set(manifest["path"])
+    train, _, test = split_rows(examples, labels)
+    return drift.classifier_report(
+        model,
+        encoder.encoder().encode,
+        texts,
+        [examples[row] for row in train],
+        [examples[row] for row in test],
+    )
 
 
 def _distances(context, home, agent_id: str, encoder, texts: list[str], pieces: list[str]):

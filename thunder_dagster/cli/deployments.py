@@ -90,11 +90,15 @@ def compare(agent_id: str, version_a: str, version_b: str, prompts: int, seed: i
         click.echo(f"the comparison is model_comparison's latest materialization: {result.url}")
     elif result.success:
         comparison = result.output_for_node("model_comparison")
-        rows = [["", comparison.a.version, comparison.b.version], *comparison.rows()]
-        widths = [max(len(row[column]) for row in rows) for column in range(3)]
-        for row in rows:
-            cells = zip(row, widths, strict=True)
-            click.echo("  ".join(cell.ljust(width) for cell, width in cells).rstrip())
+        _columns([["", comparison.a.version, comparison.b.version], *comparison.rows()])
+        if hasattr(comparison, "confusion_rows"):  # two classifiers
+            click.echo(
+                f"\nconfusion matrices on {comparison.test_texts} test texts of labelled set "
+                f"{comparison.dataset_version}:"
+            )
+            _columns([comparison.confusion_header(), *comparison.confusion_rows()])
+            finish(result, "compare")
+            return
         for prompt, first, second in zip(
             comparison.prompts, comparison.a.samples, comparison.b.samples, strict=True
         ):
@@ -104,12 +108,20 @@ def compare(agent_id: str, version_a: str, version_b: str, prompts: int, seed: i
     finish(result, "compare")
 
 
+def _columns(rows: list[list[str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        click.echo("  ".join(cell.ljust(width) for cell, width in cells).rstrip())
+
+
 @click.command()
 @click.argument("agent_id", type=AgentId)
 @as_json
 def versions(agent_id: str, as_json: bool) -> None:
-    """AGENT_ID's released versions, newest first: family, test loss, parent, what made it, the
-    roles pointing at it now (what `compare` and `rollback --to` take)."""
+    """AGENT_ID's released versions, newest first: family, test loss (a generator's) or
+    accuracy and macro F1 (a classifier's, on its test split), parent, what made it, the roles
+    pointing at it now (what `compare` and `rollback --to` take)."""
     from thunder_dagster.deployments.catalog import agent_versions
     from thunder_dagster.status import render_table
 
@@ -126,6 +138,8 @@ def versions(agent_id: str, as_json: bool) -> None:
             entry.version,
             entry.family or "-",
             f"{entry.test_loss:.4f}" if entry.test_loss is not None else "-",
+            f"{entry.accuracy:.4f}" if entry.accuracy is not None else "-",
+            f"{entry.macro_f1:.4f}" if entry.macro_f1 is not None else "-",
             entry.parent_version or "-",
             entry.change or "-",
             ",".join(entry.roles) or "-",
@@ -134,5 +148,8 @@ def versions(agent_id: str, as_json: bool) -> None:
         ]
         for entry in entries
     ]
-    headers = ["version", "family", "test loss", "parent", "change", "roles", "deployed", "problem"]
+    headers = [
+        *("version", "family", "test loss", "accuracy", "macro F1", "parent", "change"),
+        *("roles", "deployed", "problem"),
+    ]
     click.echo(render_table(rows, headers))

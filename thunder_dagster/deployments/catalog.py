@@ -21,6 +21,9 @@ class VersionEntry:
     roles: tuple[str, ...]  # the roles that point at it now
     deployed_at: str | None  # its latest deployment, in any role
     problem: str | None = None  # why its card could not be read
+    # A classifier's measures on its test split (None for a generator).
+    accuracy: float | None = None
+    macro_f1: float | None = None
 
 
 def agent_versions(models_dir: Path, deployments_dir: Path) -> list[VersionEntry]:
@@ -81,6 +84,8 @@ def agent_versions(models_dir: Path, deployments_dir: Path) -> list[VersionEntry
                 parent_version=card.parent_version,
                 change=card.change,
                 created_at=card.created_at or None,
+                accuracy=card.classification.accuracy if card.classification else None,
+                macro_f1=card.classification.macro_f1 if card.classification else None,
                 **common,
             )
         )

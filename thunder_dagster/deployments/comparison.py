@@ -219,9 +219,9 @@ def compare_versions(
         model = load_deployment(released_deployment(models_dir, deployments_dir, version))
         if task_kind(model.task).labelled:
             raise ComparisonError(
-                f"version {version} is a {model.task} classifier: comparisons score text "
-                "generators; a classifier's accuracy and macro F1 on its test split are on its "
-                "card (GET /v1/admin/agents/{id}/versions)"
+                f"version {version} is a {model.task} classifier and {version_a} a text "
+                "generator: compare two versions of one kind (`thunder versions AGENT` lists "
+                "them)"
             )
         scores.append(score_version(model, test_text, cut, seed, temperature))
     if not all(math.isfinite(score.test_loss) for score in scores):

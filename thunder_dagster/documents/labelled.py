@@ -294,6 +294,13 @@ def write_labelled(processed_dir: Path, examples: LabelledSet, created_at: str) 
     return written
 
 
+def read_labelled_set(path: str | Path) -> tuple[list[str], list[str]]:
+    """The texts and labels of a labelled.csv that write_labelled wrote."""
+    with open(path, encoding="utf-8", newline="") as rows:
+        pairs = [(row["text"], row["label"]) for row in csv.DictReader(rows)]
+    return [text for text, _ in pairs], [label for _, label in pairs]
+
+
 def latest_labelled(processed_dir: Path) -> dict | None:
     """The manifest of the agent's labelled examples (version, rows, labels); None without."""
     try:

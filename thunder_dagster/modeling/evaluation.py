@@ -86,6 +86,12 @@ def split_labelled(texts: list[str], labels: list[str], vectors: np.ndarray) -> 
     return LabelledSplit(names, *take("train"), *take("validation"), *take("test"), order)
 
 
+def split_rows(texts: list[str], labels: list[str]) -> tuple[tuple[int, ...], ...]:
+    """Which rows of labelled texts the classifier's training puts in its training,
+    validation and test parts (`split_labelled`'s rule, without the vectors)."""
+    return split_labelled(texts, labels, np.zeros((len(texts), 1), np.float32)).rows
+
+
 def measure(
     labels: tuple[str, ...], truth: np.ndarray, predicted: np.ndarray, majority: int
 ) -> ClassifierMetrics:

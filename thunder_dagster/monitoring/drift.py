@@ -10,8 +10,10 @@ Each query gets a score in standard deviations of the agent's own held-out text:
   that do not hold it (so a piece is not found in its own chunk).
 
 A query's score is the mean of the two (the loss alone without an index); the day's drift is
-the 95th percentile of its queries' scores. The two-sample Kolmogorov-Smirnov test of the
-losses (scipy) is reported beside it.
+the 95th percentile of its queries' scores. A classifier's queries are scored the same way,
+against its labelled test split: its uncertainty (-ln of the top label's probability) in place
+of the loss, and the distance to the nearest training example in place of the nearest chunk.
+The two-sample Kolmogorov-Smirnov test of the losses (scipy) is reported beside it.
 
 Libraries made for drift were weighed and left out: alibi-detect 0.13 requires numpy below 2
 (this project runs numpy 2.4) and pulls opencv, numba and transformers; Evidently 0.7 pulls a
@@ -135,4 +137,25 @@ def drift_report(
         ks_statistic=float(test.statistic),
         ks_p_value=float(test.pvalue),
         scores=scores,
+    )
+
+
+def classifier_report(
+    model, encode, queries: list[str], train_texts: list[str], test_texts: list[str]
+) -> DriftReport:
+    """A classifier's drift: each query's uncertainty and its distance (in the encoder's
+    space, `encode` giving unit vectors) to the nearest training example, against the same for
+    the labelled test split."""
+    from thunder_dagster.serving.classification import classify
+
+    def uncertainty(texts: list[str]) -> np.ndarray:
+        tops = [max(classify(model, text)[1].values()) for text in texts]
+        return -np.log(np.clip(np.asarray(tops, np.float64), 1e-12, 1.0))
+
+    known = encode(train_texts)
+    return drift_report(
+        uncertainty(queries),
+        uncertainty(test_texts),
+        nearest_distances(encode(queries), known),
+        nearest_distances(encode(test_texts), known),
     )

@@ -220,6 +220,12 @@ class VersionItem(BaseModel):
     roles: list[str]
     deployed_at: str | None
     problem: str | None = Field(description="why its card could not be read, if it could not")
+    accuracy: float | None = Field(
+        default=None, description="a classifier's accuracy on its test split"
+    )
+    macro_f1: float | None = Field(
+        default=None, description="a classifier's macro F1 on its test split"
+    )
 
 
 class TrainingRequest(BaseModel):
