@@ -100,6 +100,38 @@ def test_a_trial_whose_end_the_storage_lost_is_failed_and_run_again(tmp_path, da
     assert again.params == lost.params
 
 
+def test_a_trial_a_failed_attempt_left_running_is_failed_and_run_again_by_the_next(
+    tmp_path, data, monkeypatch
+):
+    # The database goes away under a trial: its heartbeat is never recorded and its end is
+    # refused, so the search step fails with the trial held as running. The step's retry, in
+    # the same process, runs it again (without, it waited for a trial that never goes stale).
+    from sqlalchemy.exc import OperationalError
+
+    def gone(*_args, **_kwargs):
+        raise OperationalError("UPDATE trials", {}, Exception("the server closed the connection"))
+
+    storage_class = optuna.storages.RDBStorage
+    original = storage_class.set_trial_state_values
+
+    def refused(self, trial_id, state, values=None):
+        if state != optuna.trial.TrialState.RUNNING:
+            gone()
+        return original(self, trial_id, state, values)
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    monkeypatch.setattr(storage_class, "set_trial_state_values", refused)
+    monkeypatch.setattr(storage_class, "record_heartbeat", gone)
+    # Optuna meets the refused end as a trial still running, and stops on an assertion.
+    with pytest.raises((OperationalError, AssertionError)):
+        tuning.search(data, settings(1), url, "retried", tmp_path / "trials")
+    monkeypatch.undo()
+    result = tuning.run_search(data, settings(1, minutes=1), url, "retried", tmp_path / "trials")
+    assert result.counts == {"FAIL": 1, "COMPLETE": 1}
+    lost, again = result.trials
+    assert lost.reason == "its end was not recorded; run again" and again.params == lost.params
+
+
 def test_a_resumed_study_never_redoes_finished_trials_and_retries_a_dead_workers_trial(
     tmp_path, data
 ):

@@ -252,6 +252,9 @@ def open_study(
     return study
 
 
+_RAN: dict[tuple[str, str], list[int]] = {}
+
+
 def search(
     data: EncodedText,
     settings: SearchSettings,
@@ -276,7 +279,11 @@ def search(
     study = open_study(storage, name, settings, data.vocab_size, worker)
     space = search_space(settings, data.vocab_size)
     settled: list[int] = []
-    started: list[int] = []  # the storage ids of the trials this call ran
+    # The storage ids of the trials this process ran for the study, in this call or in an
+    # earlier one that failed (a step retried in the same process, as the in-process executor
+    # retries it): what such an attempt left running is failed and queued again first.
+    started = _RAN.setdefault((storage_url, name), [])
+    release_lost(storage, study, started)
 
     def run(trial: optuna.Trial) -> float:
         started.append(trial._trial_id)
