@@ -89,38 +89,27 @@ def model_comparison(
         {a.version: list(a.confidences), b.version: list(b.confidences)},
         title=f"{agent_id}: answer confidence",
     )
-    tracker = tracking.tracker(context.log.warning)
-    run = tracker.start_run(
-        f"compare {agent_id} {a.version} {b.version}",
-        {"thunder.agent": agent_id, "thunder.kind": "comparison"},
-    )
-    tracker.log_params(
-        run,
+    measures = ("test_loss", "latency_ms_batch_1", "ms_per_character", "size_bytes", "parameters")
+    tracker, run = _tracked(
+        context,
+        tracking,
+        comparison,
         {
-            "version_a": a.version,
-            "version_b": b.version,
             "dataset_version": comparison.dataset_version,
             "prompts": len(comparison.prompts),
             "seed": comparison.seed,
             "temperature": comparison.temperature,
         },
-    )
-    measures = ("test_loss", "latency_ms_batch_1", "ms_per_character", "size_bytes", "parameters")
-    tracker.log_metrics(
-        run,
         {
             f"{side}_{measure}": getattr(score, measure)
             for side, score in (("a", a), ("b", b))
             for measure in measures
         },
+        {
+            "comparison.md": comparison_markdown(comparison).encode(),
+            "confidence.png": plot,
+        },
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch)
-        (folder / "comparison.md").write_text(comparison_markdown(comparison))
-        (folder / "comparison.json").write_text(json.dumps(asdict(comparison), indent=2))
-        (folder / "confidence.png").write_bytes(plot)
-        tracker.log_artifacts(run, folder, "comparison")
-    tracker.end_run(run)
     header = ["", a.version, b.version]
     return dg.Output(
         comparison,
@@ -165,17 +154,11 @@ def _classifiers(context, config: ComparisonConfig, home, tracking: MlflowTracki
             manifest["version"],
         )
     a, b = comparison.a, comparison.b
-    tracker = tracking.tracker(context.log.warning)
-    run = tracker.start_run(
-        f"compare {agent_id} {a.version} {b.version}",
-        {"thunder.agent": agent_id, "thunder.kind": "comparison"},
-    )
-    tracker.log_params(
-        run,
-        {"version_a": a.version, "version_b": b.version, "labelled_version": manifest["version"]},
-    )
-    tracker.log_metrics(
-        run,
+    tracker, run = _tracked(
+        context,
+        tracking,
+        comparison,
+        {"labelled_version": manifest["version"]},
         {
             f"{side}_{name}": value
             for side, score in (("a", a), ("b", b))
@@ -186,10 +169,6 @@ def _classifiers(context, config: ComparisonConfig, home, tracking: MlflowTracki
             )
         },
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        (Path(scratch) / "comparison.json").write_text(json.dumps(asdict(comparison), indent=2))
-        tracker.log_artifacts(run, Path(scratch), "comparison")
-    tracker.end_run(run)
     return dg.Output(
         comparison,
         metadata={
@@ -216,3 +195,24 @@ def _no_split(agent_id: str, what: str) -> dg.Failure:
         f"{agent_id}: no {what} to take a test split from; run `thunder ingest {agent_id}`",
         allow_retries=False,
     )
+
+
+def _tracked(context, tracking: MlflowTracking, comparison, params, metrics, files=None):
+    """The comparison as an MLflow run: the two versions and `params`, `metrics`, and
+    comparison.json beside `files` (name -> bytes) as artifacts; the tracker and the run."""
+    a, b = comparison.a, comparison.b
+    tracker = tracking.tracker(context.log.warning)
+    run = tracker.start_run(
+        f"compare {comparison.agent_id} {a.version} {b.version}",
+        {"thunder.agent": comparison.agent_id, "thunder.kind": "comparison"},
+    )
+    tracker.log_params(run, {"version_a": a.version, "version_b": b.version, **params})
+    tracker.log_metrics(run, metrics)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "comparison.json").write_text(json.dumps(asdict(comparison), indent=2))
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
+        tracker.log_artifacts(run, folder, "comparison")
+    tracker.end_run(run)
+    return tracker, run
