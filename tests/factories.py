@@ -68,7 +68,7 @@ class Given(dg.IOManager):
         return self.values[context.asset_key.path[-1]]
 
 
-def materialize_given(home: Home, asset, agent_id: str, values: dict):
+def materialize_given(home: Home, asset, agent_id: str, values: dict, run_config=None):
     """`asset` alone for the agent, its inputs `values` (by asset name), on a fresh instance."""
     from thunder_dagster.runtime.partitions import agents
 
@@ -80,6 +80,7 @@ def materialize_given(home: Home, asset, agent_id: str, values: dict):
             partition_key=agent_id,
             instance=instance,
             resources=resources(home) | {"io_manager": Given(values)},
+            run_config=run_config,
             raise_on_error=False,
         )
 

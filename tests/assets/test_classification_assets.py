@@ -29,7 +29,7 @@ from thunder_dagster.home import Home
 from thunder_dagster.modeling.cards import ModelCard
 from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.state import ServerSettings
-from thunder_dagster.tasks.agents import write_task
+from thunder_dagster.tasks.agents import settings_path, write_task
 
 AGENT = "topics"
 ASSETS = [
@@ -249,18 +249,19 @@ def test_a_worse_classifier_is_refused_with_both_scores_and_a_no_worse_one_ships
     home, result, _ = classified
     copy = Home.resolve(tmp_path / "thunder")
     shutil.copytree(home.root, copy.root)  # the module's agent stays as the other tests see it
+    settings_path(copy.agent_dir(AGENT)).write_text(
+        json.dumps({"task": "classification", "release": {"when_worse": "refuse"}})
+    )
     trained = result.output_for_node("text_classifier")
     assert trained.test_texts and len(trained.test_texts) == len(trained.test_labels)
-    onnx_path, sha256 = _damaged(Path(trained.model_dir), tmp_path / "damaged", 3)
-    worse = replace(
-        trained, model_dir=str(onnx_path.parent), onnx_path=str(onnx_path), onnx_sha256=sha256
-    )
+    worse = _worse(trained, tmp_path)
     refused = materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": worse})
     assert not refused.success
     [failure] = [event for event in refused.all_events if event.is_step_failure]
     reason = failure.step_failure_data.user_failure_data.description
     assert "macro F1" in reason and "against champion 1.0.0's" in reason and "refused" in reason
     assert read_pointer(copy.deployments_dir(AGENT)).version == "1.0.0"
+    assert read_pointer(copy.deployments_dir(AGENT), "challenger") is None
     # The same classifier again is no worse than itself: released, both scores on its page.
     shipped = materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": trained})
     assert shipped.success
@@ -268,6 +269,89 @@ def test_a_worse_classifier_is_refused_with_both_scores_and_a_no_worse_one_ships
     assert page["version"] == "1.1.0" and page["gate"] == "champion"
     assert page["candidate_macro_f1"] == page["champion_macro_f1"] >= 0.9
     assert page["candidate_accuracy"] == page["champion_accuracy"]
+
+
+def _worse(trained, tmp_path):
+    onnx_path, sha256 = _damaged(Path(trained.model_dir), tmp_path / "damaged", 3)
+    return replace(
+        trained, model_dir=str(onnx_path.parent), onnx_path=str(onnx_path), onnx_sha256=sha256
+    )
+
+
+def test_a_worse_classifier_is_a_challenger_whose_ab_test_judges_accuracy_on_users_labels(
+    classified, tmp_path
+):
+    """By default a worse classifier serves the A/B share under a test of its own; users who
+    send the correct label (and a neutral score of 3, which no positive rate would count)
+    make its accuracy and the champion's, and the evaluation retires it on them."""
+    from tests.factories import topic_examples
+    from thunder_dagster.assets.abtests import ab_test_result
+    from thunder_dagster.feedback.experiments import AbTestStore
+    from thunder_dagster.feedback.store import QueryStore
+    from thunder_dagster.monitoring.observe import observe_files
+    from thunder_dagster.monitoring.rules import Observations, Thresholds, low_quality
+    from thunder_dagster.times import utc_now
+
+    home, result, _ = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)
+    worse = _worse(result.output_for_node("text_classifier"), tmp_path)
+    released = materialize_given(copy, classifier_deployment, AGENT, {"text_classifier": worse})
+    assert released.success
+    page = metadata(released, "classifier_deployment")
+    assert page["gate"] == page["role"] == "challenger" and page["version"] == "1.1.0"
+    assert page["candidate_macro_f1"] < page["champion_macro_f1"]
+    assert read_pointer(copy.deployments_dir(AGENT)).version == "1.0.0"
+    with QueryStore.open(copy.queries_db_url) as store:
+        test = AbTestStore(store.engine).running(AGENT)
+    assert test.id == page["ab_test"] and test.challenger_version == "1.1.0"
+    # The low_quality alert sees the worse classifier on the gate's measure.
+    seen = Observations(utc_now(), versions=observe_files(copy).versions)
+    [alert] = low_quality(seen, Thresholds())
+    assert alert.subject == AGENT and "has macro F1" in alert.summary
+
+    texts, labels = topic_examples(2)
+    settings = ServerSettings(
+        deployments_root=copy.root / "deployments", query_db_url=copy.queries_db_url
+    )
+    arms: dict[str, list[bool]] = {"champion": [], "challenger": []}
+    with TestClient(create_app(settings)) as client:
+        for n in range(80):
+            text, label = texts[n % len(texts)], labels[n % len(texts)]
+            answer = client.post(
+                f"/v1/agents/{AGENT}/classify", json={"text": text, "user_id": f"user-{n}"}
+            ).json()
+            assert (
+                answer["model_version"]
+                == {"champion": "1.0.0", "challenger": "1.1.0"}[answer["variant"]]
+            )
+            arms[answer["variant"]].append(answer["label"] == label)
+            rated = client.post(
+                "/v1/feedback", json={"query_id": answer["query_id"], "score": 3, "label": label}
+            )
+            assert rated.status_code == 200
+        live = client.get(f"/v1/admin/ab-tests/{test.id}").json()
+    assert len(arms["challenger"]) >= 6 and len(arms["champion"]) >= 40
+    accuracy = {arm: sum(right) / len(right) for arm, right in arms.items()}
+    assert accuracy["champion"] >= 0.9 > accuracy["challenger"]
+    assert live["measure"] == "accuracy"
+    assert live["champion"]["positive_rate"] == pytest.approx(accuracy["champion"])
+
+    judged = materialize_given(
+        copy,
+        ab_test_result,
+        AGENT,
+        {},
+        {"ops": {"ab_test_result": {"config": {"min_sample": 5}}}},
+    )
+    outcome = judged.output_for_node("ab_test_result")
+    assert outcome.measure == "accuracy" and outcome.decision == "retire"
+    assert outcome.champion.positive_rate == pytest.approx(accuracy["champion"])
+    assert outcome.challenger.positive_rate == pytest.approx(accuracy["challenger"])
+    assert "accuracy" in outcome.reason
+    assert read_pointer(copy.deployments_dir(AGENT), "challenger") is None
+    with QueryStore.open(copy.queries_db_url) as store:
+        assert AbTestStore(store.engine).get(test.id).status == "retired"
 
 
 def test_a_users_corrected_label_becomes_a_labelled_example_traced_to_its_answer(

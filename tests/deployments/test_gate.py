@@ -126,7 +126,7 @@ def test_a_worse_retrain_becomes_a_challenger_under_test_or_is_refused_and_a_bet
 
 
 def test_low_quality_compares_the_pair_on_the_same_text_and_nothing_else(home):
-    from thunder_dagster.deployments.gate import score_pair
+    from thunder_dagster.deployments.gate import SCORES_NAME, score_pair
     from thunder_dagster.monitoring.observe import agent_versions
 
     deploy_tiny(home, "acme", seed=0)
@@ -134,14 +134,21 @@ def test_low_quality_compares_the_pair_on_the_same_text_and_nothing_else(home):
     # Each card's own loss is on a text of its own: without scores of the pair, no comparison.
     unscored = agent_versions(home, "acme")
     assert (unscored.champion, unscored.challenger) == ("1.0.0", "1.1.0")
-    assert unscored.champion_loss is None and unscored.challenger_loss is None
+    assert unscored.champion_score is None and unscored.challenger_score is None
     scores = score_pair(home.deployments_dir("acme"), "v1", TEXT)
     versions = agent_versions(home, "acme")
-    assert (versions.champion_loss, versions.challenger_loss) == (
-        scores.champion_loss,
-        scores.challenger_loss,
+    assert (versions.champion_score, versions.challenger_score) == (
+        scores.champion_score,
+        scores.challenger_score,
     )
-    assert scores.champion_loss != scores.challenger_loss
+    assert scores.champion_score != scores.challenger_score
+    # Scores written before the pair had a measure read as test losses.
+    legacy = {"champion": "1.0.0", "challenger": "1.1.0", "dataset_version": "v1"}
+    legacy |= {"champion_loss": 2.5, "challenger_loss": 2.75}
+    (home.deployments_dir("acme") / SCORES_NAME).write_text(json.dumps(legacy))
+    old = agent_versions(home, "acme")
+    assert (old.champion_score, old.challenger_score, old.measure) == (2.5, 2.75, "test loss")
+    assert old.challenger_worse
     # A new challenger since: the old pair's scores are not its.
     deploy_tiny(home, "acme", seed=2, role="challenger")
-    assert agent_versions(home, "acme").challenger_loss is None
+    assert agent_versions(home, "acme").challenger_score is None

@@ -4,8 +4,9 @@ import pytest
 from sqlalchemy import inspect
 
 from tests.services import SERVICES, postgres_database
+from thunder_dagster.feedback.abtest import summarize
 from thunder_dagster.feedback.database import HEAD_REVISION, MIGRATIONS
-from thunder_dagster.feedback.records import QueryRecord
+from thunder_dagster.feedback.records import QueryRecord, VariantOutcome
 from thunder_dagster.feedback.store import QueryStore, UnknownQueryError
 from thunder_dagster.times import utc_now
 
@@ -163,6 +164,25 @@ def test_ratings_count_people_one_user_cannot_fire_a_rule_or_decide_a_test(store
     log(store, 50, day, agent="ab", score=5, user_id="key-one", variant="challenger")
     (outcome,) = store.outcomes("ab", day - timedelta(days=1))
     assert (outcome.queries, len(outcome.scores)) == (50, 20)
+
+
+def test_a_classifiers_answer_is_right_by_its_users_label_and_else_by_its_score(store):
+    """What an A/B test of classifiers counts: with a label, the label decides whatever the
+    score; without one, a score of 4 or 5; an unrated answer is an answer, not a rating."""
+    from tests.factories import log
+
+    day = datetime(2026, 3, 3, 1, tzinfo=UTC)
+    ids = log(store, 5, day, agent="topics", response="baking", variant="challenger")
+    store.add_feedback(ids[0], 1, label="baking")  # right, though rated 1
+    store.add_feedback(ids[1], 5, label="sailing")  # wrong, though rated 5
+    store.add_feedback(ids[2], 4)  # right by its score
+    store.add_feedback(ids[3], 3)  # wrong by its score
+    (outcome,) = store.outcomes("topics", day - timedelta(days=1))
+    assert outcome.queries == 5 and outcome.scores == (1, 5, 4, 3)
+    assert outcome.rights() == (True, False, True, False)
+    assert summarize(outcome).positive == 2
+    # A generator's outcome built without the flags counts its scores of 4 and 5.
+    assert VariantOutcome("x", "1", 2, (5, 2)).rights() == (True, False)
 
 
 def test_labels_users_give_are_read_back_by_query_and_counted_by_people(store):

@@ -64,6 +64,11 @@ def test_low_quality_a_worse_challenger_or_a_retirement_within_a_day():
     worse = Versions("v1", 1.50, "v2", 1.60)
     better = Versions("v1", 1.50, "v2", 1.40)
     assert fired(Observations(NOW, versions={"a": worse, "b": better})) == {("low_quality", "a")}
+    # A classifier's pair by macro F1, where lower is worse.
+    f1_worse = Versions("v1", 0.90, "v2", 0.60, "macro F1", higher_is_better=True)
+    f1_better = Versions("v1", 0.60, "v2", 0.90, "macro F1", higher_is_better=True)
+    found = fired(Observations(NOW, versions={"c": f1_worse, "d": f1_better}))
+    assert found == {("low_quality", "c")}
     retired = AbEvent("b", "v3", "retire", NOW - timedelta(hours=3))
     assert fired(Observations(NOW, ab_events=[retired])) == {("low_quality", "b")}
     old = AbEvent("b", "v3", "retire", NOW - timedelta(hours=25))

@@ -7,8 +7,10 @@ from pydantic import Field
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import NoChallengerError, promote, retire
 from thunder_dagster.feedback.abtest import (
+    ACCURACY,
     DEFAULT_CONFIDENCE,
     DEFAULT_MIN_SAMPLE,
+    POSITIVE_RATE,
     AbResult,
     compare,
     outcome_of,
@@ -55,7 +57,8 @@ def ab_test_result(
     """Champion against challenger since the challenger's A/B test began (since it was
     deployed, when it has no test), and the decision.
 
-    Positive rate and mean score per variant with 95% intervals and a two-sided test; promote,
+    Positive rate (a classifier's accuracy, against the labels its users gave) and mean score
+    per variant with 95% intervals and a two-sided test; promote,
     retire, or continue until both have the test's minimum sample, at its confidence. A test an
     operator stopped retires its challenger, and so does one that reached its maximum duration
     undecided (it ends inconclusive). A retired challenger stops serving here and its test
@@ -89,6 +92,7 @@ def ab_test_result(
             outcome_of(outcomes, "challenger", tested),
             config.min_sample or (test.min_sample if test else DEFAULT_MIN_SAMPLE),
             config.alpha or (test.alpha if test else round(1 - DEFAULT_CONFIDENCE, 10)),
+            ACCURACY if _labelled(champion) else POSITIVE_RATE,
         )
         ending = "retired"
         if test is not None and test.status == "stopped":
@@ -122,6 +126,14 @@ def ab_test_result(
     )
 
 
+def _labelled(deployment) -> bool:
+    """Whether the deployment is a classifier's: its A/B test judges accuracy."""
+    from thunder_dagster.modeling.cards import ModelCard
+    from thunder_dagster.tasks.registry import task_kind
+
+    return task_kind(ModelCard.read(deployment.model_dir).task).labelled
+
+
 def _result_metadata(agent_id: str, result: AbResult, champion: str, tested: str, test) -> dict:
     from thunder_dagster.modeling.plots import ab_comparison
 
@@ -136,15 +148,17 @@ def _result_metadata(agent_id: str, result: AbResult, champion: str, tested: str
         ]
         for s in (result.champion, result.challenger)
     ]
-    headers = ["variant", "version", "answers", "rated", "positive rate (95% CI)"]
+    headers = ["variant", "version", "answers", "rated", f"{result.measure} (95% CI)"]
     headers += ["mean score (95% CI)"]
     plot = ab_comparison(
         [result.champion.plot_point(), result.challenger.plot_point()],
         title=f"{agent_id}: {result.decision} (p = {result.positive_rate_p_value:.3g})",
+        measure=result.measure,
     )
     return {
         "decision": result.decision,
         "reason": result.reason,
+        "measure": result.measure,
         "champion_version": champion,
         "challenger_version": tested,
         "ab_test": test.id if test else "none (the server's default share)",

@@ -27,6 +27,7 @@ from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results, image, links, markdown_table
 from thunder_dagster.runtime.partitions import agents
 from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.runtime.releases import test_challenger
 from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 from thunder_dagster.tasks.registry import task_kind
 from thunder_dagster.times import utc_now
@@ -293,12 +294,16 @@ def classifier_deployment(
     text_classifier: TrainedClassifier,
     thunder: ThunderHome,
     tracking: MlflowTracking,
+    queries: QueryLogStore,
 ):
     """The verified classifier released as the agent's champion: a version folder, a version
     of the registered model thunder-<agent> with the champion alias, and the pointer the model
     server reloads (POST /v1/agents/{id}/classify answers from it). It passes the champion
-    gate first: its macro F1 and the serving classifier's on its test split, a worse one
-    (past release.tolerance) refused with both; both scores are on this page."""
+    gate first: its macro F1 and the serving classifier's on its test split; a worse one (past
+    release.tolerance) is released as challenger under an A/B test that judges both on the
+    accuracy of their rated answers, or refused (release.when_worse); both scores are on
+    this page."""
+    from thunder_dagster.deployments.gate import MACRO_F1, PairScores
     from thunder_dagster.deployments.pointers import pointer_path
     from thunder_dagster.deployments.releases import release
     from thunder_dagster.tracking.registry import registered_model_name
@@ -320,15 +325,28 @@ def classifier_deployment(
         Path(text_classifier.model_dir),
         text_classifier.onnx_sha256,
         tracking.registry(tracker),
+        role=gate.role,
         run_id=text_classifier.mlflow_run_id,
         tags={"dataset_version": text_classifier.labelled_version, "task": text_classifier.task},
     )
     released = move.deployment
     context.log.info(f"deployed {move.describe()}")
+    tested = {}
+    if gate.role == "challenger":
+        tested = test_challenger(context, queries, gate.champion_version, released.version)
+        PairScores(
+            gate.champion_version,
+            released.version,
+            text_classifier.labelled_version,
+            gate.champion_score,
+            gate.candidate_score,
+            MACRO_F1.key,
+        ).write(home.deployments_dir(agent_id))
     return dg.Output(
         released,
         metadata={
             "version": released.version,
+            "role": gate.role,
             "task": text_classifier.task,
             "previous_version": move.previous.version if move.previous else "none",
             "pointer": dg.MetadataValue.path(str(pointer_path(home.deployments_dir(agent_id)))),
@@ -340,14 +358,14 @@ def classifier_deployment(
             ),
         }
         | gate.metadata()
-        | accuracies,
+        | accuracies
+        | tested,
     )
 
 
 def _gate(home, agent_id: str, trained: TrainedClassifier):
     """The verdict on the candidate's and the serving classifier's macro F1 on the candidate's
-    test split, and their accuracies. A classifier is not A/B tested on real users, so a worse
-    one is refused."""
+    test split, and their accuracies."""
     from thunder_dagster.deployments.gate import MACRO_F1, classifier_scores, judge
     from thunder_dagster.deployments.pointers import Deployment, read_pointer
     from thunder_dagster.modeling.cards import CARD_NAME, ModelCard
@@ -371,7 +389,7 @@ def _gate(home, agent_id: str, trained: TrainedClassifier):
     accuracies = {"candidate_accuracy": accuracy, "champion_accuracy": "-"}
     champion = read_pointer(home.deployments_dir(agent_id))
     if champion is None or not task_kind(ModelCard.read(champion.model_dir).task).labelled:
-        return judge(candidate, None, None, policy, MACRO_F1, testable=False), accuracies
+        return judge(candidate, None, None, policy, MACRO_F1), accuracies
     accuracies["champion_accuracy"], serving = classifier_scores(champion, texts, truth)
-    verdict = judge(candidate, champion.version, serving, policy, MACRO_F1, testable=False)
+    verdict = judge(candidate, champion.version, serving, policy, MACRO_F1)
     return verdict, accuracies

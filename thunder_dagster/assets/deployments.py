@@ -14,6 +14,7 @@ from thunder_dagster.resources.queries import QueryLogStore
 from thunder_dagster.resources.tracking import MlflowTracking
 from thunder_dagster.runtime.metadata import links
 from thunder_dagster.runtime.partitions import agents
+from thunder_dagster.runtime.releases import test_challenger
 from thunder_dagster.tracking.registry import registered_model_name
 
 
@@ -83,7 +84,7 @@ def deployment(
     context.log.info(f"deployed {move.describe()}")
     tested = {}
     if role == "challenger" and gate is not None:
-        tested = _test_challenger(context, queries, gate.champion_version, released.version)
+        tested = test_challenger(context, queries, gate.champion_version, released.version)
         PairScores(
             gate.champion_version,
             released.version,
@@ -134,22 +135,3 @@ def _gate(home, agent_id: str, onnx_model, keras_model, dataset):
     return judge(
         candidate, champion.version, text_loss(Path(champion.model_dir), serving, text), policy
     )
-
-
-def _test_challenger(context, queries, champion: str, challenger: str) -> dict:
-    """A worse model released as challenger gets its A/B test, as a retrained one does."""
-    from thunder_dagster.feedback.experiments import AbTestStore, replace_challenger_test
-
-    with queries.open() as store:
-        test, ended = replace_challenger_test(
-            AbTestStore(store.engine),
-            context.partition_key,
-            champion,
-            challenger,
-            f"run {context.run.run_id}",
-        )
-    context.log.info(f"A/B test {test.id}: {challenger} against {champion}")
-    return {
-        "ab_test": test.id,
-        "replaced_test": f"{ended.id} ({ended.status})" if ended else "none",
-    }

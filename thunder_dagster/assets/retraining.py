@@ -164,12 +164,12 @@ def _score_pair(context, home, agent_id: str) -> dict:
     if scores is None:
         return {}
     context.log.info(
-        f"on the documents' test split: challenger {scores.challenger_loss:.4f}, champion "
-        f"{scores.champion_loss:.4f} nats/char"
+        f"on the documents' test split: challenger {scores.challenger_score:.4f}, champion "
+        f"{scores.champion_score:.4f} nats/char"
     )
     return {
-        "challenger_loss_on_documents": dg.MetadataValue.float(scores.challenger_loss),
-        "champion_loss_on_documents": dg.MetadataValue.float(scores.champion_loss),
+        "challenger_loss_on_documents": dg.MetadataValue.float(scores.challenger_score),
+        "champion_loss_on_documents": dg.MetadataValue.float(scores.champion_score),
     }
 
 

@@ -48,6 +48,7 @@ class Measure:
 
 TEST_LOSS = Measure("test_loss", "test loss", " nats/char", higher_is_better=False)
 MACRO_F1 = Measure("macro_f1", "macro F1", "", higher_is_better=True)
+MEASURES = {measure.key: measure for measure in (TEST_LOSS, MACRO_F1)}
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,9 @@ def judge(
     champion: float | None,
     policy: ReleasePolicy,
     measure: Measure = TEST_LOSS,
-    testable: bool = True,
 ) -> GateVerdict:
     """Where a retrained model goes, from its score and the champion's on the same test
-    split. `testable`: whether a challenger of its kind can be A/B tested on real users (a
-    worse one that cannot is refused, whatever the policy)."""
+    split."""
     verdict = partial(
         GateVerdict,
         candidate_score=candidate,
@@ -127,17 +126,10 @@ def judge(
             reason=f"{scores}: better, or within the tolerance of {policy.tolerance}",
         )
     worse = f"{scores}: worse by more than the tolerance of {policy.tolerance}"
-    if policy.when_worse == "challenger" and testable:
+    if policy.when_worse == "challenger":
         return verdict(
             role="challenger",
             reason=f"{worse}; released as challenger, for an A/B test on real users to decide",
-        )
-    if policy.when_worse == "challenger":
-        return verdict(
-            role=None,
-            reason=f"{worse}; refused, nothing moved: a model of this kind is not A/B tested "
-            "on real users, so a worse one is never released (raise release.tolerance in "
-            "agent.json to accept it)",
         )
     return verdict(
         role=None,
@@ -165,14 +157,20 @@ SCORES_NAME = "challenger_scores.json"
 
 @dataclass(frozen=True)
 class PairScores:
-    """The champion and the challenger on the same text: what the low_quality alert compares
-    (each card's own loss was measured on a text of its own: a fine-tune's on rated answers)."""
+    """The champion and the challenger on the same held-out data: what the low_quality alert
+    compares (each card's own loss was measured on a text of its own: a fine-tune's on rated
+    answers). Generators by test loss, classifiers by macro F1 (`measure`, a MEASURES key)."""
 
     champion: str
     challenger: str
     dataset_version: str
-    champion_loss: float
-    challenger_loss: float
+    champion_score: float
+    challenger_score: float
+    measure: str = TEST_LOSS.key
+
+    @property
+    def scored_by(self) -> Measure:
+        return MEASURES[self.measure]
 
     def write(self, deployments_dir: Path) -> None:
         import json
@@ -189,8 +187,13 @@ class PairScores:
         import json
 
         try:
-            scores = cls(**json.loads((deployments_dir / SCORES_NAME).read_text()))
-        except (OSError, ValueError, TypeError):
+            data = json.loads((deployments_dir / SCORES_NAME).read_text())
+            for role in ("champion", "challenger"):  # written before classifiers had a pair
+                if f"{role}_loss" in data:
+                    data[f"{role}_score"] = data.pop(f"{role}_loss")
+            scores = cls(**data)
+            scores.scored_by  # noqa: B018 - an unknown measure is an unreadable file
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
         return scores if (scores.champion, scores.challenger) == (champion, challenger) else None
 

@@ -1,19 +1,24 @@
 """The A/B test of a challenger against the champion, from the scores users gave their answers.
 
-The primary measure is the positive rate (scores of 4 or 5 among rated answers), compared by a
-two-sided two-proportion z-test; the mean score, with a Welch t-test, is reported beside it.
-Nothing is decided until both variants have `min_sample` rated answers. Then the challenger is
-promoted when its positive rate is higher with p < alpha, and retired otherwise.
+The primary measure is the share of rated answers that were right, compared by a two-sided
+two-proportion z-test: for a generator its positive rate (scores of 4 or 5), for a classifier
+its accuracy (an answer whose user gave the correct label is right when it is that label, one
+rated without a label when it scored 4 or 5); the mean score, with a Welch t-test, is reported
+beside it. Nothing is decided until both variants have `min_sample` rated answers. Then the
+challenger is promoted when its share is higher with p < alpha, and retired otherwise.
 """
 
 import math
 from dataclasses import asdict, dataclass
 
-from thunder_dagster.feedback.records import POSITIVE_SCORE, VariantOutcome
+from thunder_dagster.feedback.records import VariantOutcome
 
 # Seed 003: 1,000 rated answers per variant, and 95% confidence.
 DEFAULT_MIN_SAMPLE = 1000
 DEFAULT_CONFIDENCE = 0.95
+# The primary measure's name, by the kind of answer: what the decision's reason says.
+POSITIVE_RATE = "positive rate"
+ACCURACY = "accuracy"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class AbResult:
     alpha: float
     decision: str
     reason: str
+    # What positive_rate measures: the positive rate, or a classifier's accuracy.
+    measure: str = POSITIVE_RATE
 
     @property
     def significantly_better(self) -> bool:
@@ -84,7 +91,7 @@ def summarize(outcome: VariantOutcome, confidence: float = 0.95) -> VariantSumma
 
     scores = outcome.scores
     rated = len(scores)
-    positive = sum(1 for score in scores if score >= POSITIVE_SCORE)
+    positive = sum(outcome.rights())
     mean = sum(scores) / rated if rated else 0.0
     if rated > 1:
         spread = math.sqrt(sum((s - mean) ** 2 for s in scores) / (rated - 1) / rated)
@@ -124,6 +131,7 @@ def compare(
     challenger: VariantOutcome,
     min_sample: int = 100,
     alpha: float = 0.05,
+    measure: str = POSITIVE_RATE,
 ) -> AbResult:
     from scipy.stats import ttest_ind
 
@@ -134,7 +142,7 @@ def compare(
         p_mean = 1.0 if math.isnan(p_mean) else p_mean
     else:
         p_mean = 1.0
-    rates = f"positive rate {b.positive_rate:.3f} against {a.positive_rate:.3f}"
+    rates = f"{measure} {b.positive_rate:.3f} against {a.positive_rate:.3f}"
     if min(a.rated, b.rated) < min_sample:
         decision = "continue"
         reason = (
@@ -147,4 +155,4 @@ def compare(
     else:
         decision = "retire"
         reason = f"challenger not significantly better: {rates}, p = {p_rate:.4g}"
-    return AbResult(a, b, p_rate, p_mean, min_sample, alpha, decision, reason)
+    return AbResult(a, b, p_rate, p_mean, min_sample, alpha, decision, reason, measure)

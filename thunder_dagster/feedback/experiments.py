@@ -269,11 +269,13 @@ def challenger_share(
     return test.split if test.running else 0.0
 
 
-def live_result(test: AbTest, outcomes: list[VariantOutcome]) -> AbResult:
-    """The test's result from the answers logged since it began (QueryStore.outcomes)."""
+def live_result(test: AbTest, outcomes: list[VariantOutcome], measure: str) -> AbResult:
+    """The test's result from the answers logged since it began (QueryStore.outcomes), on
+    `measure` (abtest.POSITIVE_RATE, or ACCURACY for a classifier's test)."""
     return compare(
         outcome_of(outcomes, "champion", test.champion_version),
         outcome_of(outcomes, "challenger", test.challenger_version),
         test.min_sample,
         test.alpha,
+        measure,
     )

@@ -99,12 +99,25 @@ class TrainingExample:
 
 @dataclass(frozen=True)
 class VariantOutcome:
-    """The feedback scores one variant of an A/B test received."""
+    """The feedback one variant of an A/B test received: each rated answer's score and whether
+    it was right (`right`, in the same order; None: a score of 4 or 5 is right)."""
 
     variant: str
     model_version: str
     queries: int
     scores: tuple[int, ...]
+    right: tuple[bool, ...] | None = None
+
+    def rights(self) -> tuple[bool, ...]:
+        if self.right is not None:
+            return self.right
+        return tuple(score >= POSITIVE_SCORE for score in self.scores)
+
+
+def answer_was_right(score: int, label: str | None, response: str) -> bool:
+    """Whether a rated answer was right: a classifier's answer whose user gave the correct
+    label is right when it is that label; any other answer when its user rated it 4 or 5."""
+    return label == response if label is not None else score >= POSITIVE_SCORE
 
 
 class UnknownQueryError(LookupError):

@@ -35,6 +35,7 @@ from thunder_dagster.feedback.records import (
     TrainingExample,
     UnknownQueryError,
     VariantOutcome,
+    answer_was_right,
     new_query_id,
 )
 from thunder_dagster.feedback.schema import (
@@ -301,12 +302,20 @@ class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
             return [TrainingExample(*row) for row in session.execute(statement)]
 
     def outcomes(self, agent_id: str, since: datetime) -> list[VariantOutcome]:
-        """Per variant and model version: answers given since `since` and their scores. Each
-        user's first AB_RATINGS_PER_USER ratings of a variant count, the rest are left out:
-        a test counts people, and one user cannot decide it alone."""
+        """Per variant and model version: answers given since `since`, their scores, and
+        whether each rated one was right (a classifier's answer against its user's label).
+        Each user's first AB_RATINGS_PER_USER ratings of a variant count, the rest are left
+        out: a test counts people, and one user cannot decide it alone."""
         with self.sessions() as session:
             rows = session.execute(
-                select(QueryLog.variant, QueryLog.model_version, QueryLog.user_id, Feedback.score)
+                select(
+                    QueryLog.variant,
+                    QueryLog.model_version,
+                    QueryLog.user_id,
+                    QueryLog.response,
+                    Feedback.score,
+                    Feedback.label,
+                )
                 .select_from(QueryLog)
                 .outerjoin(Feedback, Feedback.query_id == QueryLog.id)
                 .where(
@@ -316,24 +325,28 @@ class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
                 )
                 .order_by(QueryLog.created_at, QueryLog.id)
             ).all()
-        grouped: dict[tuple[str, str], list] = {}
+        answers: dict[tuple[str, str], int] = {}
+        rated: dict[tuple[str, str], list[tuple[int, bool]]] = {}
         counted: dict[tuple[str, str, str], int] = {}
-        for variant, version, user, score in rows:
-            if score is not None:
-                seen = counted.get((variant, version, user), 0)
-                counted[(variant, version, user)] = seen + 1
-                if seen >= AB_RATINGS_PER_USER:
-                    score = None  # the answer counts, the rating past the user's share not
-            grouped.setdefault((variant, version), []).append(score)
-        return [
-            VariantOutcome(
-                variant,
-                version,
-                len(scores),
-                tuple(int(score) for score in scores if score is not None),
+        for variant, version, user, response, score, label in rows:
+            answers[(variant, version)] = answers.get((variant, version), 0) + 1
+            if score is None:
+                continue
+            seen = counted.get((variant, version, user), 0)
+            counted[(variant, version, user)] = seen + 1
+            if seen < AB_RATINGS_PER_USER:  # the answer counts, a rating past the share not
+                right = answer_was_right(int(score), label, response)
+                rated.setdefault((variant, version), []).append((int(score), right))
+        outcomes = []
+        for (variant, version), count in sorted(answers.items()):
+            ratings = rated.get((variant, version), [])
+            scores = tuple(score for score, _ in ratings)
+            outcomes.append(
+                VariantOutcome(
+                    variant, version, count, scores, tuple(right for _, right in ratings)
+                )
             )
-            for (variant, version), scores in sorted(grouped.items())
-        ]
+        return outcomes
 
     def record_analysis(
         self, agent_id: str, day: date, start: datetime, end: datetime, decision: str

@@ -72,8 +72,9 @@ def optimization_history(
     return _png(figure, axes)
 
 
-def ab_comparison(variants: list[dict], title: str = "") -> bytes:
-    """Each variant's positive rate and mean score (1-5) with their 95% intervals, side by side.
+def ab_comparison(variants: list[dict], title: str = "", measure: str = "positive rate") -> bytes:
+    """Each variant's positive rate (or the measure in its place: a classifier's accuracy) and
+    mean score (1-5) with their 95% intervals, side by side.
 
     A variant: {"label", "positive_rate", "positive_rate_ci", "mean_score", "mean_score_ci"}.
     """
@@ -86,7 +87,7 @@ def ab_comparison(variants: list[dict], title: str = "") -> bytes:
     labels = [variant["label"] for variant in variants]
     colours = ["tab:blue", "tab:orange", "tab:green"][: len(variants)]
     for axes, key, ylabel, limit in (
-        (rates, "positive_rate", "positive rate", (0, 1)),
+        (rates, "positive_rate", measure, (0, 1)),
         (scores, "mean_score", "mean score", (1, 5)),
     ):
         values = [variant[key] for variant in variants]

@@ -72,8 +72,9 @@ def _loss(deployment) -> float | None:
 
 
 def agent_versions(home: Home, agent_id: str) -> Versions:
-    """The agent's champion and challenger; with both, their losses on the same text (scored
-    when the challenger was released), since each card's own loss is on a text of its own."""
+    """The agent's champion and challenger; with both, their scores on the same held-out data
+    (recorded when the challenger was released: test losses, or classifiers' macro F1), since
+    each card's own loss is on a text of its own."""
     from thunder_dagster.deployments.gate import PairScores
 
     deployments = home.deployments_dir(agent_id)
@@ -81,11 +82,15 @@ def agent_versions(home: Home, agent_id: str) -> Versions:
     challenger = read_pointer(deployments, "challenger")
     if champion is not None and challenger is not None:
         pair = PairScores.read(deployments, champion.version, challenger.version)
+        if pair is None:
+            return Versions(champion.version, None, challenger.version, None)
         return Versions(
             champion.version,
-            pair.champion_loss if pair else None,
+            pair.champion_score,
             challenger.version,
-            pair.challenger_loss if pair else None,
+            pair.challenger_score,
+            pair.scored_by.label,
+            pair.scored_by.higher_is_better,
         )
     return Versions(
         champion.version if champion else None,

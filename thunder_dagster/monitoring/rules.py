@@ -59,12 +59,23 @@ class AbEvent:
 
 @dataclass(frozen=True)
 class Versions:
-    """An agent's champion and challenger, with their test losses (None: no such role)."""
+    """An agent's champion and challenger with their scores on the same held-out data (None:
+    no such role, or not scored together): test losses, or a classifier's macro F1."""
 
     champion: str | None
-    champion_loss: float | None
+    champion_score: float | None
     challenger: str | None
-    challenger_loss: float | None
+    challenger_score: float | None
+    measure: str = "test loss"
+    higher_is_better: bool = False
+
+    @property
+    def challenger_worse(self) -> bool:
+        if self.challenger_score is None or self.champion_score is None:
+            return False
+        if self.higher_is_better:
+            return self.challenger_score < self.champion_score
+        return self.challenger_score > self.champion_score
 
 
 @dataclass(frozen=True)
@@ -172,24 +183,21 @@ def high_latency(seen: Observations, bounds: Thresholds) -> list[Condition]:
 
 
 def low_quality(seen: Observations, bounds: Thresholds) -> list[Condition]:
-    """seed 003: a challenger whose test loss is worse than its champion's, or an A/B test
-    that retired a challenger in the last event_hours."""
+    """seed 003: a challenger that scores worse than its champion on the same held-out data
+    (a generator's test loss, a classifier's macro F1), or an A/B test that retired a
+    challenger in the last event_hours."""
     found = []
     for agent, versions in sorted(seen.versions.items()):
-        if (
-            versions.challenger_loss is not None
-            and versions.champion_loss is not None
-            and versions.challenger_loss > versions.champion_loss
-        ):
+        if versions.challenger_worse:
             found.append(
                 Condition(
                     "low_quality",
                     agent,
                     "warning",
-                    f"challenger {versions.challenger} of {agent} has test loss "
-                    f"{versions.challenger_loss:.3f}, worse than champion {versions.champion}'s "
-                    f"{versions.champion_loss:.3f}",
-                    versions.challenger_loss - versions.champion_loss,
+                    f"challenger {versions.challenger} of {agent} has {versions.measure} "
+                    f"{versions.challenger_score:.3f}, worse than champion {versions.champion}'s "
+                    f"{versions.champion_score:.3f}",
+                    abs(versions.challenger_score - versions.champion_score),
                 )
             )
     window = timedelta(hours=bounds.event_hours)

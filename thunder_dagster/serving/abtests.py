@@ -70,8 +70,11 @@ class VariantItem(BaseModel):
     model_version: str
     answers: int
     rated: int
-    positive: int = Field(description="answers rated 4 or 5")
-    positive_rate: float
+    positive: int = Field(
+        description="rated answers that were right: rated 4 or 5, or, a classifier's answer "
+        "its user gave a label, that label"
+    )
+    positive_rate: float = Field(description="the measure: positive rate, or accuracy")
     positive_rate_ci: tuple[float, float] = Field(description="Wilson interval, 95%")
     mean_score: float
     mean_score_ci: tuple[float, float]
@@ -81,6 +84,10 @@ class AbTestResults(BaseModel):
     test: AbTestItem
     champion: VariantItem
     challenger: VariantItem
+    measure: str = Field(
+        description="what positive_rate is: 'positive rate' (a generator's answers rated 4 or "
+        "5) or 'accuracy' (a classifier's answers, against the labels users gave)"
+    )
     positive_rate_p_value: float = Field(description="two-proportion z-test, two-sided")
     mean_score_p_value: float = Field(description="Welch's t-test, two-sided")
     verdict: str = Field(
@@ -102,6 +109,7 @@ def ab_test_results(test: "AbTest", result: "AbResult") -> AbTestResults:
         test=ab_test_item(test),
         champion=VariantItem(**asdict(result.champion)),
         challenger=VariantItem(**asdict(result.challenger)),
+        measure=result.measure,
         positive_rate_p_value=result.positive_rate_p_value,
         mean_score_p_value=result.mean_score_p_value,
         verdict=result.decision,

@@ -17,23 +17,28 @@ class Classification:
     model_version: str
     task: str
     query_id: str
+    variant: str = "champion"
 
 
 class Classifying:
     """Answerer's classifier methods, on its `models`, `metrics` and `state`."""
 
     def classify(self, agent_id: str, text: str, user_id: str) -> Classification:
-        """The label the agent's champion gives the text, with every label's probability;
+        """The label the user's arm of the agent's A/B split gives the text (the champion, or
+        a challenger under test for its share of users), with every label's probability;
         logged, so that its query id rates it or corrects its label."""
-        model = self.classifier(agent_id)
+        champion = self.classifier(agent_id)
+        variant = self.variant(agent_id, self.models(agent_id), user_id)
+        model = variant.model if isinstance(variant.model, LoadedClassifier) else champion
+        arm = variant.name if model is variant.model else "champion"
         started = time.perf_counter()
         label, probabilities = classify(model, text)
         elapsed = time.perf_counter() - started
-        self.metrics.model_seconds.labels(agent_id, "champion").observe(elapsed)
+        self.metrics.model_seconds.labels(agent_id, arm).observe(elapsed)
         record = QueryRecord(
             agent_id=agent_id,
             user_id=user_id,
-            variant="champion",
+            variant=arm,
             model_version=model.deployment.version,
             prompt=text,
             response=label,
@@ -42,7 +47,8 @@ class Classifying:
             latency_ms=elapsed * 1000,
         )
         query_id = self.state.writer.submit(record)
-        return Classification(label, probabilities, model.deployment.version, model.task, query_id)
+        version = model.deployment.version
+        return Classification(label, probabilities, version, model.task, query_id, arm)
 
     def check_correction(self, agent_id: str, label: str) -> None:
         """A label a user gives one of the agent's answers: WrongLabel unless the agent is a

@@ -166,6 +166,9 @@ class ClassifyResponse(BaseModel):
     model_version: str
     task: Literal["classification", "sentiment"]
     query_id: str = Field(description="rates the answer, or corrects its label, in /v1/feedback")
+    variant: Literal["champion", "challenger"] = Field(
+        description="the arm of the agent's A/B split that answered"
+    )
 
 
 class FeedbackRequest(BaseModel):

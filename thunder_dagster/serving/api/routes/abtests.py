@@ -131,14 +131,19 @@ def ab_test_live(
     who: Admin,
     state: State,
 ):
-    """The test and its live results: per variant the answers, rated answers, positive rate
-    and mean score with 95% intervals, the p-values, and what the evaluation would decide
-    now."""
+    """The test and its live results: per variant the answers, rated answers, the share
+    right (positive rate; a classifier's accuracy) and mean score with 95% intervals, the
+    p-values, and what the evaluation would decide now."""
+    from thunder_dagster.feedback.abtest import ACCURACY, POSITIVE_RATE
     from thunder_dagster.feedback.experiments import live_result
+    from thunder_dagster.serving.classification import LoadedClassifier
 
     _, test = _test_of(state, who, test_id)
     state.writer.flush()  # this server's answers so far count too
-    result = live_result(test, state.open_store().outcomes(test.agent_id, test.created_at))
+    models = state.pool.get(test.agent_id)
+    labelled = models is not None and isinstance(models.champion, LoadedClassifier)
+    outcomes = state.open_store().outcomes(test.agent_id, test.created_at)
+    result = live_result(test, outcomes, ACCURACY if labelled else POSITIVE_RATE)
     trail.detail = result.decision
     return ab_test_results(test, result)
 

@@ -22,8 +22,9 @@ router = APIRouter()
 async def classify_text(
     agent_id: str, request: ClassifyRequest, who: Generator, engine: Engine
 ) -> ClassifyResponse:
-    """The label a classification or sentiment agent's champion gives the text, with
-    every label's probability, and the query id that rates it or corrects its label."""
+    """The label a classification or sentiment agent gives the text (its champion, or for
+    the A/B share of users the challenger under test), with every label's probability, and
+    the query id that rates it or corrects its label."""
     loop = asyncio.get_running_loop()
     found = await loop.run_in_executor(
         engine.state.workers, engine.classify, agent_id, request.text, who.user(request.user_id)
@@ -34,4 +35,5 @@ async def classify_text(
         model_version=found.model_version,
         task=found.task,
         query_id=found.query_id,
+        variant=found.variant,
     )
