@@ -1,6 +1,8 @@
-"""What `thunder status` shows of each agent, read from THUNDER_HOME's files: documents, the
-dataset version, the retrieval index served, the champion and challenger. The CLI adds what
-only the Dagster instance knows (the last training run, the latest trigger decision)."""
+"""What `thunder status` shows of each agent, read from THUNDER_HOME's files: its task,
+documents, the data its model learns from (the chunked dataset of a generating agent, the
+labelled examples of a classifier), the retrieval index served, and what answers (champion and
+challenger; a chat or instruction agent's instruct base). The CLI adds what only the Dagster
+instance knows (the last training run, the latest trigger decision)."""
 
 import json
 from dataclasses import dataclass, field
@@ -15,9 +17,11 @@ from thunder_dagster.retrieval.index import MANIFEST, IndexManifest, pointed_ver
 @dataclass
 class AgentStatus:
     agent_id: str
+    task: str | None = None  # None: agent.json unreadable (a problem says why)
     documents: dict[str, int] = field(default_factory=dict)  # status -> count
     dataset_version: str | None = None
     dataset_rows: int | None = None
+    dataset_unit: str = "chunks"  # what its rows are: chunks, or labelled examples
     index: str | None = None  # "<version> (<chunks> chunks)" of the index the server searches
     champion: str | None = None
     challenger: str | None = None
@@ -28,12 +32,13 @@ class AgentStatus:
     def row(self) -> list[str]:
         documents = ", ".join(f"{n} {s}" for s, n in self.documents.items() if n) or "-"
         dataset = (
-            f"{self.dataset_version[:12]} ({self.dataset_rows} chunks)"
+            f"{self.dataset_version[:12]} ({self.dataset_rows} {self.dataset_unit})"
             if self.dataset_version
             else "-"
         )
         return [
             self.agent_id,
+            self.task or "?",
             documents,
             dataset,
             self.index or "-",
@@ -44,13 +49,21 @@ class AgentStatus:
         ]
 
 
-HEADERS = ["agent", "documents", "dataset", "index", "champion", "challenger", "last training"]
-HEADERS += ["trigger"]
+HEADERS = ["agent", "task", "documents", "dataset", "index", "champion", "challenger"]
+HEADERS += ["last training", "trigger"]
 
 
 def agent_status(home: Home, agent_id: str) -> AgentStatus:
     """The file-based part of an agent's state; unreadable files are listed, not raised."""
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+    from thunder_dagster.tasks.registry import task_kind
+
     status = AgentStatus(agent_id)
+    try:
+        status.task = read_task(home.agent_dir(agent_id))
+    except AgentSettingsError as error:
+        status.problems.append(str(error))
+    kind = task_kind(status.task) if status.task else None
     report_path = home.ingest_report_path(agent_id)
     try:
         report = read_ingest_report(report_path)
@@ -58,12 +71,15 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
             status.documents = report.summary
     except (OSError, ValueError, KeyError, TypeError) as error:
         status.problems.append(f"{report_path}: unreadable ({error})")
-    try:
-        dataset = latest_dataset(home.processed_dir(agent_id))
-        if dataset is not None:
-            status.dataset_version, status.dataset_rows = dataset.version, dataset.rows
-    except (ValueError, TypeError) as error:
-        status.problems.append(f"{home.processed_dir(agent_id)}: dataset unreadable ({error})")
+    if kind is not None and kind.labelled:
+        _labelled_examples(home, status)
+    else:
+        try:
+            dataset = latest_dataset(home.processed_dir(agent_id))
+            if dataset is not None:
+                status.dataset_version, status.dataset_rows = dataset.version, dataset.rows
+        except (ValueError, TypeError) as error:
+            status.problems.append(f"{home.processed_dir(agent_id)}: dataset unreadable ({error})")
     retrieval = home.retrieval_dir(agent_id)
     version = pointed_version(retrieval)
     if version is not None:
@@ -82,7 +98,28 @@ def agent_status(home: Home, agent_id: str) -> AgentStatus:
             continue
         if pointer is not None:
             setattr(status, role, f"{pointer.version} ({pointer.family})")
+    if kind is not None and kind.model == "instruct" and status.champion is None:
+        from thunder_dagster.instruct.base import FILE_NAME, FILE_SHA256
+
+        # What the server logs its answers under (serving/conversations.py).
+        status.champion = f"base-{FILE_SHA256[:12]} ({FILE_NAME.split('.')[0]})"
     return status
+
+
+def _labelled_examples(home: Home, status: AgentStatus) -> None:
+    """A classifier's data: its newest labelled examples (uploads and users' labels)."""
+    from thunder_dagster.documents.labelled import latest_labelled
+
+    manifest = latest_labelled(home.processed_dir(status.agent_id))
+    if manifest is None:
+        return
+    try:
+        status.dataset_version, status.dataset_rows = str(manifest["version"]), manifest["rows"]
+        status.dataset_unit = "labelled examples"
+    except (KeyError, TypeError) as error:
+        status.problems.append(
+            f"{home.processed_dir(status.agent_id)}: labelled examples unreadable ({error})"
+        )
 
 
 def render_table(rows: list[list[str]], headers: list[str] = HEADERS) -> str:
