@@ -116,6 +116,25 @@ def test_the_helm_values_run_this_code_location_on_the_same_volume_and_image():
     assert user["includeConfigInLaunchedRuns"]["enabled"] is True
 
 
+def test_the_teacher_reaches_the_model_servers_and_the_dagster_runs(built):
+    """The reward model's grades come from the teacher in a Dagster run: the code location,
+    whose configuration its runs' pods inherit, reads the Secret the servers read, and the
+    documented command names the variables both read."""
+    from thunder_dagster import settings
+
+    (container,) = built["Deployment/thunder-serve"]["spec"]["template"]["spec"]["containers"]
+    served = {s["secretRef"]["name"]: s for s in container["envFrom"] if "secretRef" in s}
+    values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())
+    (user,) = values["dagster-user-deployments"]["deployments"]
+    assert "thunder-teacher" in {secret["name"] for secret in user["envSecrets"]}
+    assert served["thunder-teacher"]["secretRef"]["optional"] is True
+    assert user["includeConfigInLaunchedRuns"]["enabled"] is True
+    guide = (REPO_ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    command = next(line for line in guide.splitlines() if "secret generic thunder-teacher" in line)
+    for variable in (settings.TEACHER_URL, settings.TEACHER_MODEL, settings.TEACHER_API_KEY):
+        assert f"--from-literal={variable.name}=" in command
+
+
 def test_the_dockerfile_copies_what_exists_and_runs_as_its_user():
     lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
     for line in lines:
