@@ -12,7 +12,7 @@ from tests.processes import BIN
 from thunder_dagster.feedback.store import QueryStore
 from thunder_dagster.home import Home
 
-# `make test` runs the suite on three pytest-xdist workers. Each module runs whole on one worker,
+# `make test` runs the suite on two pytest-xdist workers. Each module runs whole on one worker,
 # so a module fixture is built once; the modules of a group below run one after another on one
 # worker: those that use PostgreSQL and Redis or stop them (marked SERVICES), and those that
 # share a costly session fixture (built once). The longest groups start first, so that neither

@@ -406,6 +406,31 @@ def test_a_users_corrected_label_becomes_a_labelled_example_traced_to_its_answer
     assert request.tags["thunder/labelled_version"] == page["version"]
 
 
+def test_labelled_examples_fail_clearly_and_write_nothing_while_the_store_is_down(
+    classified, tmp_path, monkeypatch
+):
+    home, result, _ = classified
+    copy = Home.resolve(tmp_path / "thunder")
+    shutil.copytree(home.root, copy.root)
+    before = latest_labelled(copy.processed_dir(AGENT))
+    # Nothing listens on port 9: the store is down.
+    monkeypatch.setenv("THUNDER_QUERY_DB_URL", "postgresql+psycopg2://thunder:secret@127.0.0.1:9/q")
+    documents = result.output_for_node("documents")
+    failed = materialize_given(copy, labelled_examples, AGENT, {"documents": documents})
+    assert not failed.success
+    kinds = [event.event_type_value for event in failed.all_events]
+    # Each attempt's failure is logged as it is retried; the last ends the step.
+    (retried, *_) = [e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    error, reason = retried.event_specific_data.error, ""
+    while error is not None:  # the policy's retry request, caused by the step's Failure
+        reason, error = reason + error.message, error.cause
+    assert "users' labels could not be read from the query-log store" in reason
+    assert "127.0.0.1:9" in reason and "secret" not in reason and "***" in reason
+    assert "materialize labelled_examples again" in reason
+    assert kinds.count("STEP_UP_FOR_RETRY") == 2
+    assert latest_labelled(copy.processed_dir(AGENT)) == before
+
+
 def test_two_classifier_versions_are_compared_on_the_labelled_test_split_in_the_ui(
     classified, tmp_path
 ):

@@ -26,7 +26,7 @@ from thunder_dagster.runtime.configs import DeadlineConfig
 from thunder_dagster.runtime.errors import failing_on
 from thunder_dagster.runtime.metadata import check_results, image, links, markdown_table
 from thunder_dagster.runtime.partitions import agents
-from thunder_dagster.runtime.policies import TRAINING_POOL, TRAINING_RETRY
+from thunder_dagster.runtime.policies import IO_RETRY, TRAINING_POOL, TRAINING_RETRY
 from thunder_dagster.runtime.releases import test_challenger
 from thunder_dagster.tasks.agents import AgentSettingsError, read_task
 from thunder_dagster.tasks.registry import task_kind
@@ -35,7 +35,7 @@ from thunder_dagster.times import utc_now
 SHOWN_PROBLEMS = 20
 
 
-@dg.asset(group_name="ingest", kinds={"pandas"}, partitions_def=agents)
+@dg.asset(group_name="ingest", kinds={"pandas"}, partitions_def=agents, retry_policy=IO_RETRY)
 def labelled_examples(
     context: dg.AssetExecutionContext,
     documents: DocumentSet,
@@ -45,10 +45,22 @@ def labelled_examples(
     """Every labelled upload's rows (CSV with text and label columns, or JSONL objects), then
     the labels users gave the agent's classify answers, each text once, in
     processed/labelled.csv with each row's source (file:line, or query:<id>); rows left out
-    are listed by file and line."""
+    are listed by file and line. A query-log store it cannot read fails the step (retried):
+    a version without the users' labels would drop them from the next classifier."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     files = [(document.rel_path, list(document.examples)) for document in documents.labelled]
-    with queries.open() as store:
-        corrections = store.corrections(context.partition_key)
+    try:
+        with queries.open() as store:
+            corrections = store.corrections(context.partition_key)
+    except SQLAlchemyError as error:
+        detail = str(error.orig if getattr(error, "orig", None) else error).strip().splitlines()
+        raise dg.Failure(
+            f"the users' labels could not be read from the query-log store "
+            f"{queries.shown_url()} ({type(error).__name__}: {detail[0] if detail else ''}); "
+            "nothing was written, the uploads' examples are unchanged: start the store (or "
+            "fix THUNDER_QUERY_DB_URL) and materialize labelled_examples again"
+        ) from None
     examples = collect_examples(context.partition_key, files, corrections)
     written = write_labelled(
         thunder.home().processed_dir(context.partition_key), examples, utc_now().isoformat()

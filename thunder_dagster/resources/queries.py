@@ -17,10 +17,17 @@ class QueryLogStore(dg.ConfigurableResource):
         "sqlite:///$THUNDER_HOME/queries.db.",
     )
 
+    def resolved_url(self) -> str:
+        return self.url or settings.QUERY_DB_URL.value() or self.thunder.home().queries_db_url
+
+    def shown_url(self) -> str:
+        """The URL as a log or a page may show it: its password masked."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.resolved_url()).render_as_string(hide_password=True)
+
     def open(self):
         """A QueryStore on the newest schema, to use in a `with` block that closes it."""
         from thunder_dagster.feedback.store import QueryStore
 
-        return QueryStore.open(
-            self.url or settings.QUERY_DB_URL.value() or self.thunder.home().queries_db_url
-        )
+        return QueryStore.open(self.resolved_url())
