@@ -378,30 +378,15 @@ def classifier_deployment(
 def _gate(home, agent_id: str, trained: TrainedClassifier):
     """The verdict on the candidate's and the serving classifier's macro F1 on the candidate's
     test split, and their accuracies."""
-    from thunder_dagster.deployments.gate import MACRO_F1, classifier_scores, judge
-    from thunder_dagster.deployments.pointers import Deployment, read_pointer
-    from thunder_dagster.modeling.cards import CARD_NAME, ModelCard
+    from thunder_dagster.deployments.gate import judge_classifier
     from thunder_dagster.tasks.agents import read_release_policy
 
     with failing_on(AgentSettingsError):
         policy = read_release_policy(home.agent_dir(agent_id))
-    build = Deployment(
-        agent_id,
-        "candidate",
-        "classifier",
-        trained.model_dir,
-        trained.onnx_path,
-        trained.onnx_sha256,
-        str(Path(trained.model_dir) / CARD_NAME),
-        None,
-        "",
+    return judge_classifier(
+        home.deployments_dir(agent_id),
+        trained,
+        list(trained.test_texts),
+        list(trained.test_labels),
+        policy,
     )
-    texts, truth = list(trained.test_texts), list(trained.test_labels)
-    accuracy, candidate = classifier_scores(build, texts, truth)
-    accuracies = {"candidate_accuracy": accuracy, "champion_accuracy": "-"}
-    champion = read_pointer(home.deployments_dir(agent_id))
-    if champion is None or not task_kind(ModelCard.read(champion.model_dir).task).labelled:
-        return judge(candidate, None, None, policy, MACRO_F1), accuracies
-    accuracies["champion_accuracy"], serving = classifier_scores(champion, texts, truth)
-    verdict = judge(candidate, champion.version, serving, policy, MACRO_F1)
-    return verdict, accuracies

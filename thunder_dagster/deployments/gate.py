@@ -152,6 +152,30 @@ def classifier_scores(model, texts: list[str], truth: list[str]) -> tuple[float,
     return float(accuracy_score(truth, predicted)), float(macro)
 
 
+def judge_classifier(
+    deployments_dir: Path, trained, texts: list[str], truth: list[str], policy: ReleasePolicy
+) -> tuple[GateVerdict, dict]:
+    """The verdict on a trained classifier (its model_dir, onnx_path and onnx_sha256) and the
+    agent's serving one by macro F1 on the same labelled texts, and both accuracies (metadata);
+    a serving model that is not a classifier is nothing to beat."""
+    from thunder_dagster.deployments.pointers import Deployment, read_pointer
+    from thunder_dagster.modeling.cards import CARD_NAME, ModelCard
+    from thunder_dagster.tasks.registry import task_kind
+
+    card_path = str(Path(trained.model_dir) / CARD_NAME)
+    build = Deployment(
+        deployments_dir.name, "candidate", "classifier", trained.model_dir, trained.onnx_path,
+        trained.onnx_sha256, card_path, None, "",
+    )  # fmt: skip
+    accuracy, candidate = classifier_scores(build, texts, truth)
+    accuracies = {"candidate_accuracy": accuracy, "champion_accuracy": "-"}
+    champion = read_pointer(deployments_dir)
+    if champion is None or not task_kind(ModelCard.read(champion.model_dir).task).labelled:
+        return judge(candidate, None, None, policy, MACRO_F1), accuracies
+    accuracies["champion_accuracy"], serving = classifier_scores(champion, texts, truth)
+    return judge(candidate, champion.version, serving, policy, MACRO_F1), accuracies
+
+
 SCORES_NAME = "challenger_scores.json"
 
 
