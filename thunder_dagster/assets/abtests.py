@@ -4,6 +4,7 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field
 
+from thunder_dagster.deployments.gate import labelled
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import NoChallengerError, promote, retire
 from thunder_dagster.feedback.abtest import (
@@ -92,7 +93,7 @@ def ab_test_result(
             outcome_of(outcomes, "challenger", tested),
             config.min_sample or (test.min_sample if test else DEFAULT_MIN_SAMPLE),
             config.alpha or (test.alpha if test else round(1 - DEFAULT_CONFIDENCE, 10)),
-            ACCURACY if _labelled(champion) else POSITIVE_RATE,
+            ACCURACY if labelled(champion) else POSITIVE_RATE,
         )
         ending = "retired"
         if test is not None and test.status == "stopped":
@@ -124,14 +125,6 @@ def ab_test_result(
         description=result.reason,
         metadata={"decision": result.decision, "p_value": result.positive_rate_p_value},
     )
-
-
-def _labelled(deployment) -> bool:
-    """Whether the deployment is a classifier's: its A/B test judges accuracy."""
-    from thunder_dagster.modeling.cards import ModelCard
-    from thunder_dagster.tasks.registry import task_kind
-
-    return task_kind(ModelCard.read(deployment.model_dir).task).labelled
 
 
 def _result_metadata(agent_id: str, result: AbResult, champion: str, tested: str, test) -> dict:

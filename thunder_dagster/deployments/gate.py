@@ -152,6 +152,14 @@ def classifier_scores(model, texts: list[str], truth: list[str]) -> tuple[float,
     return float(accuracy_score(truth, predicted)), float(macro)
 
 
+def labelled(deployment) -> bool:
+    """Whether a deployment's model is a classifier's (its card's task is a labelled one)."""
+    from thunder_dagster.modeling.cards import ModelCard
+    from thunder_dagster.tasks.registry import task_kind
+
+    return task_kind(ModelCard.read(deployment.model_dir).task).labelled
+
+
 def judge_classifier(
     deployments_dir: Path, trained, texts: list[str], truth: list[str], policy: ReleasePolicy
 ) -> tuple[GateVerdict, dict]:
@@ -159,8 +167,7 @@ def judge_classifier(
     agent's serving one by macro F1 on the same labelled texts, and both accuracies (metadata);
     a serving model that is not a classifier is nothing to beat."""
     from thunder_dagster.deployments.pointers import Deployment, read_pointer
-    from thunder_dagster.modeling.cards import CARD_NAME, ModelCard
-    from thunder_dagster.tasks.registry import task_kind
+    from thunder_dagster.modeling.cards import CARD_NAME
 
     card_path = str(Path(trained.model_dir) / CARD_NAME)
     build = Deployment(
@@ -170,7 +177,7 @@ def judge_classifier(
     accuracy, candidate = classifier_scores(build, texts, truth)
     accuracies = {"candidate_accuracy": accuracy, "champion_accuracy": "-"}
     champion = read_pointer(deployments_dir)
-    if champion is None or not task_kind(ModelCard.read(champion.model_dir).task).labelled:
+    if champion is None or not labelled(champion):
         return judge(candidate, None, None, policy, MACRO_F1), accuracies
     accuracies["champion_accuracy"], serving = classifier_scores(champion, texts, truth)
     return judge(candidate, champion.version, serving, policy, MACRO_F1), accuracies
