@@ -50,13 +50,34 @@ class Completion:
 
 
 class BaseModel:
-    """The loaded graph and the tokenizer; `positions` is the graph's context bound."""
+    """The loaded graph and the tokenizer; `positions` is the graph's context bound. On the
+    adapted graph, `adapter` holds an agent's adapter inputs (adapters/files.graph_feeds)."""
 
-    def __init__(self, session, tokenizer: BaseTokenizer, spec: BaseSpec, positions: int):
+    def __init__(
+        self,
+        session,
+        tokenizer: BaseTokenizer,
+        spec: BaseSpec,
+        positions: int,
+        adapter: dict[str, np.ndarray] | None = None,
+    ):
         self.session = session
         self.tokenizer = tokenizer
         self.spec = spec
         self.positions = positions
+        self._adapter = {}
+        if adapter is not None:
+            from onnxruntime import OrtValue
+
+            self._adapter = {
+                name: OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+                for name, value in adapter.items()
+            }
+
+    def with_adapter(self, adapter: dict[str, np.ndarray]) -> "BaseModel":
+        """The same loaded graph answering with another agent's adapter (only its matrices
+        are this model's own)."""
+        return BaseModel(self.session, self.tokenizer, self.spec, self.positions, adapter)
 
     def _empty_cache(self, capacity: int) -> list:
         """One answer's key/value cache: for each layer a key and a value buffer of
@@ -84,6 +105,8 @@ class BaseModel:
             binding.bind_ortvalue_input(past_v, value)
             binding.bind_ortvalue_output(present_k, key)
             binding.bind_ortvalue_output(present_v, value)
+        for name, matrix in self._adapter.items():
+            binding.bind_ortvalue_input(name, matrix)
         self.session.run_with_iobinding(binding)
         logits = binding.get_outputs()[0].numpy()
         return logits[0, -1].astype(np.float64), cache

@@ -53,11 +53,21 @@ def _stacked(*matrices: Blocks4) -> Blocks4:
     )
 
 
+def adapter_inputs(name: str) -> tuple[str, str]:
+    """The inputs that carry an agent's low-rank adapter of the projection group `name`
+    (thunder_dagster/adapters/files.py lays them out): A [in, rank] and B [rank, out]."""
+    return f"{name}.adapter_a", f"{name}.adapter_b"
+
+
 class _Builder:
-    def __init__(self, accuracy_level: int):
+    def __init__(self, accuracy_level: int, adapted: bool = False):
         self.nodes, self.initializers = [], []
         self.accuracy_level = accuracy_level
         self.summing: dict[int, str] = {}
+        # With `adapted`, every projection adds x @ A @ B from two inputs of its own (an
+        # agent's adapter, zeros for none): one loaded graph serves every agent's adapter.
+        self.adapted = adapted
+        self.adapter_inputs: list = []
 
     def constant(self, name: str, array: np.ndarray) -> str:
         from onnx import numpy_helper
@@ -118,7 +128,22 @@ class _Builder:
         shift = self.node(
             "MatMul", [sums, self.constant(f"{name}.offset", offsets)], [f"{name}.shift"]
         )
-        return self.node("Add", [product, shift], [name])
+        if not self.adapted:
+            return self.node("Add", [product, shift], [name])
+        base = self.node("Add", [product, shift], [f"{name}.base"])
+        return self.node("Add", [base, self.low_rank(x, name, cols, rows)], [name])
+
+    def low_rank(self, x: str, name: str, cols: int, rows: int) -> str:
+        from onnx import TensorProto, helper
+
+        a, b = adapter_inputs(name)
+        rank = f"{name}.rank"
+        self.adapter_inputs += [
+            helper.make_tensor_value_info(a, TensorProto.FLOAT, [cols, rank]),
+            helper.make_tensor_value_info(b, TensorProto.FLOAT, [rank, rows]),
+        ]
+        low = self.node("MatMul", [x, a], [f"{name}.low"])
+        return self.node("MatMul", [low, b], [f"{name}.delta"])
 
     def norm(self, x: str, weight: np.ndarray, eps: float, name: str) -> str:
         gamma = self.constant(f"{name}.gamma", weight)
@@ -238,13 +263,15 @@ def build_graph(
     accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
     positions: int | None = None,
     exact: bool = False,
+    adapted: bool = False,
 ):
     """The ModelProto of the base; `positions` bounds the context (the file's by default).
-    `exact` multiplies the output in float (the parity reference's graph) instead of 8-bit."""
+    `exact` multiplies the output in float (the parity reference's graph) instead of 8-bit;
+    `adapted` gives every projection group an adapter's two inputs (adapter_inputs)."""
     from onnx import helper
 
     spec = base.spec
-    b = _Builder(accuracy_level)
+    b = _Builder(accuracy_level, adapted)
     embedding = base.blocks8("token_embd.weight")
     unsigned = (embedding.q.astype(np.int16) + 128).astype(np.uint8)
     b.constant("embedding.q", unsigned)
@@ -294,6 +321,7 @@ def build_graph(
         b.node("MatMul", [last, transposed], ["logits"])
     else:
         _output(b, last, unsigned, embedding.scale, spec)
+    inputs += b.adapter_inputs
     graph = helper.make_graph(b.nodes, "instruct_base", inputs, outputs, b.initializers)
     return helper.make_model(
         graph,
