@@ -182,7 +182,8 @@ class KerasBase:
 
         positions = ops.shape(ids)[1]
         x = ops.take(self.embedding, ids, axis=0)
-        cos, sin = self.cos[:positions], self.sin[:positions]
+        cos = ops.convert_to_tensor(self.cos)[:positions]
+        sin = ops.convert_to_tensor(self.sin)[:positions]
         causal = np.tril(np.ones((self.positions, self.positions), dtype=bool))
         mask = ops.convert_to_tensor(causal)[None, None, :positions, :positions]
         for block in self.blocks:

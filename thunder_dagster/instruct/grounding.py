@@ -101,8 +101,8 @@ def supporting(
     texts = list(candidates)
     vectors = _unit(np.asarray(encode_many(texts), dtype=np.float32))
     similarities = vectors @ _unit(np.asarray(question, dtype=np.float32))
-    words = _words(question_text)
-    shared = np.array([len(words & _words(text)) / max(len(words), 1) for text in texts])
+    words = content_words(question_text)
+    shared = np.array([len(words & content_words(text)) / max(len(words), 1) for text in texts])
     ranked = similarities + LEXICAL_WEIGHT * shared
     order = np.argsort(-ranked, kind="stable")[: policy.sentences]
     if similarities.max() < policy.min_similarity:
@@ -115,12 +115,20 @@ def grounded_messages(
 ) -> list[Message]:
     """The conversation as the base sees it: a system message with the facts, then the turns
     (a caller's own system message is kept after the facts' instructions)."""
-    facts = "\n".join(f"- {support.sentence}" for support in supports)
+    return messages_with_facts(agent_id, conversation, [support.sentence for support in supports])
+
+
+def messages_with_facts(
+    agent_id: str, conversation: list[Message], facts: list[str]
+) -> list[Message]:
+    """grounded_messages from the facts' sentences (an adapter's training examples are laid
+    out as the server lays out its prompts)."""
+    listed = "\n".join(f"- {sentence}" for sentence in facts)
     own = [m.content for m in conversation if m.role == "system"]
     system = "\n\n".join([SYSTEM.format(agent=agent_id), *own])
     turns = [m for m in conversation if m.role != "system"]
     last = turns[-1]
-    asked = Message(last.role, f"Facts:\n{facts}\n\nQuestion: {last.content}") if supports else last
+    asked = Message(last.role, f"Facts:\n{listed}\n\nQuestion: {last.content}") if facts else last
     return [Message("system", system), *EXAMPLE, *turns[:-1], asked]
 
 
@@ -141,9 +149,9 @@ def within_budget(
 def unsupported_words(answer: str, question: str, supports: list[Support]) -> set[str]:
     """The answer's content words found neither in the supporting sentences nor in the
     question: what the base added of its own (a wrong number, an invented name)."""
-    known = _words(question) | {w for s in supports for w in _words(s.sentence)}
+    known = content_words(question) | {w for s in supports for w in content_words(s.sentence)}
     known |= {w.rstrip("s") for w in known}
-    return {w for w in _words(answer) - known if w.rstrip("s") not in known}
+    return {w for w in content_words(answer) - known if w.rstrip("s") not in known}
 
 
 def faithful(answer: str, question: str, supports: list[Support]) -> bool:
@@ -153,7 +161,7 @@ def faithful(answer: str, question: str, supports: list[Support]) -> bool:
     new = unsupported_words(answer, question, supports)
     if len(new) > MAX_NEW_WORDS or any(w.isdigit() or w in NUMBER_WORDS for w in new):
         return False
-    return bool(_words(answer) - _words(question) - new)
+    return bool(content_words(answer) - content_words(question) - new)
 
 
 def quoted(support: Support) -> str:
@@ -165,7 +173,7 @@ def not_covered(agent_id: str) -> str:
     return NOT_COVERED.format(agent=agent_id)
 
 
-def _words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
     return {word for word in re.findall(r"[a-z0-9]+", text.lower()) if word not in STOP_WORDS}
 
 
