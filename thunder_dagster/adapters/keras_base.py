@@ -55,7 +55,9 @@ def _rotary(positions: int, dim: int, base: float) -> tuple[np.ndarray, np.ndarr
 
 def _rotate_pairs(x, cos, sin):
     """x [batch, positions, heads, dim] rotated on adjacent pairs (2i, 2i+1)."""
-    from keras import ops
+    from thunder_dagster.modeling.backend import keras
+
+    ops = keras.ops
 
     shape = ops.shape(x)
     pairs = ops.reshape(x, (shape[0], shape[1], shape[2], -1, 2))
@@ -66,8 +68,9 @@ def _rotate_pairs(x, cos, sin):
 
 
 def _block_class():
-    import keras
-    from keras import ops
+    from thunder_dagster.modeling.backend import keras
+
+    ops = keras.ops
 
     class DecoderBlock(keras.layers.Layer):
         """Pre-norm attention (grouped queries, rotary pairs, causal) and a SwiGLU feed-forward."""
@@ -140,7 +143,7 @@ class KerasBase:
     [batch, positions, width], `logits` multiplies them by the tied embedding."""
 
     def __init__(self, weights, shape: AdapterShape | None = None, positions: int = 1024):
-        import keras
+        from thunder_dagster.modeling.backend import keras
 
         spec = weights.spec
         self.spec, self.shape, self.positions = spec, shape, positions
@@ -178,7 +181,9 @@ class KerasBase:
         ]
 
     def hidden(self, ids):
-        from keras import ops
+        from thunder_dagster.modeling.backend import keras
+
+        ops = keras.ops
 
         positions = ops.shape(ids)[1]
         x = ops.take(self.embedding, ids, axis=0)
@@ -191,7 +196,9 @@ class KerasBase:
         return self.output_norm(x)
 
     def logits(self, hidden):
-        from keras import ops
+        from thunder_dagster.modeling.backend import keras
+
+        ops = keras.ops
 
         return ops.matmul(hidden, ops.transpose(self.embedding))
 

@@ -53,7 +53,7 @@ def padded_batch(rows: list[tuple[tuple[int, ...], tuple[bool, ...]]], pad: int)
 
 
 def _signature():
-    import tensorflow as tf
+    from thunder_dagster.modeling.backend import tensorflow as tf
 
     return [
         tf.TensorSpec([None, None], tf.int32),
@@ -66,8 +66,8 @@ class AdapterTrainer:
     """Steps of one model's adapter with AdamW (only the adapter's matrices change)."""
 
     def __init__(self, model, learning_rate: float, pad_id: int):
-        import keras
-        import tensorflow as tf
+        from thunder_dagster.modeling.backend import keras
+        from thunder_dagster.modeling.backend import tensorflow as tf
 
         self.model, self.pad_id = model, pad_id
         self.optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=0.0)
@@ -80,7 +80,7 @@ class AdapterTrainer:
     def _target_logp(self, inputs, targets, weights):
         """log p of each learnt target, and the row it belongs to (logits only where learnt:
         the tied output projection over 49,152 tokens is a fifth of the model's work)."""
-        import tensorflow as tf
+        from thunder_dagster.modeling.backend import tensorflow as tf
 
         hidden = self.model.hidden(inputs)
         where = tf.where(weights > 0)
@@ -90,7 +90,7 @@ class AdapterTrainer:
         return logp, where[:, 0]
 
     def _sft_step(self, inputs, targets, weights):
-        import tensorflow as tf
+        from thunder_dagster.modeling.backend import tensorflow as tf
 
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
@@ -100,7 +100,7 @@ class AdapterTrainer:
         return loss
 
     def _sequence_logp(self, inputs, targets, weights):
-        import tensorflow as tf
+        from thunder_dagster.modeling.backend import tensorflow as tf
 
         logp, rows = self._target_logp(inputs, targets, weights)
         return tf.math.unsorted_segment_sum(logp, rows, tf.shape(inputs)[0])
@@ -108,7 +108,7 @@ class AdapterTrainer:
     def _dpo_step(self, inputs, targets, weights, reference):
         """Rows 2i and 2i+1 are a pair's chosen and rejected answers; `reference` their
         log-probabilities before training (the champion's)."""
-        import tensorflow as tf
+        from thunder_dagster.modeling.backend import tensorflow as tf
 
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
