@@ -187,3 +187,16 @@ def test_admin_sees_what_serves_and_every_version_with_its_card(served, keys, ho
         ("deployments.read", "ok"),
         ("deployments.read", "ok"),
     ]
+
+
+def test_a_request_id_the_audit_log_cannot_hold_is_refused_before_the_action(served, keys):
+    _, admin = keys.create("ops", ["admin"])
+    for request_id in ("r" * 65, "bad\tid"):
+        refused = served.get(
+            "/v1/admin/audit", headers=bearer(admin) | {"X-Request-Id": request_id}
+        )
+        assert refused.status_code == 400
+        assert "X-Request-Id" in refused.json()["detail"] and "64" in refused.json()["detail"]
+    assert keys.audit() == []  # nothing was read, so nothing was recorded
+    fine = served.get("/v1/admin/audit", headers=bearer(admin) | {"X-Request-Id": "r" * 64})
+    assert fine.status_code == 200 and keys.audit()[0].request_id == "r" * 64

@@ -110,3 +110,8 @@ def test_the_server_asks_api_b_when_unsure_and_flags_the_local_answer_when_it_ca
     with QueryStore.open(home.queries_db_url) as store:
         (example,) = store.distillation_examples("acme", 0.8, 10)
         assert example.response.startswith("the teacher")
+
+
+def test_the_teachers_api_key_stays_out_of_its_settings_repr():
+    settings = TeacherSettings("http://127.0.0.1:9/v1", "big-model", "sk-secret-123")
+    assert "sk-secret-123" not in repr(settings) and "big-model" in repr(settings)

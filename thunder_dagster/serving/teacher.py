@@ -13,7 +13,7 @@ the reason, and the local answer stands.
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import openai
 
@@ -52,7 +52,7 @@ class CircuitOpenError(TeacherUnavailableError):
 class TeacherSettings:
     base_url: str
     model: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # a settings object's repr reaches logs
     budget_seconds: float = 10.0
     failures_to_open: int = 5
     open_seconds: float = 30.0

@@ -12,6 +12,7 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from thunder_dagster.serving.answering import Answerer
 from thunder_dagster.serving.api import audit, problems
@@ -56,6 +57,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.middleware("http")
     async def measured_and_audited(request: Request, call_next):
         started = time.perf_counter()
+        problem = audit.request_id_problem(request)
+        if problem is not None:
+            return JSONResponse({"detail": problem}, status_code=400)
         response = await call_next(request)
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "unmatched")

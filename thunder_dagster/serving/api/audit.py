@@ -4,6 +4,7 @@ or failed (anything else, with the problem's detail). Refused requests to every 
 are recorded too, each client's within a budget a minute, so a client hammering with bad keys
 costs a bounded number of writes (the rest are counted in /metrics)."""
 
+import re
 import threading
 import time
 import uuid
@@ -58,6 +59,24 @@ class DenialBudget:
                 self._minute = minute
             self._spent[client] += 1
             return self._spent[client] <= self.per_minute
+
+
+# The audit log's request_id column holds 64 characters; printable ASCII keeps it one line.
+REQUEST_ID_LENGTH = 64
+REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{REQUEST_ID_LENGTH}}}")
+
+
+def request_id_problem(request: Request) -> str | None:
+    """Why the request's X-Request-Id cannot be recorded, or None: checked before the route
+    acts, so that no action happens that its audit row could not follow."""
+    given = request.headers.get("x-request-id")
+    if given is None or REQUEST_ID.fullmatch(given):
+        return None
+    return (
+        f"X-Request-Id must be 1 to {REQUEST_ID_LENGTH} printable ASCII characters without "
+        f"spaces (got {len(given)} characters): send a shorter id, or none and the server "
+        "makes one"
+    )
 
 
 def _outcome(status: int) -> str:
