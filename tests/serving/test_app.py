@@ -394,3 +394,25 @@ def test_a_chat_agent_answers_its_prompt_laid_out_as_its_pairs_and_the_answer_en
         served = client.post("/v1/agents/helper/generate", json=body).json()
         greedy = generate(chat, "is the shop open", 128, 0.0)
         assert served["text"] == greedy.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/agents/acme/generate", {"prompt": "the \u0000", "user_id": "u1"}, "prompt"),
+        ("/v1/agents/acme/generate", {"prompt": "the ", "user_id": "u\u00001"}, "user_id"),
+        ("/v1/feedback", {"query_id": "q", "score": 5, "comment": "a\u0000b"}, "comment"),
+        ("/v1/agents/acme/classify", {"text": "hi\u0000", "user_id": "u1"}, "text"),
+        (
+            "/v1/chat/completions",
+            {"model": "acme", "messages": [{"role": "user", "content": "hi\u0000"}]},
+            "content",
+        ),
+        ("/v1/chat/completions", {"model": "acme", "messages": [], "user": "\u0000"}, "user"),
+    ],
+)
+def test_a_nul_character_the_store_cannot_hold_is_refused_by_field(served, path, body, field):
+    answer = served.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    problems = [p for p in answer.json()["detail"] if p["loc"][-1] == field]
+    assert problems and "NUL" in problems[0]["msg"], answer.json()

@@ -200,3 +200,11 @@ def test_a_request_id_the_audit_log_cannot_hold_is_refused_before_the_action(ser
     assert keys.audit() == []  # nothing was read, so nothing was recorded
     fine = served.get("/v1/admin/audit", headers=bearer(admin) | {"X-Request-Id": "r" * 64})
     assert fine.status_code == 200 and keys.audit()[0].request_id == "r" * 64
+
+
+def test_a_trusted_user_id_that_would_not_fit_the_query_log_is_refused_by_field(served, keys):
+    _, backend = keys.create("backend", ["generate"], trusts_user_ids=True)
+    fits = generate(served, backend, user="u" * (128 - 13))
+    assert fits.status_code == 200
+    too_long = generate(served, backend, user="u" * (128 - 12))
+    assert too_long.status_code == 422 and "user_id" in too_long.text and "115" in too_long.text

@@ -11,8 +11,12 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from thunder_dagster.serving.answering import Answerer
-from thunder_dagster.serving.errors import Forbidden
+from thunder_dagster.serving.errors import Forbidden, OverLimit
 from thunder_dagster.serving.state import ServingState
+
+# The query log's user_id column (feedback/schema.py); not imported, so the server starts
+# without SQLAlchemy.
+USER_ID_WIDTH = 128
 
 if TYPE_CHECKING:
     from thunder_dagster.access.keys import Identity
@@ -65,13 +69,22 @@ class Caller:
                 f"belongs to {owner}; it reaches {', '.join(self.identity.agents)}"
             )
 
-    def user(self, claimed: str) -> str:
+    def user(self, claimed: str, field: str = "user_id") -> str:
         """Who an answer is for: the caller's claim on an open server or from a key trusted
-        to name its users; otherwise the key itself."""
+        to name its users (prefixed with the key's id, within the query log's column);
+        otherwise the key itself."""
         if self.identity is None:
             return claimed
         if self.identity.trusts_user_ids:
-            return f"{self.identity.key_id}:{claimed}"
+            user = f"{self.identity.key_id}:{claimed}"
+            if len(user) > USER_ID_WIDTH:
+                room = USER_ID_WIDTH - len(self.identity.key_id) - 1
+                raise OverLimit(
+                    field,
+                    f"{field} has {len(claimed)} characters; through this key, whose id prefixes "
+                    f"it in the query log, at most {room} fit: send a shorter id",
+                )
+            return user
         return self.identity.key_id
 
 

@@ -24,6 +24,23 @@ NOT_BLANK = re.compile(
 )
 
 
+# The document's patterns for the texts the query log keeps: no NUL, and for those that must
+# not be blank, a character that is neither white space nor NUL somewhere.
+STORABLE = {"pattern": "^[^\\u0000]*$"}
+STORABLE_NOT_BLANK = {
+    "pattern": "^[^\\u0000]*" + NOT_BLANK.pattern.replace("[^", "[^\\u0000", 1) + "[^\\u0000]*$"
+}
+
+
+def storable(value: str | None) -> str | None:
+    """A text the query log keeps: PostgreSQL's text cannot hold NUL, so none is accepted."""
+    if value is not None and "\u0000" in value:
+        raise ValueError(
+            "holds a NUL character (\\u0000), which the query log cannot store: remove it"
+        )
+    return value
+
+
 class Problem(BaseModel):
     detail: str = Field(description="what went wrong and what to do")
 
@@ -41,7 +58,11 @@ class GenerateRequest(BaseModel):
     # JSON as Python reads it allows NaN and Infinity; no field here means anything by them.
     model_config = ConfigDict(allow_inf_nan=False)
 
-    prompt: str = Field(max_length=HARD_PROMPT_LIMIT, description="the text to continue")
+    prompt: str = Field(
+        max_length=HARD_PROMPT_LIMIT,
+        json_schema_extra=STORABLE,
+        description="the text to continue",
+    )
     max_tokens: int = Field(
         default=128, ge=1, le=HARD_TOKEN_LIMIT, description="characters to generate"
     )
@@ -49,6 +70,7 @@ class GenerateRequest(BaseModel):
     user_id: str = Field(
         min_length=1,
         max_length=128,
+        json_schema_extra=STORABLE,
         description="decides the A/B variant; with API keys, only a key trusted to name its "
         "users (a product's backend) sets it, and otherwise the key is the user",
     )
@@ -66,6 +88,8 @@ class GenerateRequest(BaseModel):
         "0 every sample is the same, so one is made); empty: the agent's adopted best-of-n "
         "(an A/B test promoted it), else 1",
     )
+
+    _storable = field_validator("prompt", "user_id")(storable)
 
 
 class Source(BaseModel):
@@ -141,16 +165,19 @@ class ClassifyRequest(BaseModel):
     text: str = Field(
         min_length=1,
         max_length=HARD_QUERY_LIMIT,
-        json_schema_extra={"pattern": NOT_BLANK.pattern},
+        json_schema_extra=STORABLE_NOT_BLANK,
         description="the text to label",
     )
     user_id: str = Field(
         default="anonymous",
         min_length=1,
         max_length=128,
+        json_schema_extra=STORABLE,
         description="who asks: each user's corrected labels count once toward retraining (as "
         "for generate, a key not trusted to name its users is the user)",
     )
+
+    _storable = field_validator("text", "user_id")(storable)
 
     @field_validator("text")
     @classmethod
@@ -174,18 +201,20 @@ class ClassifyResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
-    query_id: str = Field(min_length=1, max_length=64)
+    query_id: str = Field(min_length=1, max_length=64, json_schema_extra=STORABLE)
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
-    comment: str | None = Field(default=None, max_length=4000)
+    comment: str | None = Field(default=None, max_length=4000, json_schema_extra=STORABLE)
     label: str | None = Field(
         default=None,
         min_length=1,
         max_length=100,
-        json_schema_extra={"pattern": NOT_BLANK.pattern},
+        json_schema_extra=STORABLE_NOT_BLANK,
         description="for a classify answer: the label it should have had, one of the agent's "
         "labels; it becomes a labelled example of the agent (traced to this query_id) when "
         "the agent is next retrained",
     )
+
+    _storable = field_validator("query_id", "comment", "label")(storable)
 
     @field_validator("label")
     @classmethod

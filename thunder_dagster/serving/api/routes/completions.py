@@ -11,13 +11,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.instruct.decoding import Sampling, Step
 from thunder_dagster.instruct.tokens import Message
 from thunder_dagster.serving.api.deps import Engine, Generator
 from thunder_dagster.serving.api.problems import described
+from thunder_dagster.serving.api.schemas import STORABLE, storable
 from thunder_dagster.serving.conversations import ChatAnswer, ChatQuestion, DocumentChat
 from thunder_dagster.serving.errors import UnknownAgent, Unreachable, WrongTask
 from thunder_dagster.serving.state import HARD_PROMPT_LIMIT, HARD_TOKEN_LIMIT
@@ -30,7 +31,9 @@ DEFAULT_TOKENS = 256  # an answer's tokens when the request names none (or the s
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=HARD_PROMPT_LIMIT)
+    content: str = Field(max_length=HARD_PROMPT_LIMIT, json_schema_extra=STORABLE)
+
+    _storable = field_validator("content")(storable)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -45,7 +48,9 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stop: str | list[str] | None = Field(default=None)
     stream: bool = False
-    user: str = Field(default="anonymous", min_length=1, max_length=128)
+    user: str = Field(default="anonymous", min_length=1, max_length=128, json_schema_extra=STORABLE)
+
+    _storable = field_validator("user")(storable)
 
     def stops(self) -> tuple[str, ...]:
         given = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -188,7 +193,7 @@ async def chat_completions(request: ChatCompletionRequest, who: Generator, engin
     """The agent's answer from its documents, as OpenAI's chat completions give it."""
     agent_id = _chat_agent(engine, request.model)
     who.reach(agent_id, f"agent {agent_id!r}")
-    question = _question(request, who.user(request.user), engine.settings.max_tokens)
+    question = _question(request, who.user(request.user, "user"), engine.settings.max_tokens)
     chat = DocumentChat(engine)
     loop = asyncio.get_running_loop()
     if not request.stream:
