@@ -10,7 +10,9 @@ or never opened) go to the spool, an append-only file, and the writer replays th
 store answers again. A rating of a spooled answer is spooled behind it.
 """
 
+import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -26,11 +28,29 @@ BATCH = 256
 # How long the writer lets answers gather before it inserts them: one transaction per batch
 # instead of one per answer, off the request path either way.
 GATHER_SECONDS = 0.2
+# Answers waiting in memory beyond which /healthz reports that the writer is not keeping up.
+BACKLOG = 4 * BATCH
 # How often the writer tries a store that is down again, and replays the spool into it.
 RETRY_SECONDS = 2.0
 # Answers whose agent the writer remembers, so that a rating's key is checked against the
 # agent it rates without the store (which may be down, or not hold the answer yet).
 REMEMBERED = 100_000
+
+
+def finite_record(record: QueryRecord) -> QueryRecord:
+    """The record with every number finite: a confidence that is not (an external teacher's
+    NaN) is logged as 0.0, a teacher's as None, a latency as 0.0. Neither the store (NOT NULL
+    columns) nor the spool (JSON without NaN) could take it, and the writer must not stop."""
+    changes = {}
+    if not math.isfinite(record.confidence):
+        changes["confidence"] = 0.0
+    if record.teacher_confidence is not None and not math.isfinite(record.teacher_confidence):
+        changes["teacher_confidence"] = None
+    if not math.isfinite(record.latency_ms):
+        changes["latency_ms"] = 0.0
+    if changes:
+        log.warning("logging an answer of %s with %s made finite", record.agent_id, sorted(changes))
+    return dataclasses.replace(record, **changes) if changes else record
 
 
 class QueryLogWriter:
@@ -57,6 +77,16 @@ class QueryLogWriter:
     def problem(self) -> str | None:
         """Why answers are not in the query log now, for /healthz; None when they are."""
         parts = []
+        if not self.thread.is_alive():
+            parts.append(
+                "the query-log writer thread has stopped: answers are no longer logged; "
+                "restart the server (its log says why the thread ended)"
+            )
+        if self.pending.qsize() > BACKLOG:
+            parts.append(
+                f"{self.pending.qsize()} answers wait for the query-log writer, which is not "
+                "keeping up"
+            )
         if self._opened.is_set() and self._store is None:
             parts.append(
                 f"the query-log store cannot open ({self._open_error}): answers wait in the spool"
@@ -88,7 +118,7 @@ class QueryLogWriter:
             self._agents[query_id] = record.agent_id
             if len(self._agents) > REMEMBERED:
                 self._agents.popitem(last=False)
-        self.pending.put((query_id, record, datetime.now(UTC)))
+        self.pending.put((query_id, finite_record(record), datetime.now(UTC)))
         return query_id
 
     def agent_of(self, query_id: str) -> str | None:
@@ -164,8 +194,12 @@ class QueryLogWriter:
                     break
                 if batch[-1] is None:
                     break
+            rows = [row for row in batch if row is not None]
             try:
-                self._write([row for row in batch if row is not None])
+                self._write(rows)
+            except Exception:  # whatever one batch holds, the writer goes on with the next
+                self.lost += len(rows)
+                log.exception("could not log or spool %d query log rows", len(rows))
             finally:
                 for _ in batch:
                     self.pending.task_done()
