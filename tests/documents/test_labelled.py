@@ -43,6 +43,22 @@ def test_jsonl_lines_that_are_not_objects_or_lack_a_field_are_reported(tmp_path)
     assert found.problems[0].reason.startswith("not JSON")
 
 
+def test_a_poison_jsonl_line_is_reported_by_line_and_the_rest_are_read(tmp_path):
+    """A 5,000-digit number and deep nesting raise past json's ValueError.msg (the first a
+    ValueError without msg, the second a RecursionError); each is one bad line."""
+    path = write(
+        tmp_path / "tickets.jsonl",
+        '{"text": "printer jammed", "label": "hardware"}\n'
+        '{"text": "big", "label": ' + "9" * 5000 + "}\n"
+        + "[" * 100_000 + "]" * 100_000 + "\n"
+        '{"text": "wifi down", "label": "network"}\n',
+    )
+    found = read_labelled(path)
+    assert [(e.label, e.line) for e in found.examples] == [("hardware", 1), ("network", 4)]
+    assert [p.line for p in found.problems] == [2, 3]
+    assert "digits" in found.problems[0].reason and "nested" in found.problems[1].reason
+
+
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [

@@ -164,8 +164,11 @@ def _jsonl(path: Path, text: str) -> LabelledFile:
             continue
         try:
             record = json.loads(raw)
-        except ValueError as error:
-            problems.append(RowProblem(line, f"not JSON ({error.msg})"))
+        except RecursionError:
+            problems.append(RowProblem(line, "not JSON this reader takes (nested too deeply)"))
+            continue
+        except ValueError as error:  # a JSONDecodeError has msg; a too-long number does not
+            problems.append(RowProblem(line, f"not JSON ({getattr(error, 'msg', error)})"))
             continue
         if not isinstance(record, dict):
             problems.append(RowProblem(line, "not a JSON object with text and label"))
