@@ -55,6 +55,11 @@ TRIAL_STALE_SECONDS = Variable(
 SENSOR_INTERVAL = Variable(
     "THUNDER_SENSOR_INTERVAL", "5", "Seconds between the upload sensor's looks at the folders"
 )
+MAX_UPLOAD_BYTES = Variable(
+    "THUNDER_MAX_UPLOAD_BYTES",
+    str(512 * 2**20),
+    "Bytes an uploaded file may hold; a larger one is refused by name and never hashed",
+)
 QUERY_DB_URL = Variable(
     "THUNDER_QUERY_DB_URL", "", "SQLAlchemy URL of the query logs; empty: $THUNDER_HOME/queries.db"
 )

@@ -49,8 +49,7 @@ def test_a_poison_jsonl_line_is_reported_by_line_and_the_rest_are_read(tmp_path)
     path = write(
         tmp_path / "tickets.jsonl",
         '{"text": "printer jammed", "label": "hardware"}\n'
-        '{"text": "big", "label": ' + "9" * 5000 + "}\n"
-        + "[" * 100_000 + "]" * 100_000 + "\n"
+        '{"text": "big", "label": ' + "9" * 5000 + "}\n" + "[" * 100_000 + "]" * 100_000 + "\n"
         '{"text": "wifi down", "label": "network"}\n',
     )
     found = read_labelled(path)

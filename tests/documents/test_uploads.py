@@ -106,3 +106,27 @@ def test_the_memo_survives_a_restart(home):
     look_at_agent(home, "acme", memo, now=0)
     memo.save(home)
     assert look_at_agent(home, "acme", UploadMemo.load(home), now=5).settled
+
+
+def test_a_symlink_to_a_fifo_inside_the_agent_is_refused_and_never_opened(home):
+    agent = home.create_agent("acme")
+    os.mkfifo(agent / "reference" / ".pipe")
+    os.symlink(agent / "reference" / ".pipe", agent / "reference" / "looks-like.txt")
+    write(agent / "reference" / "real.txt", "inside", mtime_ns=T0)
+    uploads = by_path(scan_agent(agent))
+    assert uploads["reference/looks-like.txt"].ignored == "not a regular file"
+    memo = UploadMemo()
+    look_at_agent(home, "acme", memo, now=100)
+    settled = look_at_agent(home, "acme", memo, now=105)  # would block forever on the FIFO
+    assert settled.files == 1 and settled.errors == ()
+
+
+def test_a_file_over_the_upload_limit_is_refused_by_name_without_being_hashed(home, monkeypatch):
+    monkeypatch.setenv("THUNDER_MAX_UPLOAD_BYTES", "1000")
+    agent = home.create_agent("acme")
+    write(agent / "reference" / "huge.txt", "x" * 1001, mtime_ns=T0)
+    write(agent / "reference" / "fine.txt", "x" * 1000, mtime_ns=T0)
+    uploads = by_path(scan_agent(agent))
+    assert "over the upload limit" in uploads["reference/huge.txt"].ignored
+    assert "THUNDER_MAX_UPLOAD_BYTES" in uploads["reference/huge.txt"].ignored
+    assert uploads["reference/fine.txt"].ignored is None

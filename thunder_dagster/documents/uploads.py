@@ -5,7 +5,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
+from thunder_dagster import settings
 from thunder_dagster.home import CATEGORIES
 
 OUTSIDE_LINK = "symlink leads outside the agent folder"
@@ -43,7 +45,20 @@ def ignore_reason(name: str) -> str | None:
     return None
 
 
-def _walk(agent_root: Path, folder: Path, category: str) -> Iterator[Upload]:
+def max_upload_bytes() -> int:
+    value = settings.MAX_UPLOAD_BYTES.value()
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"{settings.MAX_UPLOAD_BYTES.name}={value!r}: give a whole number of bytes"
+        ) from None
+
+
+def _walk(
+    agent_root: Path, folder: Path, category: str, limit: int | None = None
+) -> Iterator[Upload]:
+    limit = max_upload_bytes() if limit is None else limit
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:
@@ -66,7 +81,7 @@ def _walk(agent_root: Path, folder: Path, category: str) -> Iterator[Upload]:
                 path = target
             elif entry.is_dir(follow_symlinks=False):
                 if reason is None:
-                    yield from _walk(agent_root, path, category)
+                    yield from _walk(agent_root, path, category, limit)
                 continue
             elif not entry.is_file(follow_symlinks=False):
                 yield Upload(rel, category, path, 0, 0, "not a regular file")
@@ -75,6 +90,14 @@ def _walk(agent_root: Path, folder: Path, category: str) -> Iterator[Upload]:
         except OSError as error:
             yield Upload(rel, category, path, 0, 0, ignored=f"cannot stat: {error.strerror}")
             continue
+        if not S_ISREG(stat.st_mode):  # a link inside the folder to a FIFO, socket or device
+            yield Upload(rel, category, path, 0, 0, "not a regular file")
+            continue
+        if reason is None and stat.st_size > limit:
+            reason = (
+                f"over the upload limit: {stat.st_size:,} bytes, the limit is {limit:,} "
+                f"({settings.MAX_UPLOAD_BYTES.name}); split the file or raise the limit"
+            )
         yield Upload(rel, category, path, stat.st_size, stat.st_mtime_ns, reason)
 
 
