@@ -130,3 +130,19 @@ def test_a_file_over_the_upload_limit_is_refused_by_name_without_being_hashed(ho
     assert "over the upload limit" in uploads["reference/huge.txt"].ignored
     assert "THUNDER_MAX_UPLOAD_BYTES" in uploads["reference/huge.txt"].ignored
     assert uploads["reference/fine.txt"].ignored is None
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_a_readable_name_and_the_rest_settle(home):
+    agent = home.create_agent("acme")
+    raw = os.path.join(os.fsencode(agent / "reference"), b"caf\xe9.txt")
+    with open(raw, "w") as handle:
+        handle.write("hello")
+    write(agent / "reference" / "good.txt", "good", mtime_ns=T0)
+    uploads = by_path(scan_agent(agent))
+    refused = uploads["reference/caf\\xe9.txt"]
+    assert "not UTF-8" in refused.ignored and "rename" in refused.ignored
+    memo = UploadMemo()
+    look_at_agent(home, "acme", memo, now=100)
+    settled = look_at_agent(home, "acme", memo, now=105)
+    assert settled.files == 1 and settled.errors == ()
+    memo.save(home)

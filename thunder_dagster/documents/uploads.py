@@ -45,6 +45,17 @@ def ignore_reason(name: str) -> str | None:
     return None
 
 
+NOT_UTF8_NAME = "file name is not UTF-8: rename it (its bytes are shown escaped)"
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def max_upload_bytes() -> int:
     value = settings.MAX_UPLOAD_BYTES.value()
     try:
@@ -68,6 +79,10 @@ def _walk(
     for entry in entries:
         path = Path(entry.path)
         rel = path.relative_to(agent_root).as_posix()
+        if not _utf8(rel):  # Python keeps the undecodable bytes as surrogates
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            yield Upload(shown, category, path, 0, 0, NOT_UTF8_NAME)
+            continue
         reason = ignore_reason(entry.name)
         try:
             if entry.is_symlink():
