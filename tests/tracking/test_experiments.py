@@ -36,3 +36,21 @@ def test_the_tracker_records_runs_and_registry_aliases_on_sqlite(tmp_path):
     assert tracker.available, tracker.failure
     assert tracker.alias_version("thunder-acme", "champion") == version == "1"
     assert tracker.alias_version("thunder-acme", "challenger") is None
+
+
+def test_a_tracking_uri_with_a_password_is_never_written_raw_to_the_run_log():
+    from thunder_dagster.tracking.experiments import Tracker
+
+    warned = []
+    tracker = Tracker(
+        tracking_uri="http://alice:s3cret-token@127.0.0.1:9",
+        experiment="thunder-acme",
+        artifact_root="",
+        warn=warned.append,
+        timeout_seconds=1,
+        max_retries=0,
+    )
+    assert tracker.start_run("trial", {}) is None and not tracker.available
+    (message,) = warned
+    assert "s3cret-token" not in message and "alice:***@127.0.0.1:9" in message
+    assert "s3cret-token" not in (tracker.failure or "")

@@ -10,10 +10,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from thunder_dagster import settings
 
 PARENT_TAG = "mlflow.parentRunId"
+
+
+def shown_uri(uri: str) -> str:
+    """The tracking URI as a log may show it: a password in it (an MLflow server behind basic
+    authentication, a database URL) masked."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 @dataclass
@@ -39,9 +50,13 @@ class Tracker:
         try:
             return action()
         except Exception as error:
-            self.failure = f"{what}: {type(error).__name__}: {error}"
+            shown = shown_uri(self.tracking_uri)
+            described = str(error).replace(self.tracking_uri, shown)
+            if password := urlsplit(self.tracking_uri).password:
+                described = described.replace(password, "***")
+            self.failure = f"{what}: {type(error).__name__}: {described}"
             self.warn(
-                f"MLflow at {self.tracking_uri} failed ({self.failure}); training goes on "
+                f"MLflow at {shown} failed ({self.failure}); training goes on "
                 "without tracking for this step and keeps its metrics in the asset metadata"
             )
             return None
