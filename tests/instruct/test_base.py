@@ -129,3 +129,32 @@ def test_a_changed_graph_is_refused_on_load(instruct_base, tmp_path):
         handle.write(bytes([last[0] ^ 1]))
     with pytest.raises(RefusedModelError, match="does not match the hash"):
         load_base(tmp_path / "bases", build=False)
+
+
+def test_the_adapted_graph_is_built_beside_the_base_and_serves_each_agents_adapter(
+    instruct_base,
+):
+    from thunder_dagster.adapters.files import Adapter, graph_feeds
+    from thunder_dagster.adapters.keras_base import AdapterShape
+    from thunder_dagster.instruct.builds import ADAPTED_NAME, load_adapted
+
+    model, card = instruct_base.model, instruct_base.card
+    bases = Path(settings.BASE_CACHE.value())
+    adapted = load_adapted(bases)  # built on first use, parity with the base's graph checked
+    assert (base_folder(bases, BaseFile()) / ADAPTED_NAME).is_file()
+    ids = model.tokenizer.chat_prompt([Message("user", PARITY_PROMPTS[0])])
+    expected, _ = next(model.logits_along(ids, 1))
+    zero, _ = next(adapted.with_adapter(graph_feeds(None, card.spec)).logits_along(ids, 1))
+    top = np.argsort(expected)[::-1][:8]
+    assert np.abs(zero[top] - expected[top]).max() <= CANDIDATE_TOLERANCE
+    rng = np.random.default_rng(0)
+    arrays = {
+        "3.attn_q": (
+            rng.normal(0, 0.05, (576, 4)).astype(np.float32),
+            rng.normal(0, 0.05, (4, 576)).astype(np.float32),
+        )
+    }
+    adapter = Adapter(AdapterShape(4, 4.0, ("attn_q",)), arrays)
+    changed, _ = next(adapted.with_adapter(graph_feeds(adapter, card.spec)).logits_along(ids, 1))
+    assert np.abs(changed - zero).max() > 1e-3  # the same loaded graph, another agent's answer
+    assert load_adapted(bases, build=False).session is not adapted.session  # loads from disk

@@ -203,6 +203,66 @@ def load_base(bases_dir: Path, threads: int | None = None, build: bool = True):
     return BaseModel(session, BaseTokenizer(base), card.spec, card.positions), card
 
 
+ADAPTED_NAME = "adapted.onnx"
+ADAPTED_CARD_NAME = "adapted.json"
+
+
+def build_adapted(bases_dir: Path, threads: int | None = None) -> dict:
+    """The adapted graph (every projection taking an agent's adapter as inputs) written beside
+    the base's, after checking that with zero adapters its first logits on PARITY_PROMPTS are
+    the base graph's within CANDIDATE_TOLERANCE; its card. BaseBuildError when they are not."""
+    from thunder_dagster.adapters.files import graph_feeds
+    from thunder_dagster.instruct.graphs import build_graph
+
+    plain, card = load_base(bases_dir, threads)
+    base = BaseFile()
+    data = build_graph(base, positions=card.positions, adapted=True).SerializeToString()
+    adapted = BaseModel(session_for(data, threads), plain.tokenizer, card.spec, card.positions)
+    zero = adapted.with_adapter(graph_feeds(None, card.spec))
+    error = 0.0
+    for prompt in PARITY_PROMPTS:
+        ids = plain.tokenizer.chat_prompt([Message("user", prompt)])
+        (expected, _), (got, _) = next(plain.logits_along(ids, 1)), next(zero.logits_along(ids, 1))
+        top = np.argsort(expected)[::-1][:CHECKED]
+        error = max(error, float(np.abs(got[top] - expected[top]).max()))
+    if error > CANDIDATE_TOLERANCE:
+        raise BaseBuildError(
+            f"the adapted graph with zero adapters differs from the base graph by {error:.3g}"
+        )
+    folder = base_folder(bases_dir, base)
+    write_atomically(folder / ADAPTED_NAME, data)
+    adapted_card = {
+        "model_sha256": sha256_of(folder / ADAPTED_NAME),
+        "model_bytes": len(data),
+        "zero_adapter_error": error,
+        "built_at": datetime.now(UTC).isoformat(),
+    }
+    write_atomically(folder / ADAPTED_CARD_NAME, json.dumps(adapted_card, indent=2).encode())
+    return adapted_card
+
+
+def load_adapted(bases_dir: Path, threads: int | None = None, build: bool = True) -> BaseModel:
+    """The adapted graph, loaded once for every agent that has an adapter (each answers with
+    `with_adapter` and its own matrices); built first when absent and `build`."""
+    from thunder_dagster.serving.sessions import RefusedModelError
+
+    model, card = load_base(bases_dir, threads, build)
+    folder = base_folder(bases_dir, BaseFile())
+    try:
+        adapted_card = json.loads((folder / ADAPTED_CARD_NAME).read_text())
+    except (OSError, ValueError):
+        if not build:
+            raise
+        adapted_card = build_adapted(bases_dir, threads)
+    path = folder / ADAPTED_NAME
+    if sha256_of(path) != adapted_card.get("model_sha256"):
+        raise RefusedModelError(
+            f"{path} does not match the hash {ADAPTED_CARD_NAME} recorded; delete both and "
+            "the next load builds them again"
+        )
+    return BaseModel(session_for(str(path), threads), model.tokenizer, card.spec, card.positions)
+
+
 def generate_once(model: BaseModel, question: str, max_tokens: int = 32) -> str:
     """A greedy answer to one user message (the CLI's smoke answer)."""
     prompt = model.tokenizer.chat_prompt([Message("user", question)])

@@ -14,6 +14,7 @@ class SharedBase:
         self.bases_dir = bases_dir
         self.threads = threads
         self._loaded = None
+        self._adapted = None
         self._lock = threading.Lock()
         self.problem: str | None = None
 
@@ -35,6 +36,26 @@ class SharedBase:
         except (BaseUnavailableError, BaseBuildError, RefusedModelError, OSError) as error:
             self.problem = str(error)
             raise BaseUnavailable(f"the instruct base cannot answer: {error}") from None
+
+    def adapted(self):
+        """The graph that takes an agent's adapter as inputs: one for every adapted agent,
+        loaded (built first when missing) on first use; BaseUnavailable with why not."""
+        if self._adapted is None:
+            with self._lock:
+                if self._adapted is None:
+                    self._adapted = self._load_adapted()
+        return self._adapted
+
+    def _load_adapted(self):
+        from thunder_dagster.instruct.base import BaseUnavailableError
+        from thunder_dagster.instruct.builds import BaseBuildError, load_adapted
+        from thunder_dagster.serving.sessions import RefusedModelError
+
+        try:
+            return load_adapted(self.bases_dir, self.threads)
+        except (BaseUnavailableError, BaseBuildError, RefusedModelError, OSError) as error:
+            self.problem = str(error)
+            raise BaseUnavailable(f"the adapted base cannot answer: {error}") from None
 
     @property
     def loaded(self) -> bool:
