@@ -208,3 +208,13 @@ def test_a_trusted_user_id_that_would_not_fit_the_query_log_is_refused_by_field(
     assert fits.status_code == 200
     too_long = generate(served, backend, user="u" * (128 - 12))
     assert too_long.status_code == 422 and "user_id" in too_long.text and "115" in too_long.text
+
+
+def test_a_key_made_while_an_open_server_runs_takes_effect_within_the_refresh(home, keys):
+    deploy_tiny(home, "acme")
+    with TestClient(create_app(settings(home, auth="open"))) as client:
+        assert generate(client).status_code == 200  # open: no key needed
+        _, token = keys.create("app", ["generate"])
+        refused = generate(client)
+        assert refused.status_code == 401 and "API key is required" in refused.text
+        assert generate(client, token).status_code == 200

@@ -95,7 +95,9 @@ def _caller(scope: str):
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> Caller:
         request.state.scope = scope
-        if state.settings.auth == "open":
+        # An open server turns keyed once a key exists: `thunder keys create` takes effect
+        # within the key refresh, without a restart (this runs in FastAPI's thread pool).
+        if state.settings.auth == "open" and not state.keys.keys():
             return Caller(None, scope)
         identity = state.keys.authenticate(request)
         request.state.actor = identity.actor
