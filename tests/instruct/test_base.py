@@ -140,7 +140,9 @@ def test_the_adapted_graph_is_built_beside_the_base_and_serves_each_agents_adapt
 
     model, card = instruct_base.model, instruct_base.card
     bases = Path(settings.BASE_CACHE.value())
-    adapted = load_adapted(bases)  # built on first use, parity with the base's graph checked
+    adapted = load_adapted(
+        bases, (model, card)
+    )  # built on first use, parity with the base's graph checked
     assert (base_folder(bases, BaseFile()) / ADAPTED_NAME).is_file()
     ids = model.tokenizer.chat_prompt([Message("user", PARITY_PROMPTS[0])])
     expected, _ = next(model.logits_along(ids, 1))
@@ -157,4 +159,6 @@ def test_the_adapted_graph_is_built_beside_the_base_and_serves_each_agents_adapt
     adapter = Adapter(AdapterShape(4, 4.0, ("attn_q",)), arrays)
     changed, _ = next(adapted.with_adapter(graph_feeds(adapter, card.spec)).logits_along(ids, 1))
     assert np.abs(changed - zero).max() > 1e-3  # the same loaded graph, another agent's answer
-    assert load_adapted(bases, build=False).session is not adapted.session  # loads from disk
+    assert (
+        load_adapted(bases, (model, card), build=False).session is not adapted.session
+    )  # loads from disk

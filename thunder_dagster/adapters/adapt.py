@@ -20,14 +20,12 @@ import numpy as np
 
 from thunder_dagster.adapters.examples import Example, Preference
 from thunder_dagster.adapters.files import Adapter, graph_feeds
-from thunder_dagster.adapters.keras_base import AdapterShape, KerasBase
+from thunder_dagster.adapters.keras_base import ATTENTION, AdapterShape, KerasBase
 from thunder_dagster.adapters.training import AdapterBudget, AdapterTrainer, TrainingReport
+from thunder_dagster.instruct.base import PROJECTIONS
 
 # The search's choices of projections: attention only, or every projection of the block.
-TARGETS = {
-    "attention": ("attn_q", "attn_k", "attn_v", "attn_output"),
-    "all": ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"),
-}
+TARGETS = {"attention": ATTENTION, "all": PROJECTIONS}
 PARITY_TOLERANCE = 1e-3  # logits, as the base's own parity holds its float candidates
 CHECKED = 16  # the highest logits compared (the graph computes its 64 highest in float)
 WORSE_BY = 1e-3  # nats per token: a held-out loss above the champion's by more is worse

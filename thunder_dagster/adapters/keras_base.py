@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from thunder_dagster.instruct.base import PROJECTIONS, BaseSpec
+from thunder_dagster.instruct.graphs import rotary_cache
 
-# The projections of the attention and of the feed-forward (the search's choices of targets).
+# The attention's projections: one of the search's choices of targets (adapt.TARGETS).
 ATTENTION = ("attn_q", "attn_k", "attn_v", "attn_output")
-FEED_FORWARD = ("ffn_gate", "ffn_up", "ffn_down")
 # Large and finite: a causal mask of -inf turns a fully masked row into NaN. It is applied with
 # `where`, not added: TensorFlow's oneDNN rewrite fuses a batched matmul with a broadcast add
 # into a kernel that took 50 times longer than the matmul and the select on two cores.
@@ -45,12 +45,6 @@ class AdapterShape:
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
-
-
-def _rotary(positions: int, dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    frequencies = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
-    angles = np.arange(positions)[:, None] * frequencies[None, :]
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def _rotate_pairs(x, cos, sin):
@@ -168,7 +162,7 @@ class KerasBase:
         self.output_norm = keras.layers.RMSNormalization(epsilon=spec.eps, trainable=False)
         self.output_norm.build((None, None, spec.width))
         self.output_norm.set_weights([weights.output_norm])
-        cos, sin = _rotary(positions, spec.head_dim, spec.rope_base)
+        cos, sin = rotary_cache(positions, spec.head_dim, spec.rope_base)
         self.cos, self.sin = cos, sin
 
     @property

@@ -141,9 +141,10 @@ class AdapterTrainer:
         self, pairs: list[Preference], budget, seed: int = 0, progress=None
     ) -> TrainingReport:
         rows = [_pair_rows(pair) for pair in pairs]
-        reference = {}
-        for index, pair_rows in enumerate(rows):
-            reference[index] = self._logp(*padded_batch(pair_rows, self.pad_id)).numpy()
+        # Each pair's log-probabilities under the starting model, the reference DPO measures from.
+        reference = [
+            self._logp(*padded_batch(pair_rows, self.pad_id)).numpy() for pair_rows in rows
+        ]
         indexed = list(enumerate(rows))
 
         def step(batch):

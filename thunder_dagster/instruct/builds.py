@@ -207,14 +207,15 @@ ADAPTED_NAME = "adapted.onnx"
 ADAPTED_CARD_NAME = "adapted.json"
 
 
-def build_adapted(bases_dir: Path, threads: int | None = None) -> dict:
+def build_adapted(bases_dir: Path, loaded, threads: int | None = None) -> dict:
     """The adapted graph (every projection taking an agent's adapter as inputs) written beside
     the base's, after checking that with zero adapters its first logits on PARITY_PROMPTS are
-    the base graph's within CANDIDATE_TOLERANCE; its card. BaseBuildError when they are not."""
+    those of the loaded base (load_base's pair) within CANDIDATE_TOLERANCE; its card.
+    BaseBuildError when they are not."""
     from thunder_dagster.adapters.files import graph_feeds
     from thunder_dagster.instruct.graphs import build_graph
 
-    plain, card = load_base(bases_dir, threads)
+    plain, card = loaded
     base = BaseFile()
     data = build_graph(base, positions=card.positions, adapted=True).SerializeToString()
     adapted = BaseModel(session_for(data, threads), plain.tokenizer, card.spec, card.positions)
@@ -241,19 +242,22 @@ def build_adapted(bases_dir: Path, threads: int | None = None) -> dict:
     return adapted_card
 
 
-def load_adapted(bases_dir: Path, threads: int | None = None, build: bool = True) -> BaseModel:
+def load_adapted(
+    bases_dir: Path, loaded, threads: int | None = None, build: bool = True
+) -> BaseModel:
     """The adapted graph, loaded once for every agent that has an adapter (each answers with
-    `with_adapter` and its own matrices); built first when absent and `build`."""
+    `with_adapter` and its own matrices), sharing the loaded base's tokenizer (load_base's
+    pair); built first when absent and `build`."""
     from thunder_dagster.serving.sessions import RefusedModelError
 
-    model, card = load_base(bases_dir, threads, build)
+    model, card = loaded
     folder = base_folder(bases_dir, BaseFile())
     try:
         adapted_card = json.loads((folder / ADAPTED_CARD_NAME).read_text())
     except (OSError, ValueError):
         if not build:
             raise
-        adapted_card = build_adapted(bases_dir, threads)
+        adapted_card = build_adapted(bases_dir, loaded, threads)
     path = folder / ADAPTED_NAME
     if sha256_of(path) != adapted_card.get("model_sha256"):
         raise RefusedModelError(

@@ -163,7 +163,8 @@ class _Builder:
         return normed, total
 
 
-def _rotary_cache(positions: int, dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+def rotary_cache(positions: int, dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin [positions, dim / 2] of each position's rotation of each adjacent pair."""
     frequencies = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
     angles = np.arange(positions)[:, None] * frequencies[None, :]
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
@@ -278,7 +279,7 @@ def build_graph(
     b.constant("embedding.scale", embedding.scale)
     b.constant("embedding.zero", np.full(embedding.scale.shape, 128, dtype=np.uint8))
     x = b.embedding_rows("input_ids", "embedded")
-    cos, sin = _rotary_cache(positions or spec.context, spec.head_dim, spec.rope_base)
+    cos, sin = rotary_cache(positions or spec.context, spec.head_dim, spec.rope_base)
     b.constant("cos_cache", cos)
     b.constant("sin_cache", sin)
     inputs, outputs = _io(spec)

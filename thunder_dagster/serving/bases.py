@@ -23,39 +23,36 @@ class SharedBase:
         if self._loaded is None:
             with self._lock:
                 if self._loaded is None:
-                    self._loaded = self._load()
+                    self._loaded = self._refusing(
+                        "instruct base",
+                        lambda builds: builds.load_base(self.bases_dir, self.threads),
+                    )
         return self._loaded
-
-    def _load(self):
-        from thunder_dagster.instruct.base import BaseUnavailableError
-        from thunder_dagster.instruct.builds import BaseBuildError, load_base
-        from thunder_dagster.serving.sessions import RefusedModelError
-
-        try:
-            return load_base(self.bases_dir, self.threads)
-        except (BaseUnavailableError, BaseBuildError, RefusedModelError, OSError) as error:
-            self.problem = str(error)
-            raise BaseUnavailable(f"the instruct base cannot answer: {error}") from None
 
     def adapted(self):
         """The graph that takes an agent's adapter as inputs: one for every adapted agent,
         loaded (built first when missing) on first use; BaseUnavailable with why not."""
+        base = self.get()  # outside the lock, which get takes itself
         if self._adapted is None:
             with self._lock:
                 if self._adapted is None:
-                    self._adapted = self._load_adapted()
+                    self._adapted = self._refusing(
+                        "adapted base",
+                        lambda builds: builds.load_adapted(self.bases_dir, base, self.threads),
+                    )
         return self._adapted
 
-    def _load_adapted(self):
+    def _refusing(self, what: str, load):
+        """load(the builds module), or BaseUnavailable with why it failed (kept in problem)."""
+        from thunder_dagster.instruct import builds
         from thunder_dagster.instruct.base import BaseUnavailableError
-        from thunder_dagster.instruct.builds import BaseBuildError, load_adapted
         from thunder_dagster.serving.sessions import RefusedModelError
 
         try:
-            return load_adapted(self.bases_dir, self.threads)
-        except (BaseUnavailableError, BaseBuildError, RefusedModelError, OSError) as error:
+            return load(builds)
+        except (BaseUnavailableError, builds.BaseBuildError, RefusedModelError, OSError) as error:
             self.problem = str(error)
-            raise BaseUnavailable(f"the adapted base cannot answer: {error}") from None
+            raise BaseUnavailable(f"the {what} cannot answer: {error}") from None
 
     @property
     def loaded(self) -> bool:
