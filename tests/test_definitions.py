@@ -30,6 +30,7 @@ def test_the_graph_has_the_expected_shape():
         "classifier_deployment",
         "reward_model",
         "instruct_base",
+        "agent_adapter",
     }
     export_checks = ("parity", "finite_outputs", "better_than_unigram", "step_parity")
     assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == {
@@ -47,6 +48,7 @@ def test_the_graph_has_the_expected_shape():
         "reward_model:finite_outputs",
         "reward_model:better_than_chance",
         "instruct_base:matches_the_float_reference",
+        "agent_adapter:passes_the_gates",
         *(
             f"{asset}:{check}"
             for asset in ("onnx_model", "fine_tuned_model", "distilled_model")
@@ -72,6 +74,8 @@ def test_the_graph_has_the_expected_shape():
         "daily_analysis_job",
         "fine_tune_job",
         "distillation_job",
+        "adaptation_job",
+        "adaptation_pipeline_job",
         "relabel_job",
         "ab_test_job",
         "reward_job",
@@ -120,6 +124,7 @@ def test_the_graph_has_the_expected_shape():
         "classifier_deployment": "classification",
         "reward_model": "rewards",
         "instruct_base": "instruct",
+        "agent_adapter": "adaptation",
     }
     assert graph.get(dg.AssetKey("tpe_trials")).pools == {"training"}
 

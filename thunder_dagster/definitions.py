@@ -4,6 +4,8 @@ from thunder_dagster import assets
 from thunder_dagster.jobs.feedback import (
     ab_test_job,
     ab_test_schedule,
+    adaptation_job,
+    adaptation_pipeline_job,
     daily_analysis_job,
     daily_analysis_schedule,
     distillation_job,
@@ -58,6 +60,8 @@ defs = dg.Definitions(
         daily_analysis_job,
         fine_tune_job,
         distillation_job,
+        adaptation_job,
+        adaptation_pipeline_job,
         relabel_job,
         ab_test_job,
         reward_job,

@@ -64,6 +64,17 @@ def classifier_ops(trials: int | None, minutes: float | None, started: datetime 
     return {"text_classifier": {"config": config}}
 
 
+def adaptation_ops(trials: int | None, minutes: float | None) -> dict:
+    """Run config for `agent_adapter`: its search has the minutes less the ingest's and the
+    gates' share (the index is built first; the gates score the held-out examples twice)."""
+    config: dict = {}
+    if trials is not None:
+        config["trials"] = trials
+    if minutes is not None:
+        config["minutes"] = round(minutes * (1 - SEARCH_SHARE), 3)
+    return {"agent_adapter": {"config": config}}
+
+
 def plan_for(
     task: str,
     trials: int | None,
@@ -80,5 +91,5 @@ def plan_for(
     if kind.model == "classifier":
         return kind.training_job, classifier_ops(trials, minutes, started)
     if kind.model == "instruct":
-        return kind.training_job, {}  # the base answers: the ingest and index are all it needs
+        return kind.training_job, adaptation_ops(trials, minutes)
     return kind.training_job, training_ops(trials, minutes, epochs=epochs, started=started)

@@ -35,7 +35,7 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
         instance.add_dynamic_partitions("agents", ["acme"])
         first = decision_of(analyse(home, instance, "2026-03-03"))
         assert first["change"] == "fine_tune" and first["learning_rate"] == pytest.approx(1e-4)
-        queries = {"queries": resources(home)["queries"]}
+        queries = {key: resources(home)[key] for key in ("queries", "thunder")}
         with dg.build_sensor_context(instance=instance, resources=queries) as context:
             tick = retraining_sensor(context)
         (request,) = tick.run_requests
@@ -56,7 +56,7 @@ def test_the_analysis_decides_fine_tune_the_same_way_twice_and_the_sensor_asks_o
 
 
 @clock
-def test_a_chat_agent_is_not_retrained_from_its_feedback_and_the_rules_say_why(home, store):
+def test_a_chat_agents_feedback_trains_its_adapter_through_the_adaptation_job(home, store):
     from thunder_dagster.tasks.agents import write_task
 
     home.create_agent("desk")
@@ -66,12 +66,11 @@ def test_a_chat_agent_is_not_retrained_from_its_feedback_and_the_rules_say_why(h
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("agents", ["desk"])
         decided = decision_of(analyse(home, instance, "2026-03-03", agent="desk"))
-        assert decided["change"] == "none" and not decided["fires"]
-        assert decided["reason"].startswith("fine_tune would fire (positive_feedback 50")
-        assert "a chat agent is not retrained from its feedback" in decided["reason"]
-        queries = {"queries": resources(home)["queries"]}
-        with dg.build_sensor_context(instance=instance, resources=queries) as context:
-            assert retraining_sensor(context).run_requests == []
+        assert decided["change"] == "fine_tune" and decided["fires"]
+        with dg.build_sensor_context(instance=instance, resources=resources(home)) as context:
+            (request,) = retraining_sensor(context).run_requests
+        assert request.job_name == "adaptation_job" and request.partition_key == "desk"
+        assert request.run_config == {} and request.run_key == "fine_tune:desk:2026-03-03"
 
 
 @clock
@@ -353,7 +352,7 @@ def test_the_rules_start_no_challenger_while_one_is_under_test_and_an_undecided_
         assert held["change"] == "none" and held["reason"].startswith("fine_tune would fire")
         assert f"A/B test {running.id} of 1.1.0" in held["reason"]
         assert "(day 0.0 of 14) has not concluded" in held["reason"]
-        queries = {"queries": resources(home)["queries"]}
+        queries = {key: resources(home)[key] for key in ("queries", "thunder")}
         with dg.build_sensor_context(instance=instance, resources=queries) as context:
             assert retraining_sensor(context).run_requests == []
         # Past its 14 days without a verdict, the test no longer holds the loop back...
@@ -393,7 +392,7 @@ def test_a_classifier_is_relabelled_when_people_correct_it_and_one_key_cannot_fi
         alone = decision_of(analyse(home, instance, "2026-03-03", agent="solo"))
         assert alone["change"] == "none"
         assert alone["reason"].endswith("corrections 5 < 20")
-        queries = {"queries": resources(home)["queries"]}
+        queries = {key: resources(home)[key] for key in ("queries", "thunder")}
         with dg.build_sensor_context(instance=instance, resources=queries) as context:
             (request,) = retraining_sensor(context).run_requests
     assert request.job_name == "relabel_job" and request.partition_key == "topics"

@@ -43,7 +43,7 @@ def test_the_daily_schedule_and_its_sensor_on_the_postgres_instance(profile_env,
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition/agent"] == "acme"
 
-    queries = {"queries": build_resources()["queries"]}
+    queries = {key: build_resources()[key] for key in ("queries", "thunder")}
     with dg.build_sensor_context(instance=pg_instance, resources=queries) as context:
         tick = retraining_sensor(context)
     (retrain,) = tick.run_requests

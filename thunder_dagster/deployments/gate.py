@@ -153,10 +153,14 @@ def classifier_scores(model, texts: list[str], truth: list[str]) -> tuple[float,
 
 
 def labelled(deployment) -> bool:
-    """Whether a deployment's model is a classifier's (its card's task is a labelled one)."""
+    """Whether a deployment's model is a classifier's (its card's task is a labelled one); an
+    adapter of the instruct base never is."""
+    from thunder_dagster.adapters.releases import FAMILY
     from thunder_dagster.modeling.cards import ModelCard
     from thunder_dagster.tasks.registry import task_kind
 
+    if deployment.family == FAMILY:
+        return False
     return task_kind(ModelCard.read(deployment.model_dir).task).labelled
 
 

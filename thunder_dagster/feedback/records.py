@@ -95,6 +95,7 @@ class TrainingExample:
     query_id: str
     prompt: str
     response: str
+    sources: list[str] | None = None  # the chunk ids the answer was grounded on
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
     def fine_tune_examples(self, agent_id: str, limit: int) -> list[TrainingExample]:
         """Well-rated answers (score >= 4) not yet used for training, oldest first."""
         statement = (
-            select(QueryLog.id, QueryLog.prompt, QueryLog.response)
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response, QueryLog.sources)
             .join(Feedback, Feedback.query_id == QueryLog.id)
             .where(
                 QueryLog.agent_id == agent_id,
@@ -289,7 +289,7 @@ class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
             QueryLog.model_version.startswith(EXTERNAL_TEACHER_PREFIX),
         )
         statement = (
-            select(QueryLog.id, QueryLog.prompt, QueryLog.response)
+            select(QueryLog.id, QueryLog.prompt, QueryLog.response, QueryLog.sources)
             .where(
                 QueryLog.agent_id == agent_id,
                 QueryLog.fallback.is_(True),

@@ -2,6 +2,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from thunder_dagster.adapters.releases import tested_dir
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
@@ -81,6 +82,22 @@ distillation_job = dg.define_asset_job(
     description="A smaller student trained on the teacher's answers, released as the challenger.",
 )
 
+adaptation_job = dg.define_asset_job(
+    name="adaptation_job",
+    selection=dg.AssetSelection.assets("agent_adapter"),
+    description="A chat or instruction agent's adapter on the instruct base, searched, trained "
+    "and gated on its documents, rated answers and teacher; the first released as champion, "
+    "a later one as the challenger of an A/B test.",
+)
+
+adaptation_pipeline_job = dg.define_asset_job(
+    name="adaptation_pipeline_job",
+    selection=dg.AssetSelection.groups("ingest", "retrieval")
+    | dg.AssetSelection.assets("agent_adapter"),
+    description="A chat or instruction agent from its uploads to its index and its adapter: "
+    "what `thunder train` runs for one.",
+)
+
 relabel_job = dg.define_asset_job(
     name="relabel_job",
     selection=dg.AssetSelection.assets("labelled_examples"),
@@ -122,7 +139,7 @@ def ab_test_schedule(
         dg.RunRequest(run_key=f"ab:{agent_id}:{hour}", partition_key=agent_id)
         for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
         if agent_id in tested
-        or read_pointer(home.deployments_dir(agent_id), "challenger") is not None
+        or read_pointer(tested_dir(home.deployments_dir(agent_id)), "challenger") is not None
     ]
     return requests or dg.SkipReason("no agent has a challenger or a best-of-n test")
 

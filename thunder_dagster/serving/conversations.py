@@ -1,8 +1,10 @@
 """Chat and instruction agents answering from their documents through the shared instruct
 base: the agent's index finds the passages, instruct/answers.py grounds and answers, an
 unsure answer goes to API B when one is configured, and every answer is logged with its
-query id like any other. No FastAPI here: the OpenAI-compatible routes, the generate route
-and `thunder generate` all answer through `DocumentChat`."""
+query id like any other. An agent with an adapter answers through the adapted graph with its
+adapter's matrices (its challenger's for its A/B share). No FastAPI here: the
+OpenAI-compatible routes, the generate route and `thunder generate` all answer through
+`DocumentChat`."""
 
 import time
 from collections.abc import Iterator
@@ -56,6 +58,11 @@ class DocumentChat:
         vector = self.state.retrieval.encode(last.content)
         _, hits = self.answerer.search(agent_id, last.content, self.passages, vector)
         model, card = self.state.base.get()
+        variant, adapter = self.state.adapters.for_user(
+            agent_id, question.user_id, model.spec, lambda v: self.state.splits.share(agent_id, v)
+        )
+        if adapter is not None:
+            model = self.state.base.adapted().with_adapter(adapter.feeds)
         try:
             policy = read_grounding(self.state.settings.home.agent_dir(agent_id))
         except AgentSettingsError as error:
@@ -82,7 +89,8 @@ class DocumentChat:
                 answer = item
             else:
                 yield item
-        yield self._logged(agent_id, question, last, grounded, answer, card, started)
+        served = (variant, adapter.version if adapter else f"base-{card.provenance.sha256[:12]}")
+        yield self._logged(agent_id, question, last, grounded, answer, served, started)
 
     def answer(self, agent_id: str, question: ChatQuestion) -> ChatAnswer:
         *_, answer = self.stream(agent_id, question)
@@ -93,8 +101,8 @@ class DocumentChat:
         # Supporting sentences are picked from more passages than the prompt holds.
         return max(self.state.settings.grounding_passages, 5)
 
-    def _logged(self, agent_id, question, last, grounded, answer, card, started) -> ChatAnswer:
-        version = f"base-{card.provenance.sha256[:12]}"
+    def _logged(self, agent_id, question, last, grounded, answer, served, started) -> ChatAnswer:
+        variant, version = served  # champion or challenger, and the base's or adapter's version
         text, fallback, confidence, teacher_confidence, error = (
             answer.text,
             False,
@@ -117,7 +125,7 @@ class DocumentChat:
         record = QueryRecord(
             agent_id=agent_id,
             user_id=question.user_id,
-            variant="champion",
+            variant=variant,
             model_version=version,
             prompt=last.content,
             response=text,
@@ -127,8 +135,8 @@ class DocumentChat:
             teacher_confidence=teacher_confidence,
             sources=[support.chunk.chunk_id for support in answer.supports] or None,
         )
-        self.state.metrics.confidence.labels(agent_id, "champion").observe(confidence)
-        self.state.metrics.characters.labels(agent_id, "champion").inc(len(text))
+        self.state.metrics.confidence.labels(agent_id, variant).observe(confidence)
+        self.state.metrics.characters.labels(agent_id, variant).inc(len(text))
         return ChatAnswer(
             text=text,
             sources=answer.supports,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from thunder_dagster import settings as environment
 from thunder_dagster.home import Home
 from thunder_dagster.serving.access import KeyCache
+from thunder_dagster.serving.adapters import AgentAdapters
 from thunder_dagster.serving.bases import SharedBase
 from thunder_dagster.serving.errors import StoreUnavailable
 from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
@@ -104,6 +105,7 @@ class ServingState:
     splits: SplitCache
     workers: ThreadPoolExecutor
     base: SharedBase
+    adapters: AgentAdapters
 
     @classmethod
     def open(cls, settings: ServerSettings, metrics: ServerMetrics | None = None) -> "ServingState":
@@ -153,6 +155,7 @@ class ServingState:
             # fight over the GIL and the cores.
             workers=ThreadPoolExecutor(settings.workers, thread_name_prefix="generate"),
             base=SharedBase(settings.home.bases_dir),
+            adapters=AgentAdapters(settings.deployments_root),
         )
 
     def close(self) -> None:

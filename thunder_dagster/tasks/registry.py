@@ -8,7 +8,8 @@ task asks this table; a new task is one entry.
   the sentence encoder with lexical features);
 - instruction and chat: answers to questions and instructions from the agent's documents, by
   the pretrained instruct base (instruct/) over the agent's retrieval index: nothing is
-  trained before the first answer, the ingest run (documents, chunks, index) is all it needs.
+  trained before the first answer, the ingest run (documents, chunks, index) is all it needs;
+  the daily rules' fine-tune and distillation train its adapter on the base (adapters/).
 """
 
 from dataclasses import dataclass
@@ -85,13 +86,14 @@ def _instruct(name: str, summary: str) -> TaskKind:
         name=name,
         summary=summary,
         model="instruct",
-        training_job="ingest_job",
+        training_job="adaptation_pipeline_job",
         deployment_asset="retrieval_index",
         endpoint="generate",
-        learns_from_feedback=False,
+        # Its rated and taught answers train its adapter on the base (adapters/).
+        learns_from_feedback=True,
         pairs=True,
         measures=(),
-        run_jobs=(),
+        run_jobs=("adaptation_job", "adaptation_pipeline_job"),
     )
 
 

@@ -66,6 +66,7 @@ def _problems(state: ServingState) -> list[dict]:
                 problems.append({"agent": name, "reason": f"{role} refused: {why}"})
     problems += state.retrieval.problems()
     problems += state.rewards.problems()
+    problems += state.adapters.problems()
     teacher = state.teacher
     if teacher is not None and teacher.breaker.state() != "closed":
         problems.append(
