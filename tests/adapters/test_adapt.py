@@ -4,6 +4,8 @@ budget, the best adapter not worse than the bare base on held-out questions and 
 adapter that is worse, or not finite, refused with its reasons."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +105,36 @@ def test_a_worse_or_non_finite_adapter_is_refused_with_its_reasons(setting, adap
         weights, Adapter(champion.shape, broken), None, held, served, tokenizer.end_id, POSITIONS
     )
     assert not report.passed and "non-finite" in report.reasons()[0]
+
+
+def test_an_agents_adaptation_searches_gates_and_releases_its_first_adapter_as_champion(
+    setting, tmp_path
+):
+    from thunder_dagster.adapters.agent import AdaptationBudget, LoadedBase, adapt_agent
+    from thunder_dagster.adapters.material import Material
+    from thunder_dagster.adapters.releases import GATES_NAME, adapter_dir
+    from thunder_dagster.deployments.pointers import read_pointer
+
+    _, weights, examples, _, held, served = setting
+    material = Material(examples, [], held, {"teacher": len(examples)})
+    base = LoadedBase(weights, served, POSITIONS, "f" * 64)
+    warnings = []
+    adaptation, report, move, compared = adapt_agent(
+        "acme",
+        base,
+        material,
+        tmp_path / "acme",
+        AdaptationBudget(seconds=25, trials=1, teacher_questions=0, answers=0),
+        warnings.append,
+    )
+    assert report.passed, report.reasons()
+    assert compared == "the bare base" and warnings == []
+    assert (move.role, move.deployment.version) == ("champion", "adapter-1")
+    pointer = read_pointer(adapter_dir(tmp_path / "acme"))
+    assert pointer.onnx_sha256 == move.deployment.onnx_sha256
+    loaded = Adapter.load(Path(pointer.model_dir), served.spec)
+    for key, matrices in adaptation.adapter.arrays.items():
+        for stored, found in zip(loaded.arrays[key], matrices, strict=True):
+            np.testing.assert_array_equal(stored, found)
+    gates = json.loads((Path(pointer.model_dir) / GATES_NAME).read_text())
+    assert gates["held_out_loss"] == report.adapted_loss and gates["base_sha256"] == "f" * 64

@@ -70,3 +70,46 @@ def test_the_teachers_questions_are_asked_once_per_chunk_and_kept(endpoint, tmp_
     assert again == lessons and asked == 0 and endpoint.calls == 2
     more, asked = bank.fill(teacher, {**chunks, "h3": "A third chunk. It is short."}, limit=0)
     assert asked == 0 and "h3" not in more  # over the run's limit: asked on a later run
+
+
+def test_an_agents_material_holds_out_the_same_share_every_run_and_grounds_logged_answers(
+    tokenizer,
+):
+    from thunder_dagster.adapters.material import NothingToLearnError, gather, held_out
+    from thunder_dagster.feedback.records import TrainingExample
+
+    chunks = {f"doc-{i:05d}": f"{PASSAGE} Note {i} of the bakery's day." for i in range(20)}
+    question = Lesson("When does the bakery open on Sundays?", (PASSAGE,), "At nine.")
+    rated = [
+        TrainingExample(f"q{i}", "When do deliveries arrive?", "Before seven.", ["doc-00001"])
+        for i in range(10)
+    ]
+    taught = [TrainingExample("t1", "Where is the bakery?", "On Mill Street.", ["gone-00000"])]
+    ratings = [("r1", "Is rye sold?", "Yes, daily.", 5), ("r2", "Is rye sold?", "No idea.", 1)]
+    material = gather(
+        tokenizer, "acme", chunks, {"doc-00003": question}, rated, taught, ratings, 512
+    )
+    again = gather(tokenizer, "acme", chunks, {"doc-00003": question}, rated, taught, ratings, 512)
+    assert material == again
+    keys = [*chunks, *(example.query_id for example in [*rated, *taught])]
+    held = sum(held_out(key) for key in keys)
+    assert 0 < held < len(keys) / 2  # about one in five
+    counts = material.counts
+    assert counts.get("held_out_text", 0) + counts.get("held_out_questions", 0) == held
+    assert sum(counts.get(kind, 0) for kind in ("documents", "questions", "rated", "teacher")) == (
+        len(material.train)
+    )
+    # A rated answer is laid out with its chunk's facts; a chunk since removed is left out.
+    rated_example = next(
+        e for e in [*material.train, *material.held.questions] if e.kind == "rated"
+    )
+    facts = "Deliveries reach the cafe before seven every weekday."
+    assert facts in tokenizer.decode(list(rated_example.ids))
+    taught_example = next(
+        e for e in [*material.train, *material.held.questions] if e.kind == "teacher"
+    )
+    assert facts not in tokenizer.decode(list(taught_example.ids))
+    (pair,) = material.preferences
+    assert pair.chosen[:-1] == tuple(tokenizer.encode("Yes, daily."))
+    with pytest.raises(NothingToLearnError, match="'empty'"):
+        gather(tokenizer, "empty", {}, {}, [], [], [], 512)

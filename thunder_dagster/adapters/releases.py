@@ -48,7 +48,7 @@ def adapter_dir(deployments_dir: Path) -> Path:
     return deployments_dir / ADAPTER_FOLDER
 
 
-def tested_dir(deployments_dir: Path) -> Path:
+def ab_folder(deployments_dir: Path) -> Path:
     """The folder whose champion and challenger the agent's A/B test compares: its adapters'
     while an adapter is the challenger, else its model's."""
     folder = adapter_dir(deployments_dir)

@@ -4,7 +4,7 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field
 
-from thunder_dagster.adapters.releases import tested_dir
+from thunder_dagster.adapters.releases import ab_folder
 from thunder_dagster.deployments.gate import labelled
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.deployments.releases import NoChallengerError, promote, retire
@@ -70,7 +70,7 @@ def ab_test_result(
 
     home = thunder.home()
     agent_id = context.partition_key
-    deployments = tested_dir(home.deployments_dir(agent_id))
+    deployments = ab_folder(home.deployments_dir(agent_id))
     champion, challenger = read_pointer(deployments), read_pointer(deployments, "challenger")
     with queries.open() as store:
         tests = AbTestStore(store.engine)
@@ -181,7 +181,7 @@ def champion_promotion(
 
     home = thunder.home()
     agent_id = context.partition_key
-    deployments = tested_dir(home.deployments_dir(agent_id))
+    deployments = ab_folder(home.deployments_dir(agent_id))
     challenger = read_pointer(deployments, "challenger")
     tested = ab_test_result.challenger.model_version
     if best_of_in(tested) is not None:

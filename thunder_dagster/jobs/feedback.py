@@ -2,7 +2,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from thunder_dagster.adapters.releases import tested_dir
+from thunder_dagster.adapters.releases import ab_folder
 from thunder_dagster.deployments.pointers import read_pointer
 from thunder_dagster.resources.home import ThunderHome
 from thunder_dagster.resources.queries import QueryLogStore
@@ -139,7 +139,7 @@ def ab_test_schedule(
         dg.RunRequest(run_key=f"ab:{agent_id}:{hour}", partition_key=agent_id)
         for agent_id in sorted(context.instance.get_dynamic_partitions(agents.name))
         if agent_id in tested
-        or read_pointer(tested_dir(home.deployments_dir(agent_id)), "challenger") is not None
+        or read_pointer(ab_folder(home.deployments_dir(agent_id)), "challenger") is not None
     ]
     return requests or dg.SkipReason("no agent has a challenger or a best-of-n test")
 
