@@ -145,3 +145,39 @@ def test_an_unsure_answer_goes_to_api_b_with_the_sentences_and_is_logged_as_taug
     # API B was given the supporting sentences' passages with the question.
     (request,) = endpoint.seen
     assert "staff meeting" in json.dumps(request)
+
+
+def test_a_chat_agent_with_an_adapter_answers_through_it_and_a_damaged_one_is_refused(
+    bakery, home, instruct_base
+):
+    import numpy as np
+
+    from thunder_dagster.adapters.files import ARRAYS_NAME, Adapter
+    from thunder_dagster.adapters.keras_base import AdapterShape
+    from thunder_dagster.adapters.releases import AdapterCard, release_adapter
+
+    question = "Between which temperatures must the walk-in cooler stay?"
+    base = ask(bakery, question)
+    spec = instruct_base.card.spec
+    rng = np.random.default_rng(0)
+    arrays = {
+        f"{layer}.attn_q": (
+            rng.normal(0, 1, (spec.width, 2)).astype(np.float32),
+            rng.normal(0, 0.5, (2, spec.heads * spec.head_dim)).astype(np.float32),
+        )
+        for layer in range(spec.layers)
+    }
+    card = AdapterCard(instruct_base.card.provenance.sha256, {}, {}, {}, 0.0, {})
+    deployments = home.root / "deployments" / "bakery"
+    release_adapter(deployments, "bakery", Adapter(AdapterShape(2, 2.0, ("attn_q",)), arrays), card)
+    adapted = ask(bakery, question)
+    assert (adapted["model_version"], adapted["variant"]) == ("adapter-1", "champion")
+    assert adapted["confidence"] != base["confidence"]  # the adapter's matrices changed the logits
+    # A damaged challenger is refused with its reason; the champion keeps answering everyone.
+    second = release_adapter(
+        deployments, "bakery", Adapter(AdapterShape(2, 2.0, ("attn_q",)), arrays), card
+    )
+    (Path(second.deployment.model_dir) / ARRAYS_NAME).write_bytes(b"junk")
+    assert ask(bakery, question)["model_version"] == "adapter-1"
+    health = bakery.get("/healthz").json()
+    assert any("challenger adapter refused" in p["reason"] for p in health["problems"])
