@@ -60,6 +60,33 @@ MAX_UPLOAD_BYTES = Variable(
     str(512 * 2**20),
     "Bytes an uploaded file may hold; a larger one is refused by name and never hashed",
 )
+MAX_BODY_BYTES = Variable(
+    "THUNDER_MAX_BODY_BYTES",
+    str(2**20),
+    "Bytes a request body to the model server may hold; a larger one gets 413 unread",
+)
+MAX_WAITING = Variable(
+    "THUNDER_MAX_WAITING",
+    "32",
+    "Requests that may wait for an answering thread; past them the server answers 503 with "
+    "Retry-After",
+)
+RATE_LIMIT = Variable(
+    "THUNDER_RATE_LIMIT",
+    "0",
+    "Requests a minute one API key (on an open server, one client address) may make; over it, "
+    "429 with Retry-After; 0: no limit",
+)
+MAX_WORK_TOKENS = Variable(
+    "THUNDER_MAX_WORK_TOKENS",
+    "4096",
+    "The most tokens one request may ask to generate in all (best_of x max_tokens)",
+)
+DB_TIMEOUT_SECONDS = Variable(
+    "THUNDER_DB_TIMEOUT_SECONDS",
+    "10",
+    "PostgreSQL's connect and statement timeout for the query-log store, in seconds",
+)
 QUERY_DB_URL = Variable(
     "THUNDER_QUERY_DB_URL", "", "SQLAlchemy URL of the query logs; empty: $THUNDER_HOME/queries.db"
 )
@@ -225,4 +252,9 @@ VARIABLES = (
     DAGSTER_URL,
     SERVER_THREADS,
     ORT_THREADS,
+    MAX_BODY_BYTES,
+    MAX_WAITING,
+    RATE_LIMIT,
+    MAX_WORK_TOKENS,
+    DB_TIMEOUT_SECONDS,
 )

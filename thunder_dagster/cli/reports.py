@@ -40,6 +40,8 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
     from thunder_dagster.modeling.cards import ModelCard
     from thunder_dagster.tasks.registry import task_kind
 
+    if print_adapter_summary(home, agent_id):
+        return
     deployment = read_pointer(home.deployments_dir(agent_id))
     if deployment is None:
         click.echo(f"agent {agent_id}: nothing deployed")
@@ -73,3 +75,36 @@ def print_training_summary(home: Home, agent_id: str, prompt: str | None = None)
 
         sample = generate(load_deployed(home.deployments_dir(agent_id)), prompt, 200, 0.8, seed=0)
         click.echo(f"  sample after {prompt!r}:\n{prompt}{sample.text}")
+
+
+def print_adapter_summary(home: Home, agent_id: str) -> bool:
+    """A chat or instruction agent's adapters: what serves and what the gates measured; False
+    for an agent of another task."""
+    import json
+    from pathlib import Path
+
+    from thunder_dagster.adapters.releases import GATES_NAME, adapter_dir
+    from thunder_dagster.deployments.pointers import read_pointer
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_task
+    from thunder_dagster.tasks.registry import task_kind
+
+    try:
+        if task_kind(read_task(home.agent_dir(agent_id))).model != "instruct":
+            return False
+    except AgentSettingsError:
+        return False
+    folder = adapter_dir(home.deployments_dir(agent_id))
+    for role in ("champion", "challenger"):
+        deployment = read_pointer(folder, role)
+        if deployment is None:
+            if role == "champion":
+                click.echo(f"agent {agent_id}: no adapter released; the bare base answers")
+            continue
+        gates = json.loads((Path(deployment.model_dir) / GATES_NAME).read_text())
+        losses = ", ".join(
+            f"{part} {loss:.4f} (was {gates['champion_loss'][part]:.4f})"
+            for part, loss in gates["held_out_loss"].items()
+        )
+        click.echo(f"{agent_id} {role} adapter {deployment.version}: held-out loss {losses}")
+        click.echo(f"  adapter: {deployment.model_dir}")
+    return True

@@ -56,6 +56,7 @@ def serve(
         spool_dir=Path(spool) if spool else None,
         dagster_url=settings.DAGSTER_URL.value() or None,
         teacher=external_teacher(),
+        **request_bounds(),
     )
     click.echo(f"serving {server.deployments_root} on http://{host}:{port}", err=True)
     if server.teacher is not None:
@@ -71,6 +72,22 @@ def serve(
             err=True,
         )
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
+
+
+def request_bounds() -> dict:
+    """The server's bounds on a request's cost from the environment, each refused by name
+    when it is not a whole number."""
+    from thunder_dagster import settings
+
+    try:
+        return {
+            "max_body_bytes": settings.whole_number(settings.MAX_BODY_BYTES),
+            "max_waiting": settings.whole_number(settings.MAX_WAITING, least=0),
+            "rate_per_minute": settings.whole_number(settings.RATE_LIMIT, least=0),
+            "max_work_tokens": settings.whole_number(settings.MAX_WORK_TOKENS),
+        }
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
 
 
 def external_teacher():

@@ -62,11 +62,28 @@ def migrate(engine: Engine) -> None:
                 raise
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for `url`, its database upgraded to HEAD_REVISION."""
+def timeouts(url: str, statement_seconds: float | None) -> dict:
+    """PostgreSQL's connect timeout (THUNDER_DB_TIMEOUT_SECONDS), and with `statement_seconds`
+    its statement timeout: a database that hangs, rather than refuses, ends a call in time."""
+    from thunder_dagster import settings
+
+    if not url.startswith("postgresql"):
+        return {}
+    seconds = settings.whole_number(settings.DB_TIMEOUT_SECONDS)
+    arguments: dict = {"connect_timeout": seconds}
+    if statement_seconds:
+        arguments["options"] = f"-c statement_timeout={int(statement_seconds * 1000)}"
+    return {"connect_args": arguments}
+
+
+def open_engine(url: str, statement_seconds: float | None = None) -> Engine:
+    """An engine for `url`, its database upgraded to HEAD_REVISION; on PostgreSQL, connects
+    and (with `statement_seconds`) statements that take longer fail instead of hanging."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    engine = create_engine(
+        url, pool_pre_ping=not url.startswith("sqlite"), **timeouts(url, statement_seconds)
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     migrate(engine)

@@ -53,9 +53,11 @@ class QueryStore(ResponseCache, MonitoringReads, CorrectionReads):
         self.sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str) -> "QueryStore":
-        """The store at `url`, its schema upgraded to the newest migration."""
-        return cls(open_engine(url))
+    def open(cls, url: str, statement_seconds: float | None = None) -> "QueryStore":
+        """The store at `url`, its schema upgraded to the newest migration; on PostgreSQL a
+        statement over `statement_seconds` fails (the model server's: no request waits on a
+        hung database)."""
+        return cls(open_engine(url, statement_seconds))
 
     def close(self) -> None:
         self.engine.dispose()

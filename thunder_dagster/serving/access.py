@@ -28,16 +28,27 @@ class StoreSnapshot:
         self._lock = threading.Lock()
 
     def value(self):
-        with self._lock:
+        """The value last read, read again first when it is due and no other thread is reading
+        it: a slow or hung store holds one request, never all of them, and a failed read is
+        tried again after `refresh_seconds`, not on every request."""
+        if time.monotonic() - self._read_at < self.refresh_seconds:
+            return self._value
+        if not self._lock.acquire(blocking=self._value is None and self._read_at < 0):
+            return self._value
+        try:
             if time.monotonic() - self._read_at >= self.refresh_seconds:
+                self._read_at = time.monotonic()
                 store = self.store_of()
-                if store is not None:
+                if store is None:
+                    self._read_at = -float("inf")  # not open yet: try on the next request
+                else:
                     try:
                         self._value = self.read(store.engine)
-                        self._read_at = time.monotonic()
                     except Exception:  # the store went down: the value last read stays
                         pass
             return self._value
+        finally:
+            self._lock.release()
 
 
 def _active_keys(engine) -> dict:

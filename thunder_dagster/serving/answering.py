@@ -101,6 +101,14 @@ class Answerer(Classifying):
 
     def check_limits(self, question: Question) -> None:
         self.check_limits_of(question.prompt, question.max_tokens)
+        budget = self.settings.max_work_tokens
+        if question.best_of and question.best_of * question.max_tokens > budget:
+            raise OverLimit(
+                "best_of",
+                f"best_of {question.best_of} x max_tokens {question.max_tokens} is "
+                f"{question.best_of * question.max_tokens} tokens, over this server's {budget} "
+                "(THUNDER_MAX_WORK_TOKENS): ask for fewer answers or fewer tokens",
+            )
 
     def check_limits_of(self, prompt: str, max_tokens: int, field: str = "prompt") -> None:
         if len(prompt) > self.settings.max_prompt_chars:
@@ -181,6 +189,8 @@ class Answerer(Classifying):
         best_of = (
             variant.best_of or question.best_of or self.state.rewards.default_best_of(agent_id)
         )
+        # An adopted best-of-n stays within the work budget too.
+        best_of = min(best_of, max(1, self.settings.max_work_tokens // question.max_tokens))
         sources = self.passages(agent_id, question.prompt) if question.grounded else []
         generating = time.perf_counter()
         if best_of > 1:

@@ -55,6 +55,18 @@ class StoreUnavailable(ServingError):
     """The query-log store is not open now (down, or still opening)."""
 
 
+class Busy(ServingError):
+    """Too many requests are being answered or waiting: retry shortly (503, Retry-After)."""
+
+
+class RateLimited(ServingError):
+    """The caller is over its requests a minute: retry after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unreachable(ServingError):
     """A service the request needs (the Dagster webserver) did not answer."""
 

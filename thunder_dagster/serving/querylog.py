@@ -35,6 +35,9 @@ RETRY_SECONDS = 2.0
 # Answers whose agent the writer remembers, so that a rating's key is checked against the
 # agent it rates without the store (which may be down, or not hold the answer yet).
 REMEMBERED = 100_000
+# A statement of the server's that takes longer fails (PostgreSQL): a hung database holds no
+# request and no writer batch longer than this.
+STATEMENT_SECONDS = 10.0
 
 
 def finite_record(record: QueryRecord) -> QueryRecord:
@@ -211,7 +214,7 @@ class QueryLogWriter:
 
         self._next_try = time.monotonic() + self.retry_seconds
         try:
-            self._store = QueryStore.open(self.url)
+            self._store = QueryStore.open(self.url, STATEMENT_SECONDS)
             self._open_error = None
         except Exception as error:
             self._open_error = type(error).__name__

@@ -13,6 +13,7 @@ from thunder_dagster import settings as environment
 from thunder_dagster.home import Home
 from thunder_dagster.serving.access import KeyCache
 from thunder_dagster.serving.adapters import AgentAdapters
+from thunder_dagster.serving.api.admission import RateLimiter, WorkQueue
 from thunder_dagster.serving.bases import SharedBase
 from thunder_dagster.serving.errors import StoreUnavailable
 from thunder_dagster.serving.metrics import ServerMetrics, StateCollector
@@ -71,6 +72,14 @@ class ServerSettings:
     # The agents whose models and indexes are loaded; None: every agent deployed (a command
     # answering for one agent loads that one's only).
     agents: frozenset[str] | None = None
+    # Bounds on a request's cost (serving/api/admission.py): a body over max_body_bytes gets
+    # 413; past `workers` answering and max_waiting waiting, 503; over rate_per_minute per
+    # key (or client address when open), 429 (0: no limit); best_of x max_tokens over
+    # max_work_tokens, 422.
+    max_body_bytes: int = 1_048_576
+    max_waiting: int = 32
+    rate_per_minute: int = 0
+    max_work_tokens: int = 4096
 
     @property
     def home(self) -> Home:
@@ -106,6 +115,8 @@ class ServingState:
     workers: ThreadPoolExecutor
     base: SharedBase
     adapters: AgentAdapters
+    queue: WorkQueue
+    limiter: RateLimiter
 
     @classmethod
     def open(cls, settings: ServerSettings, metrics: ServerMetrics | None = None) -> "ServingState":
@@ -138,6 +149,10 @@ class ServingState:
             from thunder_dagster.serving.teacher import ExternalTeacher
 
             teacher = ExternalTeacher(settings.teacher)
+        # Generation runs on one thread per usable CPU, first come first served, so the event
+        # loop stays free to read requests: a pool of 40 threads would have them all fight
+        # over the GIL and the cores.
+        workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="generate")
         return cls(
             settings=settings,
             metrics=metrics,
@@ -150,12 +165,11 @@ class ServingState:
             splits=SplitCache(
                 writer.store, settings.challenger_share, settings.split_refresh_seconds
             ),
-            # Generation runs on one thread per usable CPU, first come first served, so the
-            # event loop stays free to read requests: a pool of 40 threads would have them all
-            # fight over the GIL and the cores.
-            workers=ThreadPoolExecutor(settings.workers, thread_name_prefix="generate"),
+            workers=workers,
             base=SharedBase(settings.home.bases_dir),
             adapters=AgentAdapters(settings.deployments_root),
+            queue=WorkQueue(workers, settings.workers, settings.max_waiting),
+            limiter=RateLimiter(settings.rate_per_minute),
         )
 
     def close(self) -> None:

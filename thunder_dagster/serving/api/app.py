@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from thunder_dagster.serving.answering import Answerer
 from thunder_dagster.serving.api import audit, problems
+from thunder_dagster.serving.api.admission import BodyLimit
 from thunder_dagster.serving.api.routes import (
     abtests,
     catalog,
@@ -69,6 +70,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await audit.record(request, response.status_code, app.state.serving, denials)
         return response
 
+    # Outside every other middleware: a body over the limit is refused before it is read.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.auth == "open":
         app.openapi = _without_keys(app)
     return app

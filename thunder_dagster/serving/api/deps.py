@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from thunder_dagster.serving.answering import Answerer
-from thunder_dagster.serving.errors import Forbidden, OverLimit
+from thunder_dagster.serving.errors import Forbidden, OverLimit, RateLimited
 from thunder_dagster.serving.state import ServingState
 
 # The query log's user_id column (feedback/schema.py); not imported, so the server starts
@@ -88,6 +88,16 @@ class Caller:
         return self.identity.key_id
 
 
+def _within_rate(state: ServingState, caller: str) -> None:
+    wait = state.limiter.wait(caller)
+    if wait:
+        raise RateLimited(
+            f"{caller} is over {state.limiter.per_minute} requests a minute "
+            f"(THUNDER_RATE_LIMIT): retry in {wait} s",
+            wait,
+        )
+
+
 def _caller(scope: str):
     def dependency(
         request: Request,
@@ -98,8 +108,10 @@ def _caller(scope: str):
         # An open server turns keyed once a key exists: `thunder keys create` takes effect
         # within the key refresh, without a restart (this runs in FastAPI's thread pool).
         if state.settings.auth == "open" and not state.keys.keys():
+            _within_rate(state, request.client.host if request.client else "unknown")
             return Caller(None, scope)
         identity = state.keys.authenticate(request)
+        _within_rate(state, identity.key_id)
         request.state.actor = identity.actor
         agent_id = request.path_params.get("agent_id")
         if not identity.may(scope, agent_id):

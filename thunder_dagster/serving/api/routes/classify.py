@@ -1,7 +1,5 @@
 """POST /v1/agents/{agent_id}/classify: a classification or sentiment agent's label."""
 
-import asyncio
-
 from fastapi import APIRouter
 
 from thunder_dagster.serving.api.deps import Engine, Generator
@@ -25,9 +23,8 @@ async def classify_text(
     """The label a classification or sentiment agent gives the text (its champion, or for
     the A/B share of users the challenger under test), with every label's probability, and
     the query id that rates it or corrects its label."""
-    loop = asyncio.get_running_loop()
-    found = await loop.run_in_executor(
-        engine.state.workers, engine.classify, agent_id, request.text, who.user(request.user_id)
+    found = await engine.state.queue.run(
+        engine.classify, agent_id, request.text, who.user(request.user_id)
     )
     return ClassifyResponse(
         label=found.label,

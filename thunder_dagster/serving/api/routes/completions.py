@@ -197,10 +197,10 @@ async def chat_completions(request: ChatCompletionRequest, who: Generator, engin
     chat = DocumentChat(engine)
     loop = asyncio.get_running_loop()
     if not request.stream:
-        answer = await loop.run_in_executor(engine.state.workers, chat.answer, agent_id, question)
+        answer = await engine.state.queue.run(chat.answer, agent_id, question)
         return _completion(agent_id, answer)
     steps = chat.stream(agent_id, question)
-    first = await loop.run_in_executor(engine.state.workers, next, steps)
+    first = await engine.state.queue.run(next, steps)
     return StreamingResponse(
         _events(agent_id, first, steps, loop, engine.state.workers),
         media_type="text/event-stream",
@@ -258,11 +258,10 @@ async def embeddings(request: EmbeddingRequest, who: Generator, engine: Engine) 
     texts = [request.input] if isinstance(request.input, str) else request.input
     texts = texts[:MAX_EMBEDDING_INPUTS]
     retrieval = engine.state.retrieval
-    loop = asyncio.get_running_loop()
     from thunder_dagster.retrieval.encoder import EncoderUnavailableError
 
     try:
-        vectors = await loop.run_in_executor(engine.state.workers, retrieval.encode_many, texts)
+        vectors = await engine.state.queue.run(retrieval.encode_many, texts)
     except EncoderUnavailableError as error:
         raise Unreachable(f"the sentence encoder is not available: {error}") from None
     return EmbeddingList(

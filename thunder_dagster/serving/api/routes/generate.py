@@ -1,7 +1,5 @@
 """POST /v1/agents/{agent_id}/generate: an answer from the agent's model, through the engine."""
 
-import asyncio
-
 from fastapi import APIRouter
 
 from thunder_dagster.serving.answering import Answer, Question
@@ -37,8 +35,7 @@ async def generate_text(
         grounded=request.grounding == "retrieved",
         best_of=request.best_of,
     )
-    loop = asyncio.get_running_loop()
-    answer = await loop.run_in_executor(engine.state.workers, engine.generate, agent_id, question)
+    answer = await engine.state.queue.run(engine.generate, agent_id, question)
     return response(answer)
 
 

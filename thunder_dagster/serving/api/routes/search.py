@@ -1,7 +1,5 @@
 """POST /v1/agents/{agent_id}/search: the agent's chunks nearest a query."""
 
-import asyncio
-
 from fastapi import APIRouter
 
 from thunder_dagster.serving.api.deps import Engine, Generator
@@ -20,10 +18,7 @@ async def search(
     agent_id: str, request: SearchRequest, _who: Generator, engine: Engine
 ) -> SearchResponse:
     """The agent's chunks nearest the query: BM25 and vector search, fused."""
-    loop = asyncio.get_running_loop()
-    index, hits = await loop.run_in_executor(
-        engine.state.workers, engine.search, agent_id, request.query, request.k
-    )
+    index, hits = await engine.state.queue.run(engine.search, agent_id, request.query, request.k)
     return SearchResponse(
         agent_id=agent_id,
         index_version=index.version,
