@@ -218,3 +218,24 @@ def test_a_key_made_while_an_open_server_runs_takes_effect_within_the_refresh(ho
         refused = generate(client)
         assert refused.status_code == 401 and "API key is required" in refused.text
         assert generate(client, token).status_code == 200
+
+
+def test_an_open_server_answers_only_loopback_host_names(home):
+    """DNS rebinding: a web page's script reaches 127.0.0.1 under its own name; the Host it
+    sends is refused, the loopback names are served."""
+    deploy_tiny(home, "acme")
+    loopback = frozenset({"localhost", "127.0.0.1", "::1"})
+    with TestClient(create_app(settings(home, auth="open", open_hosts=loopback))) as client:
+        for host in ("evil.example", "evil.example:8000", "10.0.0.7:8000"):
+            refused = client.get("/v1/models", headers={"Host": host})
+            assert refused.status_code == 403 and "DNS rebinding" in refused.text, host
+            assert (
+                client.post(
+                    "/v1/agents/acme/generate",
+                    json={"prompt": "Hi", "user_id": "u", "max_tokens": 2},
+                    headers={"Host": host},
+                ).status_code
+                == 403
+            )
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+            assert client.get("/v1/models", headers={"Host": host}).status_code == 200, host

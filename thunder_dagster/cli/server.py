@@ -56,6 +56,7 @@ def serve(
         spool_dir=Path(spool) if spool else None,
         dagster_url=settings.DAGSTER_URL.value() or None,
         teacher=external_teacher(),
+        open_hosts=frozenset({"localhost", "127.0.0.1", "::1", host.lower()}),
         **request_bounds(),
     )
     click.echo(f"serving {server.deployments_root} on http://{host}:{port}", err=True)

@@ -76,6 +76,10 @@ class ServerSettings:
     # 413; past `workers` answering and max_waiting waiting, 503; over rate_per_minute per
     # key (or client address when open), 429 (0: no limit); best_of x max_tokens over
     # max_work_tokens, 422.
+    # The Host names an open server answers (`thunder serve`: loopback's and the address it
+    # listens on), so a web page's DNS rebinding cannot reach it from a browser; None: any
+    # (the app embedded in a process of its own, or a server with keys).
+    open_hosts: frozenset[str] | None = None
     max_body_bytes: int = 1_048_576
     max_waiting: int = 32
     rate_per_minute: int = 0

@@ -61,6 +61,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         problem = audit.request_id_problem(request)
         if problem is not None:
             return JSONResponse({"detail": problem}, status_code=400)
+        problem = foreign_host(request, settings)
+        if problem is not None:
+            return JSONResponse({"detail": problem}, status_code=403)
         response = await call_next(request)
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
@@ -75,6 +78,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if settings.auth == "open":
         app.openapi = _without_keys(app)
     return app
+
+
+def foreign_host(request: Request, settings: ServerSettings) -> str | None:
+    """Why an open server refuses the request's Host (a name it does not answer to), or None."""
+    if settings.auth != "open" or settings.open_hosts is None:
+        return None
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.strip("[]").lower() in settings.open_hosts:
+        return None
+    return (
+        f"Host {host[:80]!r} is not a name this open server answers to: without API keys it "
+        "answers only loopback names (a web page could reach it otherwise, by DNS rebinding); "
+        "use http://127.0.0.1, or make keys with `thunder keys create`"
+    )
 
 
 def _without_keys(app: FastAPI):
