@@ -10,6 +10,7 @@ returns. The steps:
    a later one. An adapter the gates refuse is not written.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,12 @@ def material_for(
     return material, asked
 
 
+def measured(losses: dict[str, float]) -> dict[str, float]:
+    """The held-out parts there were examples of (an agent without rated or taught answers has
+    no held-out questions: its loss there is NaN, left out)."""
+    return {part: loss for part, loss in losses.items() if math.isfinite(loss)}
+
+
 def adapt_agent(
     agent_id: str,
     base: LoadedBase,
@@ -125,8 +132,8 @@ def adapt_agent(
     card = AdapterCard(
         base_sha256=base.sha256,
         params=adaptation.best.params,
-        held_out_loss=report.adapted_loss,
-        champion_loss=report.champion_loss,
+        held_out_loss=measured(report.adapted_loss),
+        champion_loss=measured(report.champion_loss),
         parity_error=report.parity_error,
         examples=material.counts,
     )

@@ -104,6 +104,7 @@ def print_adapter_summary(home: Home, agent_id: str) -> bool:
         losses = ", ".join(
             f"{part} {loss:.4f} (was {gates['champion_loss'][part]:.4f})"
             for part, loss in gates["held_out_loss"].items()
+            if part in gates["champion_loss"]
         )
         click.echo(f"{agent_id} {role} adapter {deployment.version}: held-out loss {losses}")
         click.echo(f"  adapter: {deployment.model_dir}")
