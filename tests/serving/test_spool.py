@@ -174,3 +174,57 @@ def test_postgresql_stopped_while_the_server_answers_loses_no_answer_and_no_rati
             assert stats.total_queries == 30
             assert stats.user_feedback_available == 30
             assert stats.positive_feedback == sum(1 for s in given.values() if s >= 4)
+
+
+def test_a_row_postgresql_refuses_is_set_aside_with_its_reason_and_the_rest_are_written(tmp_path):
+    """Issue 29 item 1: a NUL character or an over-long user id in one answer (the API refuses
+    both; a row that gets past it anyway) never holds up the rows beside it, live or replayed."""
+    import json
+
+    from thunder_dagster.serving.querylog import QueryLogWriter
+    from thunder_dagster.serving.spool import DEAD_LETTERS
+
+    nul = QueryRecord("acme", "u", "champion", "1.0.0", "p\x00q", "r", 0.5, False, 3.0)
+    long_user = QueryRecord("acme", "u" * 200, "champion", "1.0.0", "p", "r", 0.5, False, 3.0)
+    with postgres_database() as url:
+        # Spooled while the store was down: replayed with the bad row among them.
+        spool = Spool(tmp_path / "spool")
+        spool.add_queries([("s0", record(0), AT), ("s1", nul, AT), ("s2", record(2), AT)])
+        spool.add_rating(Rating("s0", 5, "fine\x00", AT))
+        spool.close()
+        writer = QueryLogWriter(url, tmp_path / "spool", retry_seconds=0.2)
+        try:
+            ids = [writer.submit(r) for r in (record(3), long_user, record(4), nul)]
+            writer.flush()
+            deadline = time.monotonic() + 30
+            while writer.spool.depth and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with QueryStore.open(url) as store:
+                found = {q: store.query(q) is not None for q in ["s0", "s1", "s2", *ids]}
+            assert found == {
+                "s0": True,
+                "s1": False,
+                "s2": True,
+                ids[0]: True,
+                ids[1]: False,
+                ids[2]: True,
+                ids[3]: False,
+            }
+            set_aside = [
+                json.loads(line)
+                for line in (tmp_path / "spool" / DEAD_LETTERS).read_text().splitlines()
+            ]
+            reasons = {
+                entry["row"].get("id") or entry["row"]["kind"]: entry["reason"]
+                for entry in set_aside
+            }
+            assert set(reasons) == {"s1", "rating", ids[1], ids[3]}
+            assert "NUL" in reasons["s1"] and "character varying(128)" in reasons[ids[1]]
+            assert "dead-letter.jsonl" in writer.problem()
+            # The writer goes on: a later answer is written.
+            later = writer.submit(record(5))
+            writer.flush()
+            with QueryStore.open(url) as store:
+                assert store.query(later) is not None
+        finally:
+            writer.close()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, new_query_id
-from thunder_dagster.serving.spool import Rating, Spool
+from thunder_dagster.serving.spool import Rating, Spool, write_isolating
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -107,6 +107,11 @@ class QueryLogWriter:
             parts.append(
                 f"the spool cannot be written ({self.spool.write_error}); "
                 f"{self.lost} rows lost so far: free space for the spool folder"
+            )
+        if self.spool.dead_letters:
+            parts.append(
+                f"{self.spool.dead_letters} rows the store refused for what they hold were set "
+                "aside in dead-letter.jsonl (each with the reason); the others were written"
             )
         if self.spool.rejected_lines:
             parts.append(
@@ -252,7 +257,7 @@ class QueryLogWriter:
             return
         if caught_up:
             try:
-                self._store.log_queries(rows)
+                write_isolating(self._store, rows, self.spool.set_aside)
                 self.failure = None
                 return
             except Exception as error:

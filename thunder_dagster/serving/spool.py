@@ -27,6 +27,9 @@ from thunder_dagster.times import utc_now
 log = logging.getLogger(__name__)
 PATTERN = "queries-*.jsonl"
 REJECTED = "rejected.jsonl"
+# Rows the store refused for what they hold (a character or a length its columns cannot take),
+# each with the reason: the rows beside them are written, and these wait for an operator.
+DEAD_LETTERS = "dead-letter.jsonl"
 # How long a rating whose answer is not in the log yet waits for it: the answer may be in the
 # spool of another server process whose store write failed too.
 RATING_PATIENCE = timedelta(hours=1)
@@ -48,6 +51,34 @@ class Replayed:
     waiting_ratings: int  # ratings of an id no answer has yet: kept for RATING_PATIENCE
     dropped_ratings: int  # ratings of an id no answer had within RATING_PATIENCE
     rejected_lines: int
+
+
+def refusals() -> tuple[type[Exception], ...]:
+    """The store's errors that say a row can never be written as it is (its data, or a
+    constraint), as against the store being down."""
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    # psycopg2 refuses a NUL character itself, with a ValueError, before PostgreSQL sees it.
+    return (DataError, IntegrityError, ValueError)
+
+
+def write_isolating(store, rows: list, set_aside, replaying: bool = False) -> int:
+    """Write the answers in one insert; when the store refuses the batch for what a row holds,
+    write them one by one and set the refused ones aside. Errors of a store that is down are
+    raised, with nothing set aside. How many were set aside."""
+    try:
+        store.log_queries(rows, replaying=replaying)
+        return 0
+    except refusals():
+        pass
+    refused = 0
+    for row in rows:
+        try:
+            store.log_queries([row], replaying=True)  # any row of the batch that went in stays
+        except refusals() as error:
+            set_aside(row, error)
+            refused += 1
+    return refused
 
 
 def _query_line(query_id: str, record: QueryRecord, at: datetime) -> str:
@@ -96,6 +127,7 @@ class Spool:
         self.queries = 0
         self.ratings = 0
         self.rejected_lines = 0
+        self.dead_letters = 0
         self.write_error: str | None = None  # why the last append failed
 
     @property
@@ -159,13 +191,16 @@ class Spool:
                             continue
                         (ratings if isinstance(row, Rating) else queries).append(row)
                 if queries:
-                    store.log_queries(queries, replaying=True)
+                    write_isolating(store, queries, self.set_aside, replaying=True)
                 waiting, dropped = [], 0
                 for rating in ratings:
                     try:
                         store.add_feedback(
                             rating.query_id, rating.score, rating.comment, rating.at, rating.label
                         )
+                    except refusals() as error:
+                        self.set_aside(rating, error)
+                        dropped += 1
                     except UnknownQueryError:
                         # Its answer may be in another server's spool, not replayed yet.
                         if utc_now() - rating.at < RATING_PATIENCE:
@@ -200,6 +235,23 @@ class Spool:
             handle.close()
             return None
         return handle
+
+    def set_aside(
+        self, row: "tuple[str, QueryRecord, datetime] | Rating", error: Exception
+    ) -> None:
+        """A row the store refused for what it holds, into dead-letter.jsonl with the reason
+        (the store's first line of it), fsynced; counted for /healthz."""
+        line = _rating_line(row) if isinstance(row, Rating) else _query_line(*row)
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        log.warning("the query-log store refused a row; set aside in %s: %s", DEAD_LETTERS, reason)
+        try:
+            with open(self.directory / DEAD_LETTERS, "a", encoding="utf-8") as dead:
+                dead.write(json.dumps({"reason": reason[:500], "row": json.loads(line)}) + "\n")
+                dead.flush()
+                os.fsync(dead.fileno())
+            self.dead_letters += 1
+        except OSError:
+            log.exception("could not set the refused row aside")
 
     def _reject(self, path: Path, line: str, error: Exception) -> None:
         log.warning("set aside an unreadable line of the query-log spool %s: %s", path.name, error)
