@@ -43,7 +43,7 @@ def test_the_set_holds_what_a_served_agent_needs(built):
         "Namespace/thunder",
         "PersistentVolumeClaim/thunder-home",
         "ConfigMap/thunder-serve",
-        "Deployment/thunder-serve",
+        "StatefulSet/thunder-serve",
         "Service/thunder-serve",
         "HorizontalPodAutoscaler/thunder-serve",
         "PodDisruptionBudget/thunder-serve",
@@ -64,7 +64,7 @@ def test_every_object_is_valid_at_its_api_version(built):
 
 
 def test_a_field_the_api_does_not_have_is_caught(built):
-    broken = yaml.safe_load(yaml.safe_dump(built["Deployment/thunder-serve"]))
+    broken = yaml.safe_load(yaml.safe_dump(built["StatefulSet/thunder-serve"]))
     broken["spec"]["template"]["spec"]["containers"][0]["readynessProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
@@ -74,7 +74,7 @@ def test_the_objects_agree_with_each_other_and_with_the_server(built):
     from thunder_dagster.serving.api.app import create_app
     from thunder_dagster.serving.state import ServerSettings
 
-    deployment = built["Deployment/thunder-serve"]
+    deployment = built["StatefulSet/thunder-serve"]
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     labels = pod["metadata"]["labels"]
@@ -85,7 +85,7 @@ def test_the_objects_agree_with_each_other_and_with_the_server(built):
     ):
         assert selector.items() <= labels.items()
     target = built["HorizontalPodAutoscaler/thunder-serve"]["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "thunder-serve")
+    assert (target["kind"], target["name"]) == ("StatefulSet", "thunder-serve")
     app = create_app(ServerSettings(deployments_root=REPO_ROOT / "nowhere", query_db_url=""))
     paths = set(app.openapi()["paths"])
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz" in paths
@@ -99,6 +99,11 @@ def test_the_objects_agree_with_each_other_and_with_the_server(built):
     assert config["THUNDER_HOME"] == mounts["home"]["mountPath"]
     # What the server writes lies on its own writable volumes, not on the read-only home.
     writable = {m["mountPath"] for name, m in mounts.items() if name != "home"}
+    # The spool (journal and waiting rows) is each pod's own persistent, bounded volume.
+    (claim,) = deployment["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "spool" and "spool" in mounts
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert deployment["spec"]["serviceName"] == built["Service/thunder-serve"]["metadata"]["name"]
     caches = ("THUNDER_SPOOL_DIR", "THUNDER_ENCODER_CACHE", "THUNDER_BASE_CACHE")
     assert {config[name] for name in caches} <= writable
     assert container["image"] == "registry.example.org/thunder-dagster-server:0.1.0"
@@ -122,7 +127,7 @@ def test_the_teacher_reaches_the_model_servers_and_the_dagster_runs(built):
     documented command names the variables both read."""
     from thunder_dagster import settings
 
-    (container,) = built["Deployment/thunder-serve"]["spec"]["template"]["spec"]["containers"]
+    (container,) = built["StatefulSet/thunder-serve"]["spec"]["template"]["spec"]["containers"]
     served = {s["secretRef"]["name"]: s for s in container["envFrom"] if "secretRef" in s}
     values = yaml.safe_load((K8S / "dagster-values.yaml").read_text())
     (user,) = values["dagster-user-deployments"]["deployments"]

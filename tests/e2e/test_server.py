@@ -19,16 +19,14 @@ from thunder_dagster.serving.simulation import simulate
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-@pytest.fixture
-def server(home, tmp_path):
-    deploy_tiny(home, "acme", seed=0)
-    deploy_tiny(home, "acme", seed=1, role="challenger")
+def start_server(tmp_path: Path, *options: str, ready=lambda health: True):
+    """`thunder serve` on a free port; (process, url) once /healthz satisfies `ready`."""
     port = free_port()
-    log = tmp_path / "server.log"
+    log = tmp_path / f"server-{port}.log"
     command = [str(Path(sys.executable).parent / "thunder"), "serve", "--port", str(port)]
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [*command, "--challenger-share", "0.5"],
+            [*command, *options],
             cwd=REPO_ROOT,
             env=dict(os.environ),
             stdout=out,
@@ -39,16 +37,74 @@ def server(home, tmp_path):
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-                if json.loads(response.read())["agents"].get("acme", {}).get("challenger"):
-                    break
+                if ready(json.loads(response.read())):
+                    return process, url
         except OSError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"the server did not come up; its log:\n{log.read_text()[-3000:]}")
+    process.kill()
+    pytest.fail(f"the server did not come up; its log:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(home, tmp_path):
+    deploy_tiny(home, "acme", seed=0)
+    deploy_tiny(home, "acme", seed=1, role="challenger")
+    process, url = start_server(
+        tmp_path,
+        "--challenger-share",
+        "0.5",
+        ready=lambda health: health["agents"].get("acme", {}).get("challenger"),
+    )
     yield url
     process.terminate()
     process.wait(timeout=20)
+
+
+def test_answers_acknowledged_before_a_kill_9_are_in_the_query_log_after_a_restart(home, tmp_path):
+    """Issue 29 item 2: the store holds the writer back (SQLite's write lock, taken by this
+    test), so the answers wait in the server's memory when it is killed; each acknowledged one
+    was journaled first, and the next writer to start puts it in the log."""
+    import signal
+    import sqlite3
+
+    from thunder_dagster.serving.querylog import QueryLogWriter
+
+    deploy_tiny(home, "acme")
+    QueryStore.open(home.queries_db_url).close()  # the schema, before the lock
+    process, url = start_server(tmp_path, ready=lambda health: "acme" in health["agents"])
+    lock = sqlite3.connect(home.queries_db, timeout=1)
+    lock.execute("BEGIN IMMEDIATE")  # the writer's inserts now wait (its busy timeout: 10 s)
+    try:
+        ids = []
+        for n in range(8):
+            body = json.dumps({"prompt": f"Hi {n}", "user_id": "u", "max_tokens": 2}).encode()
+            request = urllib.request.Request(
+                f"{url}/v1/agents/acme/generate",
+                data=body,
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                ids.append(json.loads(response.read())["query_id"])
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=20)
+    finally:
+        lock.rollback()
+        lock.close()
+    with QueryStore.open(home.queries_db_url) as store:
+        assert [store.query(query_id) for query_id in ids] == [None] * len(ids)  # none was in
+    writer = QueryLogWriter(home.queries_db_url, home.root / "spool", retry_seconds=0.2)
+    try:
+        deadline = time.monotonic() + 30
+        with QueryStore.open(home.queries_db_url) as store:
+            while time.monotonic() < deadline:
+                found = [store.query(query_id) for query_id in ids]
+                if all(found):
+                    break
+                time.sleep(0.2)
+        assert all(found), f"{sum(map(bool, found))} of {len(ids)} answers recovered"
+        assert [row.prompt for row in found] == [f"Hi {n}" for n in range(8)]
+    finally:
+        writer.close()
 
 
 def test_simulated_users_get_answers_split_by_a_hash_stable_across_processes(home, server):

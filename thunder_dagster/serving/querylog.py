@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from thunder_dagster.feedback.records import QueryRecord, UnknownQueryError, new_query_id
-from thunder_dagster.serving.spool import Rating, Spool, write_isolating
+from thunder_dagster.serving import journal
+from thunder_dagster.serving.journal import Journal
+from thunder_dagster.serving.spool import Rating, Spool, query_line, write_isolating
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -61,12 +63,16 @@ class QueryLogWriter:
         self.url = url
         self.retry_seconds = retry_seconds
         self.spool = Spool(spool_dir)
+        # Every answer is on disk before its response leaves; a dead server's are recovered.
+        self.journal = Journal(spool_dir)
+        journal.adopt(spool_dir, self.journal.path, self.spool.add_lines)
         self._store = None
         self._opened = threading.Event()  # set once the first attempt to open has ended
         self._open_error: str | None = None
         self._next_try = 0.0
         self.failure: str | None = None  # why the last write failed; None once one succeeds
         self.lost = 0  # rows neither the store nor the spool could take
+        self.journal_error: str | None = None  # why the last journal append failed
         self.pending: queue.Queue[tuple[str, QueryRecord, datetime] | None] = queue.Queue()
         self._agents: OrderedDict[str, str] = OrderedDict()  # query id -> agent, newest last
         self._agents_lock = threading.Lock()
@@ -108,6 +114,11 @@ class QueryLogWriter:
                 f"the spool cannot be written ({self.spool.write_error}); "
                 f"{self.lost} rows lost so far: free space for the spool folder"
             )
+        if self.journal_error is not None:
+            parts.append(
+                f"the answers' journal cannot be written ({self.journal_error}): an answer is "
+                "lost if the server dies before it is logged; free space for the spool folder"
+            )
         if self.spool.dead_letters:
             parts.append(
                 f"{self.spool.dead_letters} rows the store refused for what they hold were set "
@@ -126,7 +137,13 @@ class QueryLogWriter:
             self._agents[query_id] = record.agent_id
             if len(self._agents) > REMEMBERED:
                 self._agents.popitem(last=False)
-        self.pending.put((query_id, finite_record(record), datetime.now(UTC)))
+        row = (query_id, finite_record(record), datetime.now(UTC))
+        try:
+            self.journal.append(query_line(*row))  # durable before the caller answers
+            self.journal_error = None
+        except OSError as error:  # the answer still goes out; /healthz says it is at risk
+            self.journal_error = f"{type(error).__name__}: {error.strerror or error}"
+        self.pending.put(row)
         return query_id
 
     def agent_of(self, query_id: str) -> str | None:
@@ -183,6 +200,7 @@ class QueryLogWriter:
         if self._store is not None:
             self._store.close()
         self.spool.close()
+        self.journal.close()
 
     def _run(self) -> None:
         self._try_open()
@@ -209,6 +227,7 @@ class QueryLogWriter:
                 self.lost += len(rows)
                 log.exception("could not log or spool %d query log rows", len(rows))
             finally:
+                self.journal.settled(len(rows))
                 for _ in batch:
                     self.pending.task_done()
             if any(row is None for row in batch):

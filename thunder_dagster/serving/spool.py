@@ -81,7 +81,7 @@ def write_isolating(store, rows: list, set_aside, replaying: bool = False) -> in
     return refused
 
 
-def _query_line(query_id: str, record: QueryRecord, at: datetime) -> str:
+def query_line(query_id: str, record: QueryRecord, at: datetime) -> str:
     row = {"kind": "query", "id": query_id, "at": at.isoformat(), **dataclasses.asdict(record)}
     return json.dumps(row, allow_nan=False)
 
@@ -140,10 +140,25 @@ class Spool:
             return query_id in self._held
 
     def add_queries(self, rows: list[tuple[str, QueryRecord, datetime]]) -> None:
-        self._append([_query_line(*row) for row in rows], {query_id for query_id, _, _ in rows})
+        self._append([query_line(*row) for row in rows], {query_id for query_id, _, _ in rows})
 
     def add_rating(self, rating: Rating) -> None:
         self._append([_rating_line(rating)], set())
+
+    def add_lines(self, lines: list[str]) -> None:
+        """Rows in the spool's own line format from elsewhere (a dead process's journal); one
+        that cannot be read is set aside in rejected.jsonl."""
+        kept, ids = [], set()
+        for line in lines:
+            try:
+                row = _parse(line)
+            except (ValueError, KeyError, TypeError) as error:
+                self._reject(self.path, line, error)
+                continue
+            kept.append(line)
+            if not isinstance(row, Rating):
+                ids.add(row[0])
+        self._append(kept, ids)
 
     def _append(self, lines: list[str], query_ids: set[str]) -> None:
         """Write and fsync, so a row the client was told about survives a crash."""
@@ -241,7 +256,7 @@ class Spool:
     ) -> None:
         """A row the store refused for what it holds, into dead-letter.jsonl with the reason
         (the store's first line of it), fsynced; counted for /healthz."""
-        line = _rating_line(row) if isinstance(row, Rating) else _query_line(*row)
+        line = _rating_line(row) if isinstance(row, Rating) else query_line(*row)
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         log.warning("the query-log store refused a row; set aside in %s: %s", DEAD_LETTERS, reason)
         try:
