@@ -120,6 +120,21 @@ def test_the_backoff_doubles():
 
 
 def test_a_url_apprise_cannot_use_is_named_without_its_secret():
-    with pytest.raises(ChannelError, match=r"nosuchscheme://host\b") as raised:
+    with pytest.raises(ChannelError, match=r"nosuchscheme://\.\.\. \(22 characters") as raised:
         parse_channels("nosuchscheme://user:hunter2@host/path")
     assert "hunter2" not in str(raised.value)
+    # A form whose token sits where a host would: a Telegram bot's, broken by a typo.
+    with pytest.raises(ChannelError) as raised:
+        parse_channels("tgramm://123456789:AAHsecretTokenPart/12315544")
+    assert "secretToken" not in str(raised.value) and "123456789" not in str(raised.value)
+
+
+def test_a_channels_name_masks_its_tokens_as_apprise_renders_them_privately():
+    for url, secret in (
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general", "TIiajkdnlazk"),
+        ("tgram://123456789:AAHsecretTokenPart/12315544", "secretToken"),
+        ("discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js", "JHMHI8qBe7bk"),
+        ("mailto://user:hunter2@example.com", "hunter2"),
+    ):
+        (channel,) = parse_channels(url)
+        assert secret not in channel.name, channel.name

@@ -24,9 +24,12 @@ class Outcome:
 
 
 def _secret_free(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    host = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
-    return f"{scheme}://{host}" if rest else url
+    """A URL Apprise cannot parse, named by its scheme and length alone: in many of its forms
+    the part where a host would be is the secret (a Telegram bot's token, a Slack token)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return f"a URL without a scheme ({len(url)} characters)"
+    return f"{scheme[:20]}://... ({len(rest)} characters after the scheme)"
 
 
 class Channel:
