@@ -126,6 +126,7 @@ def test_refusals_are_audited_within_a_budget_per_client(home, store):
     deploy_tiny(home, "acme")
     keys = KeyStore(store.engine)
     keys.create("app", ["generate"])
+    _, scraper = keys.create("prometheus", ["metrics"])
     bad = {"Authorization": "Bearer thd_000000000000_" + "x" * 43}
     body = {"prompt": "Hi", "user_id": "u"}
     with TestClient(create_app(keyed(home))) as client:
@@ -133,7 +134,7 @@ def test_refusals_are_audited_within_a_budget_per_client(home, store):
             assert (
                 client.post("/v1/agents/acme/generate", json=body, headers=bad).status_code == 401
             )
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"}).text
     denied = [entry for entry in keys.audit(1000) if entry.outcome == "denied"]
     # The budget resets at each minute's turn: a run that straddles one may write a few more.
     assert DENIALS_PER_MINUTE <= len(denied) < DENIALS_PER_MINUTE + 10
@@ -146,3 +147,27 @@ def test_refusals_are_audited_within_a_budget_per_client(home, store):
         if line.startswith("thunder_audit_dropped_total")
     )
     assert dropped == DENIALS_PER_MINUTE + 10 - len(denied)
+
+
+def test_on_a_keyed_server_the_agents_names_need_a_metrics_or_admin_key(home, store):
+    deploy_tiny(home, "acme")
+    keys = KeyStore(store.engine)
+    _, scraper = keys.create("prometheus", ["metrics"])
+    _, app_key = keys.create("app", ["generate"])
+    (home.root / "deployments" / "secret-agent").mkdir(parents=True)
+    (home.root / "deployments" / "secret-agent" / "champion.json").write_text("{broken")
+    with TestClient(create_app(keyed(home))) as client:
+        anonymous = client.get("/healthz")
+        assert anonymous.status_code == 200 and set(anonymous.json()) == {"status", "problems"}
+        assert "acme" not in anonymous.text and "secret-agent" not in anonymous.text
+        assert anonymous.json()["status"] == "degraded"
+        assert client.get("/metrics").status_code == 401
+        generating = {"Authorization": f"Bearer {app_key}"}
+        assert client.get("/metrics", headers=generating).status_code == 403
+        assert "acme" not in client.get("/healthz", headers=generating).text
+        scraping = {"Authorization": f"Bearer {scraper}"}
+        metrics = client.get("/metrics", headers=scraping)
+        assert metrics.status_code == 200 and 'agent="acme"' in metrics.text
+        full = client.get("/healthz", headers=scraping).json()
+        assert "acme" in full["agents"]
+        assert any(p.get("agent") == "secret-agent" for p in full["problems"])

@@ -34,7 +34,8 @@ def keys() -> None:
     multiple=True,
     required=True,
     type=click.Choice(SCOPES),
-    help="What the key may do (repeat for several): generate (and search), feedback, admin.",
+    help="What the key may do (repeat for several): generate (and search), feedback, admin, "
+    "metrics (/metrics and the agents /healthz names, for Prometheus).",
 )
 @click.option("--agent", "agents", multiple=True, type=AgentId, help="Only these agents (repeat).")
 @click.option(

@@ -1,6 +1,8 @@
-"""What probes and Prometheus ask: /livez, /healthz and /metrics. Public: no key needed."""
+"""What probes and Prometheus ask: /livez, /healthz and /metrics. /livez and /healthz need
+no key; on a server with keys, /metrics and the agent names in /healthz need a key with the
+metrics or admin scope (without one, /healthz says only its status and its problems' reasons)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from thunder_dagster.serving.api.deps import State
@@ -9,10 +11,33 @@ from thunder_dagster.serving.state import ServingState
 router = APIRouter()
 
 
+def may_see_agents(request: Request, state: ServingState, required: bool) -> bool:
+    """Whether the caller may see the agents' names: any caller of an open server, a key with
+    the metrics or admin scope on one with keys. With `required`, a caller who may not gets
+    401 (no valid key) or 403 (a key without either scope) instead of False."""
+    if state.settings.auth == "open" and not state.keys.keys():
+        return True
+    try:
+        identity = state.keys.authenticate(request)
+    except HTTPException:
+        if required:
+            raise
+        return False
+    if any(scope in identity.scopes for scope in ("metrics", "admin")):
+        return True
+    if required:
+        raise HTTPException(
+            403, f"key {identity.key_id} ({identity.name}) lacks scope 'metrics' (or 'admin')"
+        )
+    return False
+
+
 @router.get("/metrics", include_in_schema=False)
-def prometheus(state: State) -> Response:
+def prometheus(request: Request, state: State) -> Response:
     """What Prometheus scrapes: the server's metrics in its text format."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    may_see_agents(request, state, required=True)
 
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -24,7 +49,7 @@ def livez() -> dict:
 
 
 @router.get("/healthz", responses={503: {"description": "deployed agents, none can answer"}})
-def healthz(state: State) -> JSONResponse:
+def healthz(request: Request, state: State) -> JSONResponse:
     """ok, or degraded with each problem and the agent it concerns (no file paths). 503 only
     when agents are deployed and none of them can answer: then a load balancer should send
     its traffic elsewhere; a stale watcher or an unwritable log still answers, with 200."""
@@ -39,6 +64,15 @@ def healthz(state: State) -> JSONResponse:
         "problems": problems,
         "undeployed": sorted(pool.undeployed),
     }
+    if not may_see_agents(request, state, required=False):
+        # The server's own problems; the agents' only counted, since their reasons name them.
+        shown = [problem for problem in problems if "agent" not in problem]
+        named = len(problems) - len(shown)
+        if named:
+            shown.append(
+                {"reason": f"{named} problems of agents (a key with the metrics scope sees them)"}
+            )
+        body = {"status": body["status"], "problems": shown}
     return JSONResponse(body, status_code=status)
 
 
