@@ -136,3 +136,40 @@ def audit(limit: int, as_json: bool) -> None:
     ]
     headers = ["at", "actor", "action", "target", "request", "outcome", "detail"]
     click.echo(render_table(rows, headers))
+
+
+@click.command()
+@click.argument("user_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget(user_id: str, yes: bool) -> None:
+    """Delete everything kept of USER_ID: their answers in the query log (under their own id
+    or a trusted key's KEY:USER_ID), the ratings and grades of those answers, and their rows in
+    the spool folder's files no live server holds. The audit log records it under a hash of
+    the id."""
+    from thunder_dagster.access.keys import KeyStore
+    from thunder_dagster.feedback.retention import forget as forget_user
+    from thunder_dagster.feedback.retention import user_hash
+    from thunder_dagster.feedback.store import QueryStore
+    from thunder_dagster.serving.spool import forget_in_spool
+
+    if not yes:
+        click.confirm(f"delete every answer and rating of {user_id!r}?", abort=True)
+    ws = Workspace.resolve()
+    with QueryStore.open(ws.query_db_url) as store:
+        gone = forget_user(store.engine, user_id)
+        spool = ws.home.root / "spool"
+        lines, live = forget_in_spool(spool, user_id) if spool.is_dir() else (0, [])
+        detail = (
+            f"{gone.queries} answers, {gone.ratings} ratings, {gone.grades} grades, "
+            f"{lines} spool lines"
+        )
+        KeyStore(store.engine).record(
+            cli_actor(), "user.forget", f"user:{user_hash(user_id)}", uuid.uuid4().hex, "ok", detail
+        )
+    click.echo(f"forgot {user_id}: {detail}")
+    if live:
+        click.echo(
+            f"{len(live)} spool files of running servers were left ({', '.join(live)}): run "
+            "`thunder forget` again once their rows are in the store",
+            err=True,
+        )

@@ -28,6 +28,7 @@ COMMANDS = {
     "simulate": "server",
     "keys": "access",
     "audit": "access",
+    "forget": "access",
     "status": "operations",
     "alerts": "operations",
     "prod": "production",

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import dagster as dg
 from pydantic import Field
 
@@ -17,6 +19,26 @@ class CleanupConfig(dg.Config):
     )
 
 
+def purge_old_answers(home, store, warn) -> dict[str, int]:
+    """Each agent's answers older than its retention (feedback/retention.py), per agent; an
+    agent whose agent.json cannot be read keeps its answers, with a warning."""
+    from thunder_dagster.feedback.retention import logged_agents, purge
+    from thunder_dagster.tasks.agents import AgentSettingsError, read_retention
+    from thunder_dagster.times import utc_now
+
+    purged = {}
+    for agent_id in logged_agents(store.engine):
+        try:
+            days = read_retention(home.agent_dir(agent_id))
+        except AgentSettingsError as error:
+            warn(f"{agent_id}: answers kept, retention unreadable: {error}")
+            continue
+        gone = purge(store.engine, agent_id, utc_now() - timedelta(days=days))
+        if gone:
+            purged[agent_id] = gone
+    return purged
+
+
 @dg.op(retry_policy=CLEANUP_RETRY)
 def clean_up(
     context: dg.OpExecutionContext,
@@ -25,7 +47,8 @@ def clean_up(
     queries: QueryLogStore,
 ) -> dict:
     """Prune model versions beyond the retention (never one that serves or that a rollback
-    needs), expired response-cache entries and stale temporary folders; report what went.
+    needs), expired response-cache entries, stale temporary folders and each agent's answers
+    older than its `retention_days`; report what went.
 
     One agent's unreadable state is reported and left (a retry would meet it again); a failure
     of the whole step, such as the query-log store out of reach, is retried once 30 minutes on."""
@@ -53,11 +76,13 @@ def clean_up(
             failed.append(f"{entry.name}: {type(error).__name__}: {error}")
     with queries.open() as store:
         expired = store.purge_expired_cache()
+        purged = purge_old_answers(home, store, context.log.warning)
     summary = {
         "removed_versions": report.removed_versions,
         "removed_paths": len(report.removed_paths),
         "freed_bytes": report.freed_bytes,
         "expired_cache_entries": expired,
+        "purged_answers": purged,
         "failed_agents": failed,
     }
     context.log.info(f"cleanup: {summary}")
@@ -67,6 +92,7 @@ def clean_up(
             "removed_versions": ", ".join(report.removed_versions) or "none",
             "removed_paths": len(report.removed_paths),
             "expired_cache_entries": expired,
+            "purged_answers": dg.MetadataValue.json(purged),
             "failed_agents": "\n".join(failed) or "none",
         }
     )

@@ -283,3 +283,39 @@ class Spool:
             self._file.close()
             if empty:
                 self.path.unlink(missing_ok=True)
+
+
+def forget_in_spool(directory: Path, user_id: str) -> tuple[int, list[str]]:
+    """Remove the user's answers from the spool folder's files that no live server holds
+    (spools and journals of processes that died, the dead letters); (lines removed, the files
+    of live servers left as they are: forget again once those servers have written them)."""
+    removed, live = 0, []
+    patterns = (PATTERN, "journal-*.jsonl", DEAD_LETTERS, REJECTED)
+    for path in sorted({p for pattern in patterns for p in directory.glob(pattern)}):
+        with open(path, "r+", encoding="utf-8", errors="replace") as handle:
+            if path.name.startswith(("queries-", "journal-")):
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    live.append(path.name)
+                    continue
+            lines = handle.read().splitlines()
+            kept = [line for line in lines if not _of_user(line, user_id)]
+            if len(kept) < len(lines):
+                handle.seek(0)
+                handle.truncate()
+                handle.write("".join(line + "\n" for line in kept))
+                handle.flush()
+                os.fsync(handle.fileno())
+                removed += len(lines) - len(kept)
+    return removed, live
+
+
+def _of_user(line: str, user_id: str) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    row = row.get("row", row) if isinstance(row, dict) else {}
+    user = str(row.get("user_id", "")) if isinstance(row, dict) else ""
+    return user == user_id or user.endswith(f":{user_id}")

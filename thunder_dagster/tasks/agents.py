@@ -124,3 +124,23 @@ def read_release_policy(agent_dir: Path):
             "number of nats per character, 0 or more"
         )
     return policy
+
+
+def read_retention(agent_dir: Path) -> int:
+    """How many days the query log keeps the agent's answers: agent.json's "retention_days"
+    (a whole number, 1 or more), else feedback/retention.py's default (90)."""
+    from thunder_dagster.feedback.retention import DEFAULT_RETENTION_DAYS
+
+    path = settings_path(agent_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_RETENTION_DAYS
+    except (OSError, ValueError) as error:
+        raise AgentSettingsError(f"{path}: not readable JSON ({error})") from None
+    days = data.get("retention_days", DEFAULT_RETENTION_DAYS) if isinstance(data, dict) else None
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        raise AgentSettingsError(
+            f"{path}: retention_days {days!r}: give a whole number of days, 1 or more"
+        )
+    return days
