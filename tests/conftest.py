@@ -25,6 +25,7 @@ GROUPS = {
         "tests/production/test_faults.py",
         "tests/production/test_instance.py",
         "tests/serving/test_api_fuzz_postgres.py",
+        "tests/serving/test_frozen_store.py",
         "tests/serving/test_spool.py",
     ),
     # The session's demo and instruct base: the CLI tests use both.

@@ -28,27 +28,43 @@ class StoreSnapshot:
         self._lock = threading.Lock()
 
     def value(self):
-        """The value last read, read again first when it is due and no other thread is reading
-        it: a slow or hung store holds one request, never all of them, and a failed read is
-        tried again after `refresh_seconds`, not on every request."""
+        """The value last read. Once it is due, one thread reads it again in the background
+        and every caller goes on with the last value meanwhile, so a slow or hung store holds
+        no request; a failed read is tried again after `refresh_seconds`, not on every
+        request. The first read, before there is any value, is waited for, and so is every
+        read with `refresh_seconds` 0 (read on every request, by that request)."""
         if time.monotonic() - self._read_at < self.refresh_seconds:
             return self._value
-        if not self._lock.acquire(blocking=self._value is None and self._read_at < 0):
-            return self._value
+        waited = (self._value is None and self._read_at < 0) or self.refresh_seconds <= 0
+        if not self._lock.acquire(blocking=waited):
+            return self._value  # a read is under way
+        if waited:
+            try:
+                self._refresh()
+            finally:
+                self._lock.release()
+        else:
+            threading.Thread(target=self._refresh_and_release, daemon=True).start()
+        return self._value
+
+    def _refresh_and_release(self) -> None:
         try:
-            if time.monotonic() - self._read_at >= self.refresh_seconds:
-                self._read_at = time.monotonic()
-                store = self.store_of()
-                if store is None:
-                    self._read_at = -float("inf")  # not open yet: try on the next request
-                else:
-                    try:
-                        self._value = self.read(store.engine)
-                    except Exception:  # the store went down: the value last read stays
-                        pass
-            return self._value
+            self._refresh()
         finally:
             self._lock.release()
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._read_at < self.refresh_seconds:
+            return
+        self._read_at = time.monotonic()
+        store = self.store_of()
+        if store is None:
+            self._read_at = -float("inf")  # not open yet: tried again on the next request
+            return
+        try:
+            self._value = self.read(store.engine)
+        except Exception:  # the store went down: the value last read stays
+            pass
 
 
 def _active_keys(engine) -> dict:
