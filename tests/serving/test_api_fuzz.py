@@ -57,6 +57,11 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(home):
             "POST /v1/chat/completions",
             "GET /v1/models",
             "POST /v1/embeddings",
+            "POST /v1/admin/agents",
+            "GET /v1/admin/agents",
+            "GET /v1/admin/agents/{agent_id}",
+            "PUT /v1/admin/agents/{agent_id}/documents/{category}/{filename}",
+            "DELETE /v1/admin/agents/{agent_id}/documents/{category}/{filename}",
         }
         generate = schema.find_operation_by_label("POST /v1/agents/{agent_id}/generate")
         search = schema.find_operation_by_label("POST /v1/agents/{agent_id}/search")

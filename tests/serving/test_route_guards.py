@@ -14,6 +14,7 @@ PUBLIC = {"/livez", "/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oau
 PUBLIC |= {"/redoc"}
 # What fills each path parameter; the checks answer before the object is looked up.
 PARAMETERS = {"agent_id": "acme", "test_id": "0123456789ab", "run_id": "0123456789abcdef"}
+PARAMETERS |= {"category": "reference", "filename": "notes.txt"}
 
 
 def keyed(home) -> ServerSettings:

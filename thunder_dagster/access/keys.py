@@ -20,8 +20,9 @@ from sqlalchemy.orm import sessionmaker
 from thunder_dagster.feedback.schema import ApiKeyRow, AuditRow
 from thunder_dagster.times import utc_now
 
-# metrics: /metrics and the agents /healthz names, on a server with keys (Prometheus's key).
-SCOPES = ("generate", "feedback", "admin", "metrics")
+# metrics: /metrics and the agents /healthz names, on a server with keys (Prometheus's key);
+# upload: an agent's documents (PUT, GET, DELETE .../documents/...).
+SCOPES = ("generate", "feedback", "admin", "metrics", "upload")
 TOKEN = re.compile(r"thd_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 

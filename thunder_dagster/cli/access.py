@@ -35,7 +35,7 @@ def keys() -> None:
     required=True,
     type=click.Choice(SCOPES),
     help="What the key may do (repeat for several): generate (and search), feedback, admin, "
-    "metrics (/metrics and the agents /healthz names, for Prometheus).",
+    "metrics (/metrics and the agents /healthz names, for Prometheus), upload (documents).",
 )
 @click.option("--agent", "agents", multiple=True, type=AgentId, help="Only these agents (repeat).")
 @click.option(

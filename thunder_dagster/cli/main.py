@@ -29,6 +29,8 @@ COMMANDS = {
     "keys": "access",
     "audit": "access",
     "forget": "access",
+    "agents": "agents",
+    "upload": "agents",
     "status": "operations",
     "alerts": "operations",
     "prod": "production",

@@ -55,6 +55,10 @@ class StoreUnavailable(ServingError):
     """The query-log store is not open now (down, or still opening)."""
 
 
+class TooLarge(ServingError):
+    """An upload over the server's size limit (413)."""
+
+
 class Busy(ServingError):
     """Too many requests are being answered or waiting: retry shortly (503, Retry-After)."""
 

@@ -7,6 +7,7 @@ turned away at once with Retry-After, instead of holding its connection and memo
 import asyncio
 import json
 import math
+import re
 import threading
 import time
 
@@ -14,17 +15,23 @@ from starlette.datastructures import Headers
 
 from thunder_dagster.serving.errors import Busy
 
+# A document's upload: streamed to disk by its route, under THUNDER_MAX_UPLOAD_BYTES instead.
+UPLOAD = re.compile(r"/v1/admin/agents/[^/]+/documents/[^/]+/[^/]+")
+
 
 class BodyLimit:
     """413 for a body over `max_bytes`: by its Content-Length before anything is read, or,
-    sent in chunks without one, as soon as what arrived passes the limit."""
+    sent in chunks without one, as soon as what arrived passes the limit. An upload's body
+    is left to its route, which streams it to disk under its own limit."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            scope["method"] == "PUT" and UPLOAD.fullmatch(scope["path"])
+        ):
             return await self.app(scope, receive, send)
         length = Headers(scope=scope).get("content-length")
         if length is not None:

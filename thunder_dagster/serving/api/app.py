@@ -19,6 +19,7 @@ from thunder_dagster.serving.api import audit, problems
 from thunder_dagster.serving.api.admission import BodyLimit
 from thunder_dagster.serving.api.routes import (
     abtests,
+    agents,
     catalog,
     classify,
     completions,
@@ -31,7 +32,7 @@ from thunder_dagster.serving.api.routes import (
 from thunder_dagster.serving.metrics import ServerMetrics
 from thunder_dagster.serving.state import ServerSettings, ServingState
 
-ROUTERS = (health, generate, classify, search, feedback, catalog, abtests, completions)
+ROUTERS = (health, generate, classify, search, feedback, catalog, abtests, completions, agents)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:

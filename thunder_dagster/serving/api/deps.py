@@ -131,3 +131,4 @@ def _caller(scope: str):
 Generator = Annotated[Caller, Depends(_caller("generate"))]
 Rater = Annotated[Caller, Depends(_caller("feedback"))]
 Admin = Annotated[Caller, Depends(_caller("admin"))]
+Uploader = Annotated[Caller, Depends(_caller("upload"))]

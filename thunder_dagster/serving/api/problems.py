@@ -17,6 +17,7 @@ from thunder_dagster.serving.errors import (
     RateLimited,
     ServingError,
     StoreUnavailable,
+    TooLarge,
     Undeployed,
     UnknownAgent,
     Unreachable,
@@ -34,6 +35,7 @@ STATUS = {
     Unreachable: 503,
     BaseUnavailable: 503,
     Busy: 503,
+    TooLarge: 413,
     RateLimited: 429,
 }
 # Seconds a client should wait before it tries a refused request again.
