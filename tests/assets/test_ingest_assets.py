@@ -64,7 +64,8 @@ def test_the_ingest_assets_turn_uploads_into_a_checked_csv(home, corpus):
     assert statuses["reference/fake.docx"][0] == "rejected"
     assert statuses["reference/sheet.xlsx"] == (
         "skipped",
-        "unsupported type .xlsx: upload txt, pdf or docx, or labelled examples as csv or jsonl",
+        "unsupported type .xlsx: upload txt, pdf, docx, md or html, or labelled examples as csv or "
+        "jsonl",
     )
     assert statuses["reference/~$lock.docx"][0] == "skipped"
     assert statuses["communication/notes.txt"] == (

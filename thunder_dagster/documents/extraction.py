@@ -1,4 +1,5 @@
-"""Text extraction from txt, pdf and docx files. Runs inside an isolated worker process."""
+"""Text extraction from txt, pdf, docx, Markdown and HTML files (documents/markup.py). Runs
+inside an isolated worker process."""
 
 import codecs
 import dataclasses
@@ -7,7 +8,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_EXTENSIONS = (".txt", ".pdf", ".docx")
+SUPPORTED_EXTENSIONS = (".txt", ".pdf", ".docx", ".md", ".markdown", ".html", ".htm")
 # Bumped whenever extraction changes what it returns, so cached results are not reused.
 EXTRACTOR_VERSION = 2
 
@@ -91,6 +92,11 @@ def extract(path: str | Path, limits: ExtractionLimits) -> Extraction:
         extraction = extract_pdf(path, limits)
     elif suffix == ".docx":
         extraction = extract_docx(path, limits)
+    elif suffix in (".md", ".markdown", ".html", ".htm"):
+        from thunder_dagster.documents.markup import extract_html, extract_markdown
+
+        markup = extract_markdown if suffix in (".md", ".markdown") else extract_html
+        extraction = markup(path.read_bytes())
     else:
         return Extraction(status="skipped", reason=f"unsupported type {suffix or '(none)'}")
     if extraction.text:

@@ -188,8 +188,8 @@ def ingest_agent(
             results[upload.rel_path] = _unread(
                 upload,
                 "skipped",
-                f"unsupported type {suffix or '(none)'}: upload txt, pdf or docx, or labelled "
-                "examples as csv or jsonl",
+                f"unsupported type {suffix or '(none)'}: upload txt, pdf, docx, md or html, or "
+                "labelled examples as csv or jsonl",
             )
         elif upload.size > limits.max_file_bytes:
             results[upload.rel_path] = _unread(

@@ -3,6 +3,11 @@
 - labelled examples, `text` and `label` (the classification and sentiment tasks), or
 - prompt and response pairs, `prompt` and `response` (the instruction and chat tasks).
 
+A .txt file in seed 001's own forms is read the same way: lines `"text" -> label` (numbered
+or not, under an optional title line ending in a colon) are labelled examples, and blocks of
+`Task:`, `Input:` (optional, any number of lines) and `Expected:` are prompt and response
+pairs, the prompt being the task and its input.
+
 Other columns and keys are ignored; column names are matched without regard to case or
 surrounding spaces. A CSV's header says which it holds; a JSONL file holds what its first
 object names.
@@ -15,6 +20,7 @@ UTF-8, is refused whole, with what was found and what to change.
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +73,40 @@ class LabelledFile:
         return dict(sorted(counts.items()))
 
 
+ARROW = re.compile(r'^\s*(?:\d+[.)]\s*)?"(?P<text>.*)"\s*->\s*(?P<label>\S.*?)\s*$')
+TITLE = re.compile(r"^[^\"]{1,120}:\s*$")
+FIELD = re.compile(r"^(Task|Input|Expected):\s?(.*)$")
+SNIFFED = 65536  # bytes of a .txt looked at to tell seed 001's forms from prose
+
+
+def seed_form(text: str) -> str | None:
+    """ "labelled" or "pairs" when the text is in one of seed 001's forms, else None."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    arrows = sum(bool(ARROW.match(line)) for line in lines)
+    if arrows >= 2 and arrows >= 0.8 * sum(not TITLE.match(line) for line in lines):
+        return "labelled"
+    starts = {line.strip().split(":", 1)[0] for line in lines if FIELD.match(line.strip())}
+    titled = lines and TITLE.match(lines[0]) and not FIELD.match(lines[0].strip())
+    body = lines[1:] if titled else lines
+    if body and body[0].strip().startswith("Task:") and "Expected" in starts:
+        return "pairs"
+    return None
+
+
 def is_labelled(path: Path) -> bool:
-    return Path(path).suffix.lower() in LABELLED_SUFFIXES
+    """A .csv or .jsonl, or a .txt in one of seed 001's forms."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in LABELLED_SUFFIXES:
+        return True
+    if suffix != ".txt":
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFFED).decode("utf-8-sig", errors="ignore")
+    except OSError:
+        return False
+    return seed_form(head) is not None
 
 
 def read_labelled(path: Path) -> LabelledFile:
@@ -85,7 +123,56 @@ def read_labelled(path: Path) -> LabelledFile:
         return _csv(path, text)
     if path.suffix.lower() == ".jsonl":
         return _jsonl(path, text)
-    raise LabelledFileError(f"{path.name}: labelled data is a .csv or .jsonl file")
+    kind = seed_form(text) if path.suffix.lower() == ".txt" else None
+    if kind == "labelled":
+        return _arrows(path, text)
+    if kind == "pairs":
+        return _blocks(path, text)
+    raise LabelledFileError(
+        f"{path.name}: labelled data is a .csv or .jsonl file, or a .txt of seed 001's "
+        '"text" -> label lines or Task:/Input:/Expected: blocks'
+    )
+
+
+def _arrows(path: Path, text: str) -> LabelledFile:
+    examples, problems = [], []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or TITLE.match(raw):
+            continue
+        match = ARROW.match(raw)
+        if match is None:
+            problems.append(RowProblem(line, 'not a "text" -> label line'))
+            continue
+        _checked("labelled", line, (match["text"], match["label"]), examples, problems)
+    return LabelledFile(str(path), examples, problems, "labelled")
+
+
+def _blocks(path: Path, text: str) -> LabelledFile:
+    """Task:/Input:/Expected: blocks; a field runs on to the next field's line."""
+    examples, problems = [], []
+    block: dict[str, list[str]] = {}
+    start, field = 0, None
+
+    def close() -> None:
+        if not block:
+            return
+        task, given = "\n".join(block.get("Task", [])), "\n".join(block.get("Input", []))
+        prompt = f"{task.strip()}\n\n{given.strip()}".strip()
+        _checked("pairs", start, (prompt, "\n".join(block.get("Expected", []))), examples, problems)
+        block.clear()
+
+    for line, raw in enumerate(text.splitlines(), start=1):
+        match = FIELD.match(raw.strip())
+        if match:
+            field = match[1]
+            if field == "Task":
+                close()
+                start = line
+            block.setdefault(field, []).append(match[2])
+        elif field is not None and block:
+            block[field].append(raw)
+    close()
+    return LabelledFile(str(path), examples, problems, "pairs")
 
 
 def _checked(kind: str, line: int, values: tuple, examples: list, problems: list) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from thunder_dagster.documents.uploads import ignore_reason, sha256_file
 from thunder_dagster.home import CATEGORIES, Home
 
-ACCEPTED = (".txt", ".pdf", ".docx", ".csv", ".jsonl")
-TEXT_SUFFIXES = (".txt", ".csv", ".jsonl")
+TEXT_SUFFIXES = (".txt", ".csv", ".jsonl", ".md", ".markdown", ".html", ".htm")
+ACCEPTED = (".pdf", ".docx", *TEXT_SUFFIXES)
 MAX_NAME = 200
 
 
