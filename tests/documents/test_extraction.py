@@ -54,9 +54,48 @@ def test_corpus_pdfs_match_what_the_corpus_says_of_them(corpus):
             assert result.pages == entry["pages"], path.name
 
 
+def no_text_reason() -> str:
+    """What an image-only PDF without words is called: OCR'd when Tesseract is installed."""
+    from thunder_dagster.documents.extraction import _tessdata
+
+    if _tessdata():
+        return "no text layer, and OCR found no text"
+    return (
+        "no text layer (scanned?): install Debian's tesseract-ocr (apt-get install tesseract-ocr; .ci/run does) to read "
+        "scanned pages"
+    )
+
+
 def test_a_pdf_of_images_only_has_no_text_layer():
     result = extract(CORPUS / "pdf" / "007-imagemagick-images_imagemagick-images.pdf", LIMITS)
-    assert (result.status, result.reason) == ("empty", "no text layer (scanned?)")
+    assert (result.status, result.reason) == ("empty", no_text_reason())
+
+
+def test_a_scanned_page_is_read_by_tesseract(tmp_path):
+    """A page of text turned into a picture, as a scanner makes it: no text layer, and OCR
+    (pymupdf's Tesseract) reads the sentence back."""
+    import os
+    import shutil
+
+    import pymupdf
+
+    if shutil.which("tesseract") is None:
+        message = "tesseract missing: install Debian's tesseract-ocr (.ci/run does)"
+        if os.environ.get("THUNDER_REQUIRE_TESSERACT"):
+            pytest.fail(message)
+        pytest.skip(message)
+    sentence = "The walk-in cooler stays between one and four degrees."
+    typed = pymupdf.open()
+    page = typed.new_page()
+    page.insert_text((72, 100), sentence, fontsize=14)
+    scanned = pymupdf.open()
+    scanned.new_page(width=page.rect.width, height=page.rect.height).insert_image(
+        page.rect, pixmap=page.get_pixmap(dpi=200)
+    )
+    scanned.save(tmp_path / "scan.pdf")
+    assert pymupdf.open(tmp_path / "scan.pdf")[0].get_text() == ""  # no text layer
+    result = extract(tmp_path / "scan.pdf", LIMITS)
+    assert result.status == "ok" and result.text.strip() == sentence
 
 
 def test_a_multi_page_pdf_keeps_every_page():
