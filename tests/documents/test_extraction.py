@@ -61,8 +61,8 @@ def no_text_reason() -> str:
     if _tessdata():
         return "no text layer, and OCR found no text"
     return (
-        "no text layer (scanned?): install Debian's tesseract-ocr (apt-get install tesseract-ocr; .ci/run does) to read "
-        "scanned pages"
+        "no text layer (scanned?): to read scanned pages, install Debian's "
+        "tesseract-ocr (apt-get install tesseract-ocr)"
     )
 
 

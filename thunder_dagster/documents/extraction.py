@@ -197,8 +197,8 @@ def extract_pdf(path: Path, limits: ExtractionLimits) -> Extraction:
             "no text layer, and OCR found no text"
             if tessdata
             else (
-                "no text layer (scanned?): install Debian's tesseract-ocr (make install does) to "
-                "read scanned pages"
+                "no text layer (scanned?): to read scanned pages, install Debian's "
+                "tesseract-ocr (apt-get install tesseract-ocr)"
             )
         )
         return Extraction(status="empty", reason=reason, pages=pages)
