@@ -42,7 +42,13 @@ run-prod: install
 	  && . deploy/profile.env && set +a && $(BIN)/thunder prod run
 
 ## The Dagster UI with sensors and schedules running.
+## The Dagster UI on :3000 and, beside it, the MLflow UI on :5000 over the embedded store (the
+## asset metadata's MLflow links point there); stopping one stops both.
 dev: install
+	@mkdir -p $(THUNDER_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(THUNDER_HOME)/mlflow/mlflow.db \
+		--host 127.0.0.1 --port 5000 & mlflow=$$!; \
+	trap "kill $$mlflow" EXIT; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install

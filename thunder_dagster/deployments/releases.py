@@ -138,12 +138,13 @@ def release(
     extra = [name for name in (STEP_NAME, TOKENIZER_NAME) if (build_dir / name).is_file()]
     for name in (KERAS_NAME, ONNX_NAME, *extra):
         shutil.copy2(build_dir / name, staging / name)
+    # The card first: the registry's copy of the folder (an MLflow Model) carries it too.
+    card = card.replace(version=version, build=str(build_dir), change=change)
+    card.write(staging)
     registry_version = registry.register(
         agent_id, version, staging, run_id or card.mlflow_run_id, tags or {}
     )
-    card.replace(
-        version=version, build=str(build_dir), change=change, registry_version=registry_version
-    ).write(staging)
+    card.replace(registry_version=registry_version).write(staging)
     staging.rename(target)
     deployment = Deployment(
         agent_id=agent_id,

@@ -21,7 +21,16 @@ class MlflowRegistry:
     def register(
         self, agent_id: str, version: str, model_dir: Path, run_id: str | None, tags: dict
     ) -> str | None:
-        self.tracker.log_artifacts(run_id, model_dir, ARTIFACT_PATH)
+        """A registry version holding the release as an MLflow Model (tracking/pyfunc.py)."""
+        if run_id is None:
+            return None
+        import tempfile
+
+        from thunder_dagster.tracking.pyfunc import save_release
+
+        with tempfile.TemporaryDirectory() as scratch:
+            saved = save_release(model_dir, Path(scratch) / ARTIFACT_PATH, version)
+            self.tracker.log_artifacts(run_id, saved, ARTIFACT_PATH)
         return self.tracker.register(
             registered_model_name(agent_id), run_id, ARTIFACT_PATH, {"semver": version, **tags}
         )
