@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.factories import deploy_tiny
 from tests.services import SERVICES, postgres_database
-from tests.serving.test_api_fuzz import repeatable
+from tests.serving.test_api_fuzz import WORK_THE_DOCUMENT_ALLOWS, repeatable
 from thunder_dagster.serving.api.app import create_app
 from thunder_dagster.serving.state import ServerSettings
 
@@ -27,7 +27,10 @@ def test_the_routes_that_write_the_log_keep_postgresql_taking_rows(home):
     deploy_tiny(home, "acme", seed=1, role="challenger")
     with postgres_database() as url:
         settings = ServerSettings(
-            deployments_root=home.root / "deployments", query_db_url=url, reload_seconds=0.05
+            deployments_root=home.root / "deployments",
+            query_db_url=url,
+            reload_seconds=0.05,
+            max_work_tokens=WORK_THE_DOCUMENT_ALLOWS,
         )
         app = create_app(settings)
         with TestClient(app) as client:

@@ -43,6 +43,16 @@ class Received:
     unchanged: bool  # the same bytes were there already: nothing was written
 
 
+def agent_exists(home: Home, agent_id: str) -> bool:
+    """Whether the agent has its folder; an id no agent could have has none."""
+    from thunder_dagster.home import InvalidAgentIdError
+
+    try:
+        return home.agent_dir(agent_id).is_dir()
+    except InvalidAgentIdError:
+        return False
+
+
 def checked_name(category: str, filename: str) -> str:
     """The file name, refused unless it is one plain name of an accepted type."""
     if category not in CATEGORIES:
@@ -97,7 +107,7 @@ class Receiving:
     """One upload in progress: `write` each chunk, then `finish` (or `abort`)."""
 
     def __init__(self, home: Home, agent_id: str, category: str, filename: str, limit: int):
-        if not home.agent_dir(agent_id).is_dir():
+        if not agent_exists(home, agent_id):
             raise NoSuchAgent(f"agent {agent_id!r} does not exist: create it first")
         self.agent_id, self.category = agent_id, category
         self.filename = checked_name(category, filename)
@@ -161,7 +171,7 @@ def receive(home: Home, agent_id: str, category: str, filename: str, data, limit
 
 def remove(home: Home, agent_id: str, category: str, filename: str) -> bool:
     """Delete an uploaded file (the sensor sees it gone); whether there was one."""
-    if not home.agent_dir(agent_id).is_dir():
+    if not agent_exists(home, agent_id):
         raise NoSuchAgent(f"agent {agent_id!r} does not exist")
     target = home.category_dir(agent_id, category) / checked_name(category, filename)
     if not target.is_file():

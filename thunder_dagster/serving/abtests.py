@@ -4,7 +4,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Path as FastApiPath
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from thunder_dagster.serving.api.schemas import numbers_not_booleans
 
 if TYPE_CHECKING:
     from thunder_dagster.feedback.abtest import AbResult
@@ -15,6 +17,7 @@ AbTestId = Annotated[str, FastApiPath(pattern=r"^[0-9a-f]{12}$", description="an
 
 class AbTestRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
 
     split: float = Field(gt=0, lt=1, description="share of users the challenger answers")
     min_sample: int = Field(

@@ -2,10 +2,11 @@
 document is generated from them)."""
 
 import re
+import typing
 from typing import Annotated, Literal
 
 from fastapi import Path as FastApiPath
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from thunder_dagster.serving.state import (
     HARD_PROMPT_LIMIT,
@@ -41,6 +42,20 @@ def storable(value: str | None) -> str | None:
     return value
 
 
+def _numeric(annotation) -> bool:
+    return annotation in (int, float) or any(_numeric(a) for a in typing.get_args(annotation))
+
+
+def numbers_not_booleans(cls, data):
+    """A body's numbers as JSON has them: Pydantic's lax mode reads true as 1 and false as 0,
+    which the API document (an integer or a number) does not allow."""
+    if isinstance(data, dict):
+        for name, field in cls.model_fields.items():
+            if isinstance(data.get(field.alias or name), bool) and _numeric(field.annotation):
+                raise ValueError(f"{name} is a number, not true or false")
+    return data
+
+
 class Problem(BaseModel):
     detail: str = Field(description="what went wrong and what to do")
 
@@ -55,6 +70,7 @@ class FeedbackResponse(BaseModel):
 
 
 class GenerateRequest(BaseModel):
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
     # JSON as Python reads it allows NaN and Infinity; no field here means anything by them.
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -124,6 +140,7 @@ class GenerateResponse(BaseModel):
 
 
 class SearchRequest(BaseModel):
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
     query: str = Field(
         min_length=1,
         max_length=HARD_QUERY_LIMIT,
@@ -200,6 +217,7 @@ class ClassifyResponse(BaseModel):
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
 
     query_id: str = Field(min_length=1, max_length=64, json_schema_extra=STORABLE)
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (good); 4 and 5 count as positive")
@@ -262,6 +280,7 @@ class VersionItem(BaseModel):
 
 class TrainingRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
 
     minutes: float = Field(ge=0.2, le=600, description="the whole run's budget, as `--minutes`")
     trials: int | None = Field(default=None, ge=1, le=500, description="search trials at most")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from thunder_dagster.home import CATEGORIES
@@ -27,6 +27,8 @@ SENSOR_SECONDS = 5
 
 
 class NewAgent(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str = Field(pattern=AGENT, description="lowercase letters, digits, - and _")
     task: Literal[TASKS] = "generation"  # type: ignore[valid-type]
     display_name: str | None = Field(default=None, max_length=120, pattern=r"^[^\x00]*$")
@@ -204,10 +206,15 @@ DocumentPath = Annotated[str, Path(pattern=r"^[^/\x00]{1,200}$")]
 @router.put(
     "/v1/admin/agents/{agent_id}/documents/{category}/{filename}",
     response_model=Stored,
-    responses=described(
-        {404: "no such agent", 413: "over THUNDER_MAX_UPLOAD_BYTES"}
-        | {422: "a name or content the agent cannot take"}
-    ),
+    # 422 (FastAPI's validation answer): a name or content the agent cannot take.
+    responses=described({404: "no such agent", 413: "over THUNDER_MAX_UPLOAD_BYTES"}),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the file's bytes: txt, pdf, docx, md, html, or csv and jsonl",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def upload_document(
     agent_id: str,

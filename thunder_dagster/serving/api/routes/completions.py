@@ -11,14 +11,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from thunder_dagster.home import AGENT_ID_PATTERN
 from thunder_dagster.instruct.decoding import Sampling, Step
 from thunder_dagster.instruct.tokens import Message
 from thunder_dagster.serving.api.deps import Engine, Generator
 from thunder_dagster.serving.api.problems import described
-from thunder_dagster.serving.api.schemas import STORABLE, storable
+from thunder_dagster.serving.api.schemas import STORABLE, numbers_not_booleans, storable
 from thunder_dagster.serving.conversations import ChatAnswer, ChatQuestion, DocumentChat
 from thunder_dagster.serving.errors import UnknownAgent, Unreachable, WrongTask
 from thunder_dagster.serving.state import HARD_PROMPT_LIMIT, HARD_TOKEN_LIMIT
@@ -38,6 +38,7 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    _numbers = model_validator(mode="before")(numbers_not_booleans)
 
     model: str = Field(description="the agent's id (GET /v1/models lists them)")
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
