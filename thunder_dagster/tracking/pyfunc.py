@@ -12,6 +12,8 @@ and probed as a server checks them before it answers (serving/loading.py). The d
 pointer stays the serving truth; the registry's aliases follow it."""
 
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,15 +109,20 @@ def save_release(release: Path, target: Path, version: str) -> Path:
                 ParamSpec("seed", "long", None),
             ]
         )
-    mlflow.pyfunc.save_model(
-        path=str(target),
-        python_model=ThunderModel(),
-        artifacts={RELEASE: str(release)},
-        signature=ModelSignature(inputs=inputs, outputs=outputs, params=params),
-        # The package that answers; installed where the model is loaded or served.
-        pip_requirements=[f"thunder-dagster=={_package_version()}"],
-        metadata={"thunder_version": version},
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        # MLflow keeps an artifact folder under its own name: the version's, not a release's
+        # staging name (".1.0.0.staging", which reads as a half-written release).
+        named = Path(scratch) / f"release-{version}"
+        shutil.copytree(release, named)
+        mlflow.pyfunc.save_model(
+            path=str(target),
+            python_model=ThunderModel(),
+            artifacts={RELEASE: str(named)},
+            signature=ModelSignature(inputs=inputs, outputs=outputs, params=params),
+            # The package that answers; installed where the model is loaded or served.
+            pip_requirements=[f"thunder-dagster=={_package_version()}"],
+            metadata={"thunder_version": version},
+        )
     return target
 
 
