@@ -111,3 +111,19 @@ class WorkQueue:
             return await asyncio.get_running_loop().run_in_executor(self.workers, function, *args)
         finally:
             self.admitted -= 1
+
+
+def foreign_host(request, settings) -> str | None:
+    """Why an open server (ServerSettings) refuses the request's Host (a name it does not
+    answer to: a web page reaching it by DNS rebinding), or None."""
+    if settings.auth != "open" or settings.open_hosts is None:
+        return None
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.strip("[]").lower() in settings.open_hosts:
+        return None
+    return (
+        f"Host {host[:80]!r} is not a name this open server answers to: without API keys it "
+        "answers only loopback names (a web page could reach it otherwise, by DNS rebinding); "
+        "use http://127.0.0.1, or make keys with `thunder keys create`"
+    )

@@ -1,9 +1,5 @@
-"""The model server's app: FastAPI over the answering engine. Imports neither Dagster nor
-TensorFlow.
-
-    thunder serve [--host 127.0.0.1] [--port 8000]
-
-One router per resource (serving/api/routes/); the admin runs' router only with a Dagster
+"""The model server's app (`thunder serve`): FastAPI over the answering engine. Imports
+neither Dagster nor TensorFlow. One router per resource (serving/api/routes/); the admin runs' router only with a Dagster
 webserver to act through. Every route but the public probes takes its caller from a
 dependency (api/deps.py), and what an audited route ended with is recorded (api/audit.py).
 """
@@ -16,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from thunder_dagster.serving.answering import Answerer
 from thunder_dagster.serving.api import audit, problems
-from thunder_dagster.serving.api.admission import BodyLimit
+from thunder_dagster.serving.api.admission import BodyLimit, foreign_host
 from thunder_dagster.serving.api.routes import (
     abtests,
     agents,
@@ -79,21 +75,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     if settings.auth == "open":
         app.openapi = _without_keys(app)
     return app
-
-
-def foreign_host(request: Request, settings: ServerSettings) -> str | None:
-    """Why an open server refuses the request's Host (a name it does not answer to), or None."""
-    if settings.auth != "open" or settings.open_hosts is None:
-        return None
-    host = request.headers.get("host", "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if name.strip("[]").lower() in settings.open_hosts:
-        return None
-    return (
-        f"Host {host[:80]!r} is not a name this open server answers to: without API keys it "
-        "answers only loopback names (a web page could reach it otherwise, by DNS rebinding); "
-        "use http://127.0.0.1, or make keys with `thunder keys create`"
-    )
 
 
 def _without_keys(app: FastAPI):
