@@ -1,8 +1,8 @@
 """The model server's app (`thunder serve`): FastAPI over the answering engine. Imports
-neither Dagster nor TensorFlow. One router per resource (serving/api/routes/); the admin runs' router only with a Dagster
-webserver to act through. Every route but the public probes takes its caller from a
-dependency (api/deps.py), and what an audited route ended with is recorded (api/audit.py).
-"""
+neither Dagster nor TensorFlow. One router per resource (serving/api/routes/); the admin
+runs' router only with a Dagster webserver to act through. Every route but the public probes
+takes its caller from a dependency (api/deps.py), and what an audited route ended with is
+recorded (api/audit.py)."""
 
 import time
 from contextlib import asynccontextmanager
