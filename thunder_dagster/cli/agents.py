@@ -2,8 +2,6 @@
 `thunder agents create|list|show` and `thunder upload AGENT FILE... [--category C]`. Both write
 into the workspace's THUNDER_HOME directly; the upload sensor ingests what lands there."""
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,21 +23,12 @@ def agents() -> None:
 def agents_create(agent_id: str, task: str, display_name: str | None) -> None:
     """A new agent: its folders and agent.json."""
     from thunder_dagster.cli.workspace import cli_actor
-    from thunder_dagster.files import write_atomically
-    from thunder_dagster.tasks.agents import settings_path
+    from thunder_dagster.tasks.agents import AgentExistsError, create_agent
 
-    home = Workspace.resolve().home
-    if home.agent_dir(agent_id).exists():
-        raise click.ClickException(f"agent {agent_id} exists")
-    home.create_agent(agent_id)
-    settings = {
-        "task": task,
-        "display_name": display_name,
-        "created_by": cli_actor(),
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    path = settings_path(home.agent_dir(agent_id))
-    write_atomically(path, json.dumps(settings, indent=2).encode())
+    try:
+        create_agent(Workspace.resolve().home, agent_id, task, display_name, cli_actor())
+    except AgentExistsError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"agent {agent_id} ({task}) created: upload its documents with `thunder upload`")
 
 

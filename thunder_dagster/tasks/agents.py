@@ -144,3 +144,28 @@ def read_retention(agent_dir: Path) -> int:
             f"{path}: retention_days {days!r}: give a whole number of days, 1 or more"
         )
     return days
+
+
+class AgentExistsError(ValueError):
+    """An agent to create whose folder exists already."""
+
+
+def create_agent(home, agent_id: str, task: str, display_name: str | None, by: str) -> Path:
+    """A new agent's folders and its agent.json (task, display name, who made it and when);
+    AgentExistsError when the agent exists. What `thunder agents create` and `POST
+    /v1/admin/agents` both do."""
+    from datetime import UTC, datetime
+
+    check_task(task)
+    if home.agent_dir(agent_id).exists():
+        raise AgentExistsError(f"agent {agent_id!r} exists: choose another id")
+    home.create_agent(agent_id)
+    settings = {
+        "task": task,
+        "display_name": display_name,
+        "created_by": by,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    path = settings_path(home.agent_dir(agent_id))
+    write_atomically(path, json.dumps(settings, indent=2).encode())
+    return path

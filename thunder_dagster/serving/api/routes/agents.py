@@ -7,13 +7,13 @@ server that mounts it writable, or `thunder upload` in the code-location pod).""
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from thunder_dagster import settings
 from thunder_dagster.home import CATEGORIES
 from thunder_dagster.serving.api.audit import Trail, audited
 from thunder_dagster.serving.api.deps import Admin, State, Uploader
@@ -23,7 +23,6 @@ from thunder_dagster.tasks.registry import TASKS
 
 router = APIRouter()
 AGENT = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-SENSOR_SECONDS = 5
 
 
 class NewAgent(BaseModel):
@@ -110,24 +109,16 @@ def create_agent(
     state: State,
 ) -> AgentSummary:
     """A new agent: its folders and its agent.json (task, display name, who made it, when)."""
-    from thunder_dagster.files import write_atomically
     from thunder_dagster.status import agent_status
-    from thunder_dagster.tasks.agents import settings_path
+    from thunder_dagster.tasks.agents import AgentExistsError
+    from thunder_dagster.tasks.agents import create_agent as create
 
     who.reach(body.id, f"agent {body.id!r}")
     home = _home(state)
-    if home.agent_dir(body.id).exists():
-        raise Conflict(f"agent {body.id!r} exists: PATCH it, or choose another id")
-    home.create_agent(body.id)
-    settings = {
-        "task": body.task,
-        "display_name": body.display_name,
-        "created_by": who.actor,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    write_atomically(
-        settings_path(home.agent_dir(body.id)), json.dumps(settings, indent=2).encode()
-    )
+    try:
+        create(home, body.id, body.task, body.display_name, who.actor)
+    except AgentExistsError as error:
+        raise Conflict(str(error)) from None
     trail.detail = f"task {body.task}"
     return AgentSummary(**_summary(home, body.id, agent_status(home, body.id)))
 
@@ -247,7 +238,8 @@ async def upload_document(
         "unchanged: nothing to ingest"
         if received.unchanged
         else f"the upload sensor starts an ingest run of {agent_id} within about "
-        f"{SENSOR_SECONDS} s; GET /v1/admin/agents/{agent_id} shows its progress"
+        f"{settings.SENSOR_INTERVAL.value()} s (THUNDER_SENSOR_INTERVAL); GET "
+        f"/v1/admin/agents/{agent_id} shows its progress"
     )
     return Stored(**received.__dict__, ingest=ingest)
 
